@@ -1,0 +1,1 @@
+"""material-alch3mist backend."""

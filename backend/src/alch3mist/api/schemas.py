@@ -1,0 +1,148 @@
+"""Typed models of the v1 HTTP API — the contract between the plugins and the backend."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from ..prompting.schema import MaterialPrompt
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+StageName = Literal["rewrite", "base_image", "material_edit", "mesh", "views", "viewer"]
+STAGES: tuple[StageName, ...] = ("rewrite", "base_image", "material_edit", "mesh", "views", "viewer")
+
+
+class LoraChoice(BaseModel):
+    name: str | None = Field(None, description="LoRA in the LoRA folder; None = the server default.")
+    scale: float = Field(1.0, ge=0.0, le=2.0, description="0 runs the edit without the LoRA (baseline).")
+
+
+class JobCreate(BaseModel):
+    """Either ``request`` (free text, rewritten by the backend) or ``base_prompt`` + ``edit_prompt``."""
+
+    request: str | None = Field(None, description="What the person asked for, in any language.")
+    base_prompt: str | None = Field(None, description="Already-rewritten FLUX.1-dev prompt (plain object).")
+    edit_prompt: str | None = Field(None, description="Already-rewritten Kontext instruction (starts with Alch3mist).")
+    title: str | None = Field(None, max_length=80, description="Short title when prompts are given directly.")
+    image: str | None = Field(None, description="Optional input image, base64 (PNG/JPEG/WebP): skips FLUX.1-dev.")
+    seed: int | None = Field(None, ge=0, le=2**32 - 1)
+    engine_3d: str | None = Field(None, description="preview | trellis | hunyuan3d; None = server default.")
+    lora: LoraChoice | None = None
+    steps: int | None = Field(None, ge=1, le=100, description="FLUX.1-dev steps.")
+    guidance: float | None = Field(None, ge=0.0, le=30.0)
+    edit_steps: int | None = Field(None, ge=1, le=100, description="Kontext steps.")
+    edit_guidance: float | None = Field(None, ge=0.0, le=30.0)
+    size: int | None = Field(None, ge=64, le=2048, description="Base image side, pixels (multiple of 16).")
+    texture_size: int | None = Field(None, ge=256, le=4096)
+    views: int | None = Field(None, ge=0, le=36, description="Number of multiview renders (0 = none).")
+    parent: str | None = Field(None, description="Refine this earlier job: reuse its base image and seed.")
+    user: str | None = Field(None, max_length=200, description="End-user id (e.g. the Open WebUI user).")
+
+
+class Artifacts(BaseModel):
+    """Signed, expiring URLs a browser can load without the API key (CORS enabled)."""
+
+    base_image: str | None = None
+    textured_image: str | None = None
+    glb: str | None = None
+    texture_map: str | None = None
+    views: list[str] = Field(default_factory=list)
+    contact_sheet: str | None = None
+    viewer: str | None = None
+    manifest: str | None = None
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+    stage: StageName | None = None
+
+
+class JobPublic(BaseModel):
+    id: str
+    status: JobStatus
+    stage: StageName | None = None
+    progress: float = Field(0.0, description="Overall progress 0..1.")
+    stage_progress: float = 0.0
+    message: str = ""
+    queue_position: int | None = Field(None, description="1 = next to run; None when not queued.")
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    user: str | None = None
+    parent: str | None = None
+    prompt: MaterialPrompt | None = None
+    seed: int | None = None
+    engine_3d: str | None = None
+    lora: LoraChoice | None = None
+    artifacts: Artifacts = Field(default_factory=Artifacts)
+    warnings: list[str] = Field(default_factory=list)
+    error: JobError | None = None
+    manifest: dict[str, Any] | None = None
+    links: dict[str, str] = Field(default_factory=dict, description="self, events, viewer, viewer_inline, cancel")
+
+
+class JobList(BaseModel):
+    jobs: list[JobPublic]
+
+
+class JobEvent(BaseModel):
+    """One Server-Sent Event; ``event:`` is ``type``, ``data:`` is this model as JSON.
+
+    status   — status/queue position changed        progress — stage progress tick (throttled)
+    stage    — a stage started                      artifact — an artifact exists (name + signed url)
+    warning  — something degraded but went on       done     — terminal; ``job`` holds the final JobPublic
+    """
+
+    type: Literal["status", "stage", "progress", "artifact", "warning", "done"]
+    job_id: str
+    status: JobStatus
+    stage: StageName | None = None
+    progress: float = 0.0
+    stage_progress: float = 0.0
+    queue_position: int | None = None
+    message: str = ""
+    artifact: str | None = None
+    url: str | None = None
+    job: JobPublic | None = None
+
+
+class EngineInfo(BaseModel):
+    name: str
+    available: bool
+    is_preview: bool
+    url: str | None = None
+    detail: str = ""
+
+
+class LoraInfo(BaseModel):
+    name: str
+    file: str
+    size_bytes: int
+    rank: int | None = None
+
+
+class Info(BaseModel):
+    version: str
+    preset: Literal["tiny", "full"]
+    device: str
+    memory_plan: str
+    models: dict[str, str]
+    engines: list[EngineInfo]
+    default_engine: str
+    loras: list[LoraInfo]
+    default_lora: str | None
+    queue_length: int
+    running: str | None
+    defaults: dict[str, Any]
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody

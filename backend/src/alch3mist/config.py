@@ -1,0 +1,90 @@
+"""One Settings object for the whole backend, read from the environment (prefix ``ALCH3MIST_``) or ``.env``."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Preset = Literal["tiny", "full", "auto"]
+MemoryPlanName = Literal["auto", "resident", "model_offload", "group_offload", "sequential_offload"]
+EngineName = Literal["preview", "trellis", "hunyuan3d"]
+
+
+def _default_home() -> Path:
+    return Path.home() / ".local" / "share" / "alch3mist"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ALCH3MIST_", env_file=".env", extra="ignore")
+
+    # --- service ---
+    host: str = Field("127.0.0.1", description="Interface the API listens on.")
+    port: int = Field(8765, description="Port the API listens on.")
+    api_keys: SecretStr = Field(
+        SecretStr(""), description="Comma-separated API keys, each `name:key` or a bare key. Empty = no auth (dev only)."
+    )
+    public_url: str | None = Field(None, description="How browsers reach this service, e.g. https://gpu.example.org.")
+    data_dir: Path = Field(default_factory=_default_home, description="Jobs database and artifacts.")
+    link_secret: SecretStr = Field(
+        default_factory=lambda: SecretStr(secrets.token_urlsafe(32)),
+        description="HMAC key for signed browser links. Set it to keep links valid across restarts.",
+    )
+    link_ttl_s: int = Field(7 * 24 * 3600, description="Lifetime of a signed browser link, seconds.")
+    retention_days: float = Field(30.0, description="Finished jobs older than this are deleted with their artifacts.")
+    max_request_chars: int = Field(2000, description="Longest free-text request accepted.")
+    max_upload_bytes: int = Field(20 * 1024 * 1024, description="Largest accepted request body (input image).")
+    max_queued_per_user: int = Field(4, description="Queued + running jobs one end user may have at once.")
+    stage_timeout_s: float = Field(900.0, description="Longest any one stage may run before the job fails.")
+
+    # --- models ---
+    preset: Preset = Field("auto", description="tiny: random local components; full: real weights; auto: full on CUDA.")
+    cache_dir: Path = Field(
+        default_factory=lambda: Path.home() / ".cache" / "alch3mist", description="Where the tiny preset is cached."
+    )
+    flux_model: str = Field("black-forest-labs/FLUX.1-dev", description="Hub id or local folder of FLUX.1-dev.")
+    kontext_model: str = Field(
+        "black-forest-labs/FLUX.1-Kontext-dev", description="Hub id or local folder of FLUX.1 Kontext [dev]."
+    )
+    memory_plan: MemoryPlanName = Field("auto", description="Force a memory plan instead of choosing from free VRAM.")
+    lora_dir: Path | None = Field(None, description="Folder of .safetensors LoRAs (default: <data_dir>/loras).")
+    default_lora: str | None = Field("alch3mist", description="LoRA used when a job names none (if present).")
+    default_lora_scale: float = Field(1.0, description="Its scale.")
+
+    # --- prompt rewrite (any OpenAI-compatible endpoint; offline rewriter when unset or failing) ---
+    llm_url: str | None = Field(None, description="Base URL of an OpenAI-compatible API, e.g. http://host:11434/v1.")
+    llm_api_key: SecretStr = Field(SecretStr(""), description="Its API key, if any.")
+    llm_model: str = Field("gpt-4o-mini", description="Model name for the rewrite.")
+    llm_timeout_s: float = Field(30.0, description="Timeout of one rewrite call.")
+
+    # --- 3D engines ---
+    engine_3d: EngineName | Literal["auto"] = Field("auto", description="Default engine: auto = trellis on full, else preview.")
+    trellis_url: str | None = Field(None, description="URL of a TRELLIS Gradio app.")
+    hunyuan3d_url: str | None = Field(None, description="URL of a Hunyuan3D-2.x api_server.")
+    engine_timeout_s: float = Field(600.0, description="Timeout of one 3D engine call.")
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value
+
+    @property
+    def loras_path(self) -> Path:
+        return self.lora_dir or self.data_dir / "loras"
+
+    def parsed_api_keys(self) -> dict[str, str]:
+        """``{name: key}``; a bare key is named ``key1``, ``key2``…"""
+        keys: dict[str, str] = {}
+        for index, item in enumerate(filter(None, (p.strip() for p in self.api_keys.get_secret_value().split(","))), 1):
+            name, sep, key = item.partition(":")
+            keys[name if sep else f"key{index}"] = key if sep else name
+        return keys
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
