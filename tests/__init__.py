@@ -1,0 +1,1 @@
+"""Tests of material-alch3mist."""

@@ -1,0 +1,1 @@
+"""Tests of the backend package, mirroring backend/src/alch3mist."""

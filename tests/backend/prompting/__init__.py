@@ -1,0 +1,1 @@
+"""Tests of alch3mist.prompting."""
