@@ -37,6 +37,7 @@ class JobCreate(BaseModel):
     size: int | None = Field(None, ge=64, le=2048, description="Base image side, pixels (multiple of 16).")
     texture_size: int | None = Field(None, ge=256, le=4096)
     views: int | None = Field(None, ge=0, le=36, description="Number of multiview renders (0 = none).")
+    view_size: int | None = Field(None, ge=64, le=2048, description="Side of each multiview render, pixels.")
     parent: str | None = Field(None, description="Refine this earlier job: reuse its base image and seed.")
     user: str | None = Field(None, max_length=200, description="End-user id (e.g. the Open WebUI user).")
 
@@ -137,6 +138,11 @@ class Info(BaseModel):
     queue_length: int
     running: str | None
     defaults: dict[str, Any]
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    queue_length: int = 0
 
 
 class ErrorBody(BaseModel):

@@ -1,0 +1,108 @@
+"""The FastAPI app: ``create_app(settings)`` builds it, ``serve(settings)`` runs it under uvicorn.
+
+Startup (lifespan), in order: open the jobs store → purge expired jobs → build the chain (loads the models
+once, in a thread; the port opens only after that) → start the worker (marks jobs interrupted by a previous
+process as failed and requeues the queued ones) → periodic retention. Shutdown stops the worker, which fails a
+running job with "backend stopped while this job was running".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+from .. import __name__ as package_name
+from ..config import Settings, get_settings
+from ..jobs.retention import purge_expired, retention_loop
+from ..jobs.store import JobStore
+from ..jobs.worker import Worker
+from .errors import install_error_handlers
+from .logs import configure_logging
+from .middleware import BodyLimit, BrowserCors
+from .routes import artifacts, info, jobs
+from .signing import LinkSigner
+
+__all__ = ["create_app", "main", "serve"]
+
+logger = logging.getLogger(__name__)
+
+
+def build_chain(settings: Settings) -> Any:
+    from ..chain import build_chain as _build  # heavy (torch, diffusers): only inside the lifespan
+
+    return _build(settings)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    app = FastAPI(
+        title="material-alch3mist",
+        version=_version(),
+        summary="Text → FLUX.1-dev → FLUX.1 Kontext + Alch3mist LoRA → textured GLB, multiview renders and a viewer.",
+        lifespan=_lifespan,
+    )
+    app.state.settings = settings
+    app.state.signer = LinkSigner(settings.link_secret.get_secret_value().encode(), settings.link_ttl_s)
+    install_error_handlers(app)
+    app.add_middleware(BrowserCors)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
+    app.include_router(info.router)
+    app.include_router(jobs.router)
+    app.include_router(artifacts.router)
+    return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    if not settings.parsed_api_keys():
+        logger.warning("NO API KEYS CONFIGURED: the API is open to anyone who can reach it; set ALCH3MIST_API_KEYS")
+    store = JobStore(settings.data_dir)
+    await asyncio.to_thread(purge_expired, store, settings.retention_days)
+    logger.info("loading the chain", extra={"preset": settings.preset})
+    chain = await asyncio.to_thread(build_chain, settings)
+    worker = Worker(store, chain, settings)
+    worker.start()
+    app.state.store, app.state.chain, app.state.worker = store, chain, worker
+    retention = asyncio.create_task(retention_loop(store, settings.retention_days))
+    logger.info("ready", extra={"host": settings.host, "port": settings.port, "data_dir": str(settings.data_dir)})
+    try:
+        yield
+    finally:
+        retention.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await retention
+        await asyncio.to_thread(worker.stop)
+        store.close()
+        logger.info("stopped")
+
+
+def serve(settings: Settings) -> None:
+    """Run the service in the foreground (``alch3mist serve``)."""
+    configure_logging()
+    uvicorn.run(
+        create_app(settings), host=settings.host, port=settings.port, log_config=None, timeout_graceful_shutdown=5
+    )
+
+
+def main() -> None:
+    serve(get_settings())
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package_name)
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""Stored jobs → the public models of ``schemas.py``, with absolute, signed browser links.
+
+Artifact names on disk (written by the chain into the job folder) and where they appear in ``Artifacts``::
+
+    base.png → base_image            textured.png → textured_image     model.glb → glb (+ viewer page)
+    texture.png → texture_map        views/*.png → views               contact_sheet.png → contact_sheet
+    manifest.json → manifest
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from pydantic import ValidationError
+
+from ..jobs.store import JobRecord
+from ..jobs.worker import JobUpdate
+from ..prompting.schema import MaterialPrompt
+from .schemas import Artifacts, JobError, JobEvent, JobPublic, LoraChoice
+from .signing import LinkSigner
+
+__all__ = ["ARTIFACT_FIELDS", "Links", "to_event", "to_public"]
+
+logger = logging.getLogger(__name__)
+
+ARTIFACT_FIELDS = {
+    "base.png": "base_image",
+    "textured.png": "textured_image",
+    "model.glb": "glb",
+    "texture.png": "texture_map",
+    "contact_sheet.png": "contact_sheet",
+    "manifest.json": "manifest",
+}
+VIEWER_RESOURCE = "viewer"
+BUNDLE_RESOURCE = "bundle"
+
+
+@dataclass(frozen=True)
+class Links:
+    """Absolute URLs for one request: ``base_url`` is ``Settings.public_url`` or the URL the caller used."""
+
+    base_url: str
+    signer: LinkSigner
+
+    def job(self, job_id: str) -> str:
+        return f"{self.base_url}/v1/jobs/{job_id}"
+
+    def artifact(self, job_id: str, name: str) -> str:
+        token = self.signer.sign(job_id, name)
+        return f"{self.job(job_id)}/artifacts/{quote(name)}?token={token}"
+
+    def viewer(self, job_id: str, inline: bool = False) -> str:
+        token = self.signer.sign(job_id, VIEWER_RESOURCE)
+        return f"{self.job(job_id)}/viewer?{'inline=1&' if inline else ''}token={token}"
+
+    def bundle(self, job_id: str) -> str:
+        return f"{self.job(job_id)}/viewer/bundle.js?token={self.signer.sign(job_id, BUNDLE_RESOURCE)}"
+
+    def job_links(self, record: JobRecord) -> dict[str, str]:
+        links = {"self": self.job(record.id), "events": f"{self.job(record.id)}/events"}
+        if not record.finished:
+            links["cancel"] = self.job(record.id)
+        if "model.glb" in record.artifacts:
+            links["viewer"] = self.viewer(record.id)
+            links["viewer_inline"] = self.viewer(record.id, inline=True)
+        return links
+
+
+def to_public(record: JobRecord, queue_position: int | None, links: Links) -> JobPublic:
+    return JobPublic(
+        id=record.id,
+        status=record.status,  # type: ignore[arg-type]
+        stage=record.stage if record.stage in _STAGES else None,  # type: ignore[arg-type]
+        progress=record.progress,
+        stage_progress=record.stage_progress,
+        message=record.message,
+        queue_position=queue_position,
+        created_at=datetime.fromtimestamp(record.created_at, tz=UTC),
+        started_at=_time(record.started_at),
+        finished_at=_time(record.finished_at),
+        user=record.user,
+        parent=record.parent,
+        prompt=_prompt(record),
+        seed=record.seed if record.seed is not None else record.params.get("seed"),
+        engine_3d=record.engine_3d or record.params.get("engine_3d"),
+        lora=_lora(record),
+        artifacts=_artifacts(record, links),
+        warnings=record.warnings,
+        error=JobError.model_validate(record.error) if record.error else None,
+        manifest=record.manifest,
+        links=links.job_links(record),
+    )
+
+
+def to_event(update: JobUpdate, links: Links) -> JobEvent:
+    record = update.job
+    with_job = update.type in ("status", "done")
+    return JobEvent(
+        type=update.type,
+        job_id=record.id,
+        status=record.status,  # type: ignore[arg-type]
+        stage=record.stage if record.stage in _STAGES else None,  # type: ignore[arg-type]
+        progress=record.progress,
+        stage_progress=record.stage_progress,
+        queue_position=update.queue_position,
+        message=update.message or record.message,
+        artifact=update.artifact,
+        url=links.artifact(record.id, update.artifact) if update.artifact else None,
+        job=to_public(record, update.queue_position, links) if with_job else None,
+    )
+
+
+_STAGES = ("rewrite", "base_image", "material_edit", "mesh", "views", "viewer")
+
+
+def _time(value: float | None) -> datetime | None:
+    return datetime.fromtimestamp(value, tz=UTC) if value is not None else None
+
+
+def _prompt(record: JobRecord) -> MaterialPrompt | None:
+    if not record.prompt:
+        return None
+    try:
+        return MaterialPrompt.model_validate(record.prompt)
+    except ValidationError as exc:
+        logger.warning("stored prompt does not match MaterialPrompt", extra={"job_id": record.id, "error": str(exc)})
+        return None
+
+
+def _lora(record: JobRecord) -> LoraChoice | None:
+    data: Any = record.lora or record.params.get("lora")
+    if not isinstance(data, dict):
+        return None
+    try:
+        return LoraChoice.model_validate({"name": data.get("name"), "scale": data.get("scale", 1.0)})
+    except ValidationError:
+        return None
+
+
+def _artifacts(record: JobRecord, links: Links) -> Artifacts:
+    found: dict[str, Any] = {"views": []}
+    for name in record.artifacts:
+        if name in ARTIFACT_FIELDS:
+            found[ARTIFACT_FIELDS[name]] = links.artifact(record.id, name)
+        elif name.startswith("views/") and name.endswith(".png"):
+            found["views"].append(links.artifact(record.id, name))
+    found["views"].sort()
+    if "model.glb" in record.artifacts:
+        found["viewer"] = links.viewer(record.id)
+    return Artifacts(**found)

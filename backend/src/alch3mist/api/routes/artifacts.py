@@ -1,0 +1,162 @@
+"""Routes a browser loads: artifacts, the viewer page and its bundle. They take ``?token=`` (a signed link)
+instead of the API key, and they are the only routes with CORS (``middleware.BrowserCors``)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse
+
+from ...jobs.store import JobRecord, JobStore
+from ..deps import BearerDep, LinksDep, SettingsDep, StoreDep, authorize_link
+from ..errors import ApiError
+from ..presenters import BUNDLE_RESOURCE, VIEWER_RESOURCE, Links
+from ..schemas import ErrorResponse
+
+router = APIRouter(prefix="/v1/jobs", tags=["artifacts"])
+
+TokenQuery = Annotated[str | None, Query(description="Signed link token (instead of the API key).")]
+_JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+_MEDIA_TYPES = {
+    ".png": "image/png",
+    ".glb": "model/gltf-binary",
+    ".json": "application/json",
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "Missing/invalid API key, or an invalid or expired link token."},
+    404: {"model": ErrorResponse, "description": "No such job or file."},
+    422: {"model": ErrorResponse, "description": "Invalid parameter."},
+}
+_CACHE = {"Cache-Control": "private, max-age=3600"}
+
+
+@router.get(
+    "/{job_id}/artifacts/{name:path}",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/png": {}, "model/gltf-binary": {}}, "description": "The file."}, **_ERRORS},
+)
+def read_artifact(
+    job_id: str,
+    name: str,
+    request: Request,
+    settings: SettingsDep,
+    store: StoreDep,
+    bearer: BearerDep,
+    token: TokenQuery = None,
+) -> FileResponse:
+    """One file of a job (``base.png``, ``model.glb``, ``views/view_00.png``…); never anything outside its folder."""
+    authorize_link(request, settings, bearer, job_id, name, token)
+    path = _job_file(store, _job(store, job_id), name)
+    media_type = _MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream")
+    return FileResponse(path, media_type=media_type, headers=_CACHE)
+
+
+@router.get("/{job_id}/viewer", response_class=HTMLResponse, responses=_ERRORS)
+def read_viewer(
+    job_id: str,
+    request: Request,
+    settings: SettingsDep,
+    store: StoreDep,
+    links: LinksDep,
+    bearer: BearerDep,
+    token: TokenQuery = None,
+    inline: Annotated[bool, Query(description="Self-contained page (bundle + GLB inlined, ~1 MB+).")] = False,
+) -> HTMLResponse:
+    """The 3D viewer page: by default it loads the GLB, poster and bundle through signed links (small);
+    ``inline=1`` returns the self-contained page that needs no network."""
+    authorize_link(request, settings, bearer, job_id, VIEWER_RESOURCE, token)
+    record = _job(store, job_id)
+    glb = _job_file(store, record, "model.glb", missing=f"job {job_id} has no 3D model (status {record.status})")
+    html = _inline_page(store, record, glb) if inline else _url_page(store, record, links)
+    return HTMLResponse(html, headers={"Content-Disposition": "inline", **_CACHE})
+
+
+@router.get(
+    "/{job_id}/viewer/bundle.js",
+    response_class=FileResponse,
+    responses={200: {"content": {"text/javascript": {}}, "description": "The <model-viewer> bundle."}, **_ERRORS},
+)
+def read_viewer_bundle(
+    job_id: str, request: Request, settings: SettingsDep, store: StoreDep, bearer: BearerDep, token: TokenQuery = None
+) -> FileResponse:
+    """The vendored ``<model-viewer>`` bundle the URL-mode viewer page loads."""
+    authorize_link(request, settings, bearer, job_id, BUNDLE_RESOURCE, token)
+    _job(store, job_id)
+    from ...viewer import page
+
+    return FileResponse(
+        page.bundle_path(), media_type=_MEDIA_TYPES[".js"], headers={"Cache-Control": "private, max-age=86400"}
+    )
+
+
+def _inline_page(store: JobStore, record: JobRecord, glb: Path) -> str:
+    """The page the chain wrote (``viewer.html``), or one rendered now for a job that stopped before it."""
+    written = store.job_dir(record.id) / "viewer.html"
+    if written.is_file():
+        return written.read_text(encoding="utf-8")
+    from ...viewer import page  # the viewer template module; only needed here
+
+    title, caption = _titles(record)
+    poster = _poster(store, record)
+    return page.render_inline_page(
+        title=title,
+        glb_bytes=glb.read_bytes(),
+        poster_png=poster.read_bytes() if poster else None,
+        download_name=f"{_slug(title)}.glb",
+        caption=caption,
+    )
+
+
+def _url_page(store: JobStore, record: JobRecord, links: Links) -> str:
+    from ...viewer import page
+
+    title, caption = _titles(record)
+    poster = _poster(store, record)
+    return page.render_url_page(
+        title=title,
+        glb_url=links.artifact(record.id, "model.glb"),
+        poster_url=links.artifact(record.id, poster.name) if poster else None,
+        bundle_url=links.bundle(record.id),
+        download_name=f"{_slug(title)}.glb",
+        caption=caption,
+    )
+
+
+def _job(store: JobStore, job_id: str) -> JobRecord:
+    record = store.get(job_id) if _JOB_ID.match(job_id) else None
+    if record is None:
+        raise ApiError(404, "job_not_found", f"no job with id {job_id!r}")
+    return record
+
+
+def _job_file(store: JobStore, record: JobRecord, name: str, missing: str | None = None) -> Path:
+    """``name`` inside the job folder, resolved (symlinks, ``..``) and checked to stay inside it."""
+    root = store.job_dir(record.id).resolve()
+    path = (root / name).resolve()
+    if not path.is_relative_to(root) or path == root or not path.is_file():
+        raise ApiError(404, "artifact_not_found", missing or f"job {record.id} has no file {name!r}")
+    return path
+
+
+def _poster(store: JobStore, record: JobRecord) -> Path | None:
+    for name in ("textured.png", "base.png"):
+        if (store.job_dir(record.id) / name).is_file():
+            return store.job_dir(record.id) / name
+    return None
+
+
+def _titles(record: JobRecord) -> tuple[str, str]:
+    title = str((record.prompt or {}).get("title") or record.params.get("title") or "Alch3mist model")
+    engine = record.engine_3d or "?"
+    preview = " · preview mesh (built-in CPU engine)" if engine == "preview" else ""
+    seed = f" · seed {record.seed}" if record.seed is not None else ""
+    return title, f"{title} — {engine}{seed}{preview}"
+
+
+def _slug(title: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:60] or "model"

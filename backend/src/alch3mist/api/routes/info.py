@@ -1,0 +1,32 @@
+"""``/healthz`` (no auth) and ``/v1/info`` (what this server runs: preset, device, engines, LoRAs, queue)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from ..deps import CallerDep, ChainDep, WorkerDep
+from ..schemas import ErrorResponse, Health, Info
+
+router = APIRouter(tags=["info"])
+
+
+@router.get("/healthz", response_model=Health)
+def read_health(request: Request) -> Health:
+    """Liveness: answers once the models are loaded and the worker runs. No API key needed."""
+    worker = getattr(request.app.state, "worker", None)
+    return Health(status="ok", queue_length=worker.queue_length() if worker else 0)
+
+
+@router.get("/v1/info", response_model=Info, responses={401: {"model": ErrorResponse, "description": "Bad key."}})
+def read_info(request: Request, _caller: CallerDep, chain: ChainDep, worker: WorkerDep) -> Info:
+    """Preset, device, memory plan, models, 3D engines (with health), LoRAs, defaults, queue length."""
+    chain_info: Any = chain.info()
+    data = chain_info.model_dump(mode="json") if hasattr(chain_info, "model_dump") else dict(chain_info)
+    return Info(
+        **data,
+        version=request.app.version,
+        queue_length=worker.queue_length(),
+        running=worker.running_id(),
+    )

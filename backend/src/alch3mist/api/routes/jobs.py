@@ -1,0 +1,195 @@
+"""``/v1/jobs``: submit, read, list, cancel, and follow a job live (Server-Sent Events)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from PIL import Image
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from ...errors import InvalidRequest
+from ...jobs.store import JobRecord, JobStore, new_job_id
+from ...jobs.worker import INPUT_IMAGE, JobUpdate, Worker, generation_request
+from ..deps import CallerDep, ChainDep, EndUserDep, LinksDep, SettingsDep, StoreDep, WorkerDep
+from ..errors import ApiError
+from ..presenters import Links, to_event, to_public
+from ..schemas import ErrorResponse, JobCreate, JobList, JobPublic, JobStatus
+from ..uploads import decode_image
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "Missing or invalid API key."},
+    404: {"model": ErrorResponse, "description": "No such job."},
+    422: {"model": ErrorResponse, "description": "Invalid request."},
+}
+_NOT_GENERATION = {"image", "user", "parent"}
+SSE_PING_S = 15
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobPublic,
+    responses={
+        **_ERRORS,
+        413: {"model": ErrorResponse, "description": "Request body too large."},
+        429: {"model": ErrorResponse, "description": "This end user has too many queued or running jobs."},
+    },
+)
+def create_job(
+    body: JobCreate,
+    response: Response,
+    caller: CallerDep,
+    user_header: EndUserDep,
+    settings: SettingsDep,
+    store: StoreDep,
+    worker: WorkerDep,
+    chain: ChainDep,
+    links: LinksDep,
+) -> JobPublic:
+    """Queue a generation. Answers 202 with the job (``Location`` points at it); follow it with ``/events``."""
+    _check_lengths(body, settings.max_request_chars)
+    params = body.model_dump(mode="json", exclude=_NOT_GENERATION, exclude_none=True)
+    base_image = _input_image(body, store, params)
+    chain.validate(generation_request(params, base_image))  # InvalidRequest / UnknownLora → 422 before any work
+    record = JobRecord(
+        id=new_job_id(),
+        user=body.user or user_header,
+        key_name=caller.key_name,
+        parent=body.parent,
+        seed=params.get("seed"),
+        engine_3d=params.get("engine_3d"),
+        params=params,
+    )
+    job_dir = store.job_dir(record.id)
+    job_dir.mkdir(parents=True)
+    try:
+        if base_image is not None:
+            base_image.save(job_dir / INPUT_IMAGE)
+        worker.submit(record, settings.max_queued_per_user)
+    except BaseException:
+        shutil.rmtree(job_dir, ignore_errors=True)
+        raise
+    response.headers["Location"] = links.job(record.id)
+    current, position = worker.get(record.id)
+    return to_public(current, position, links)
+
+
+@router.get("", response_model=JobList, responses={401: _ERRORS[401], 422: _ERRORS[422]})
+def read_jobs(
+    _caller: CallerDep,
+    store: StoreDep,
+    worker: WorkerDep,
+    links: LinksDep,
+    user: Annotated[str | None, Query(max_length=200, description="Only this end user's jobs.")] = None,
+    status: Annotated[JobStatus | None, Query(description="Only jobs with this status.")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> JobList:
+    """Jobs, newest first."""
+    jobs = []
+    for record in store.list_jobs(user=user, status=status, limit=limit):
+        current, position = worker.get(record.id)
+        jobs.append(to_public(current, position, links))
+    return JobList(jobs=jobs)
+
+
+@router.get("/{job_id}", response_model=JobPublic, responses=_ERRORS)
+def read_job(job_id: str, _caller: CallerDep, worker: WorkerDep, links: LinksDep) -> JobPublic:
+    """A job's status, progress, queue position and (signed) artifact links."""
+    record, position = worker.get(job_id)
+    return to_public(record, position, links)
+
+
+@router.delete(
+    "/{job_id}",
+    response_model=JobPublic,
+    responses={
+        **_ERRORS,
+        202: {"model": JobPublic, "description": "Running: it stops at the next step boundary."},
+        409: {"model": ErrorResponse, "description": "The job already finished."},
+    },
+)
+def delete_job(job_id: str, response: Response, _caller: CallerDep, worker: WorkerDep, links: LinksDep) -> JobPublic:
+    """Cancel: a queued job is cancelled at once (200); a running one stops at its next step (202)."""
+    record, position = worker.cancel(job_id)
+    if not record.finished:
+        response.status_code = 202
+    return to_public(record, position, links)
+
+
+@router.get(
+    "/{job_id}/events",
+    response_class=EventSourceResponse,
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "JobEvent objects as Server-Sent Events."},
+        **_ERRORS,
+    },
+)
+async def read_job_events(
+    job_id: str, request: Request, _caller: CallerDep, worker: WorkerDep, links: LinksDep
+) -> EventSourceResponse:
+    """Server-Sent Events: the current state first (``status`` + one ``artifact`` per existing file), then live
+    ``stage`` / ``progress`` / ``artifact`` / ``warning`` / ``status`` events, ending with ``done``."""
+    worker.get(job_id)  # 404 before the stream starts
+    return EventSourceResponse(_job_events(job_id, worker, links), ping=SSE_PING_S)
+
+
+async def _job_events(job_id: str, worker: Worker, links: Links) -> AsyncIterator[ServerSentEvent]:
+    subscription = worker.subscribe(job_id)  # subscribe first, so nothing falls between replay and live
+    sent_artifacts: set[str] = set()
+    try:
+        record, position = worker.get(job_id)
+        yield _sse(JobUpdate("status", record, queue_position=position), links)
+        for name in record.artifacts:
+            sent_artifacts.add(name)
+            yield _sse(JobUpdate("artifact", record, artifact=name), links)
+        if record.finished:
+            yield _sse(JobUpdate("done", record), links)
+            return
+        while True:
+            update = await subscription.get()
+            if update.type == "artifact" and update.artifact in sent_artifacts:
+                continue
+            if update.artifact:
+                sent_artifacts.add(update.artifact)
+            yield _sse(update, links)
+            if update.type == "done":
+                return
+    finally:
+        worker.unsubscribe(subscription)
+
+
+def _sse(update: JobUpdate, links: Links) -> ServerSentEvent:
+    return ServerSentEvent(data=to_event(update, links).model_dump_json(), event=update.type)
+
+
+def _check_lengths(body: JobCreate, limit: int) -> None:
+    for name in ("request", "base_prompt", "edit_prompt"):
+        text = getattr(body, name)
+        if text is not None and len(text) > limit:
+            raise InvalidRequest(f"{name}: {len(text)} characters; the limit is {limit} (ALCH3MIST_MAX_REQUEST_CHARS)")
+
+
+def _input_image(body: JobCreate, store: JobStore, params: dict[str, Any]) -> Image.Image | None:
+    """The image the edit starts from: the caller's upload, or the parent job's base image (with its seed)."""
+    if body.image is not None and body.parent is not None:
+        raise InvalidRequest("give either image or parent, not both")
+    if body.image is not None:
+        return decode_image(body.image)
+    if body.parent is None:
+        return None
+    parent = store.get(body.parent)
+    if parent is None:
+        raise ApiError(422, "unknown_parent", f"parent: no job with id {body.parent!r}")
+    base = store.job_dir(parent.id) / "base.png"
+    if not base.is_file():
+        raise ApiError(422, "parent_not_ready", f"parent: job {parent.id} has no base image (status {parent.status})")
+    if params.get("seed") is None:
+        params["seed"] = parent.seed if parent.seed is not None else parent.params.get("seed")
+    with Image.open(base) as image:
+        image.load()
+        return image.copy()

@@ -1,0 +1,45 @@
+"""Retention: finished jobs older than ``Settings.retention_days`` are deleted with their artifacts.
+
+Runs once at startup and then periodically (``retention_loop``). Queued and running jobs are never touched;
+age counts from when a job finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import time
+
+from .store import JobStore
+
+__all__ = ["purge_expired", "retention_interval_s", "retention_loop"]
+
+logger = logging.getLogger(__name__)
+
+
+def purge_expired(store: JobStore, retention_days: float, now: float | None = None) -> list[str]:
+    """Delete finished jobs older than ``retention_days`` (rows and folders); returns their ids."""
+    if retention_days <= 0:
+        return []
+    cutoff = (time.time() if now is None else now) - retention_days * 86400
+    expired = store.finished_before(cutoff)
+    for job_id in expired:
+        shutil.rmtree(store.job_dir(job_id), ignore_errors=True)
+        store.delete(job_id)
+    if expired:
+        logger.info("retention purged finished jobs", extra={"count": len(expired), "retention_days": retention_days})
+    return expired
+
+
+def retention_interval_s(retention_days: float) -> float:
+    """Check ten times per retention period, at most hourly, at least every minute."""
+    return min(3600.0, max(60.0, retention_days * 86400 / 10))
+
+
+async def retention_loop(store: JobStore, retention_days: float) -> None:
+    """Purge forever (cancel the task to stop)."""
+    interval = retention_interval_s(retention_days)
+    while True:
+        await asyncio.sleep(interval)
+        await asyncio.to_thread(purge_expired, store, retention_days)
