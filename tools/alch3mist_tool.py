@@ -1,0 +1,273 @@
+"""
+title: Alch3mist 3D asset
+author: material-alch3mist
+author_url: https://github.com/material-alch3mist/material-alch3mist
+version: 0.1.0
+required_open_webui_version: 0.12.4
+requirements:
+licence: Apache-2.0
+description: Lets any model make a material-textured 3D asset (GLB) from a description, shown in the chat as an
+  interactive 3D viewer. Runs on the Alch3mist backend.
+"""
+
+# One self-contained file: Open WebUI exec()s it. Every public method of Tools becomes a tool the model can call, so
+# Tools has exactly one; helpers live at module level. No `from __future__ import annotations`: Open WebUI builds
+# the tool spec from these annotations with typing.get_type_hints after the module is gone from sys.modules.
+
+import asyncio
+import contextlib
+import html
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, Field
+
+log = logging.getLogger(__name__)
+
+EventEmitter = Callable[[dict[str, Any]], Awaitable[None]] | None
+
+STAGE_LABELS = {
+    "rewrite": "Writing the prompts",
+    "base_image": "Painting the base image",
+    "material_edit": "Applying the material",
+    "mesh": "Building the 3D mesh",
+    "views": "Rendering the views",
+    "viewer": "Preparing the 3D viewer",
+}
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+async def emit_status(emitter: EventEmitter, description: str, done: bool = False) -> None:
+    """Show a status line above the message (no-op when Open WebUI gave no event emitter)."""
+    if emitter:
+        await emitter({"type": "status", "data": {"description": description, "done": done, "hidden": False}})
+
+
+def rebase(url: str | None, base: str) -> str | None:
+    """Put ``url``'s path and query onto ``base``; None stays None, an empty base keeps the URL."""
+    if not url or not base:
+        return url
+    b, u = urlsplit(base.rstrip("/")), urlsplit(url)
+    return urlunsplit((b.scheme, b.netloc, b.path + u.path, u.query, ""))
+
+
+def error_text(response: httpx.Response) -> str:
+    """The backend's ``{error: {code, message}}`` as one line."""
+    try:
+        err = response.json().get("error") or {}
+        if isinstance(err, dict) and err.get("message"):
+            return f"{err['message']} ({err.get('code', response.status_code)})"
+    except (ValueError, AttributeError):
+        pass
+    return f"HTTP {response.status_code}"
+
+
+def url_mode_page(viewer_url: str, images: list[tuple[str, str]], title: str) -> str:
+    """A small page for URL mode: the images and the backend's viewer in an iframe (everything escaped)."""
+    figures = "".join(
+        f'<figure><img src="{html.escape(src)}" alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}'
+        "</figcaption></figure>"
+        for caption, src in images
+    )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><style>body{margin:0;font:14px system-ui,sans-serif}"
+        "figure{display:inline-block;margin:4px;max-width:48%}img{max-width:100%;border-radius:6px}"
+        "iframe{width:100%;height:420px;border:0;border-radius:8px}</style></head><body>"
+        f"<h3>{html.escape(title)}</h3>{figures}"
+        f'<iframe src="{html.escape(viewer_url)}" title="3D viewer" allow="fullscreen"></iframe>'
+        "<script>function h(){parent.postMessage({type:'iframe:height',height:document.body.scrollHeight+8},'*')}"
+        "window.addEventListener('load',h);new ResizeObserver(h).observe(document.body);</script></body></html>"
+    )
+
+
+class Tools:
+    class Valves(BaseModel):
+        BACKEND_URL: str = Field(
+            "http://127.0.0.1:8765", description="Where Open WebUI's server reaches the Alch3mist backend."
+        )
+        BACKEND_API_KEY: str = Field(
+            "",
+            description="API key for the backend (one of its ALCH3MIST_API_KEYS). Empty = no key.",
+            json_schema_extra={"input": {"type": "password"}},
+        )
+        PUBLIC_BACKEND_URL: str = Field(
+            "",
+            description="How browsers reach the backend. Set: the viewer loads from it (URL mode). Empty: a "
+            "self-contained viewer page (~1 MB) is embedded.",
+        )
+        DEFAULT_ENGINE_3D: Literal["default", "preview", "trellis", "hunyuan3d"] = Field(
+            "default", description="Image-to-3D engine; 'default' = the backend's choice."
+        )
+        DEFAULT_VIEWS: int = Field(8, ge=0, le=36, description="Number of multiview renders (0 = none).")
+        MAX_VIEWS: int = Field(16, ge=0, le=36, description="Upper limit for a user's number of views.")
+        CONNECT_TIMEOUT: float = Field(10.0, gt=0, description="Seconds to wait for the backend to answer a call.")
+        JOB_TIMEOUT: int = Field(1800, gt=0, description="Seconds a generation may take before it is cancelled.")
+        STATUS_EVERY: float = Field(10.0, gt=0, description="While nothing changes, re-announce the status every N s.")
+
+    class UserValves(BaseModel):
+        engine_3d: Literal["default", "preview", "trellis", "hunyuan3d"] = Field(
+            "default", description="Your image-to-3D engine ('default' = the admin's choice)."
+        )
+        views: int = Field(-1, ge=-1, le=36, description="Your number of views (-1 = the admin's default).")
+
+    def __init__(self) -> None:
+        self.valves = self.Valves()
+
+    async def generate_3d_asset(
+        self,
+        request: str,
+        seed: int = -1,
+        __user__: dict[str, Any] | None = None,
+        __event_emitter__: EventEmitter = None,
+    ) -> Any:
+        """
+        Make a 3D model of an object with a chosen material or texture, e.g. "a chair made of crocodile leather" or
+        "a cow with a flaming mane", and show it to the user in an interactive 3D viewer. Takes one to a few minutes.
+        :param request: What to make: the object and its material/texture, in the user's words (any language).
+        :param seed: Random seed for a reproducible result; -1 picks one at random.
+        """
+        v = self.valves
+        user = __user__ or {}
+        uv = user.get("valves")
+        views = getattr(uv, "views", -1)
+        views = v.DEFAULT_VIEWS if views is None or views < 0 else min(views, v.MAX_VIEWS)
+        engine = getattr(uv, "engine_3d", "default") or "default"
+        engine = v.DEFAULT_ENGINE_3D if engine == "default" else engine
+        job: dict[str, Any] = {"request": " ".join(str(request).split())[:2000], "views": views}
+        if engine != "default":
+            job["engine_3d"] = engine
+        if isinstance(seed, int) and seed >= 0:
+            job["seed"] = seed
+        if user.get("email") or user.get("id"):
+            job["user"] = str(user.get("email") or user.get("id"))[:200]
+        if not job["request"]:
+            return "No request given: pass what to make, e.g. 'a chair made of crocodile leather'."
+
+        backend = v.BACKEND_URL.rstrip("/")
+        headers = {"Authorization": f"Bearer {v.BACKEND_API_KEY}"} if v.BACKEND_API_KEY else {}
+        timeout = httpx.Timeout(v.CONNECT_TIMEOUT, read=max(v.CONNECT_TIMEOUT, 30.0))
+        async with httpx.AsyncClient(base_url=backend, headers=headers, timeout=timeout) as client:
+            # 1. Submit.
+            await emit_status(__event_emitter__, "Sending the job to the Alch3mist backend…")
+            try:
+                response = await client.post("/v1/jobs", json=job)
+            except httpx.HTTPError as exc:
+                await emit_status(__event_emitter__, "The Alch3mist backend is not reachable", done=True)
+                return (
+                    f"The Alch3mist backend at {backend} is not reachable ({type(exc).__name__}). Tell the user that "
+                    "the 3D service is down and an admin should start it or fix the tool's BACKEND_URL valve."
+                )
+            if response.status_code not in (200, 202):
+                await emit_status(__event_emitter__, "The backend refused the job", done=True)
+                return f"The Alch3mist backend refused the job: {error_text(response)}."
+            job_id = response.json()["id"]
+
+            # 2. Follow it: status lines from polling the job (simple and robust for a tool call).
+            try:
+                final = await self._wait(client, job_id, __event_emitter__)
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(client.delete(f"/v1/jobs/{job_id}"))
+                raise
+            if final is None:
+                with contextlib.suppress(httpx.HTTPError):
+                    await client.delete(f"/v1/jobs/{job_id}")
+                await emit_status(__event_emitter__, "Timed out", done=True)
+                return f"The 3D generation timed out after {v.JOB_TIMEOUT} s and was cancelled (job {job_id})."
+
+            # 3. The embed and the context for the model.
+            artifacts = final.get("artifacts") or {}
+            prompt = final.get("prompt") or {}
+            if final.get("status") != "succeeded" and not artifacts.get("glb"):
+                err = final.get("error") or {}
+                await emit_status(__event_emitter__, "The generation failed", done=True)
+                return (
+                    f"The 3D generation failed at stage {err.get('stage') or final.get('stage')}: "
+                    f"{err.get('message') or final.get('status')} (job {job_id})."
+                )
+            page = await self._viewer_page(client, final)
+            await emit_status(__event_emitter__, "Done", done=True)
+            context = {
+                "status": final.get("status"),
+                "shown_to_user": "an interactive 3D viewer of the textured model"
+                + (" and the textured image and views" if self.valves.PUBLIC_BACKEND_URL.strip() else ""),
+                "title": prompt.get("title"),
+                "base_prompt": prompt.get("base_prompt"),
+                "material_prompt": prompt.get("edit_prompt"),
+                "seed": final.get("seed"),
+                "engine_3d": final.get("engine_3d"),
+                "engine_is_preview": final.get("engine_3d") == "preview",
+                "lora": final.get("lora"),
+                "glb_download": rebase(artifacts.get("glb"), v.PUBLIC_BACKEND_URL),
+                "job_id": job_id,
+                "warnings": final.get("warnings") or [],
+                "instructions": "Briefly tell the user what was made (title, material, seed). The viewer is already "
+                "visible: do not paste image links.",
+            }
+            if page is None:
+                return json.dumps({**context, "shown_to_user": "nothing: the viewer page could not be loaded"})
+            return HTMLResponse(content=page, headers={"Content-Disposition": "inline"}), json.dumps(context)
+
+    async def _wait(self, client: httpx.AsyncClient, job_id: str, emitter: EventEmitter) -> dict[str, Any] | None:
+        """Poll the job until it ends, announcing stage, progress and queue position; None on timeout."""
+        v = self.valves
+        deadline = time.monotonic() + v.JOB_TIMEOUT
+        last, last_said, errors = "", 0.0, 0
+        while time.monotonic() < deadline:
+            try:
+                response = await client.get(f"/v1/jobs/{job_id}")
+                state = response.json()
+                errors = 0
+            except (httpx.HTTPError, ValueError) as exc:
+                errors += 1
+                if errors >= 5:
+                    lost = f"lost contact with the backend: {exc}"
+                    return {"status": "failed", "error": {"message": lost, "stage": None}}
+                await asyncio.sleep(2.0)
+                continue
+            status = state.get("status")
+            if status in TERMINAL:
+                return state
+            if status == "queued":
+                position = state.get("queue_position")
+                line = f"Queued — position {position} in line" if position else "Queued"
+            else:
+                stage = state.get("stage") or ""
+                line = f"{STAGE_LABELS.get(stage, stage or 'Working')} — {round(100 * (state.get('progress') or 0))}%"
+            now = time.monotonic()
+            if line != last or now - last_said >= v.STATUS_EVERY:
+                await emit_status(emitter, line)
+                last, last_said = line, now
+            await asyncio.sleep(1.0)
+        return None
+
+    async def _viewer_page(self, client: httpx.AsyncClient, job: dict[str, Any]) -> str | None:
+        """URL mode: a small page framing the backend's viewer; else the backend's self-contained page."""
+        v = self.valves
+        artifacts = job.get("artifacts") or {}
+        links = job.get("links") or {}
+        if v.PUBLIC_BACKEND_URL.strip() and (artifacts.get("viewer") or links.get("viewer")):
+            viewer = rebase(artifacts.get("viewer") or links.get("viewer"), v.PUBLIC_BACKEND_URL) or ""
+            images = [
+                (caption, rebase(artifacts[name], v.PUBLIC_BACKEND_URL) or "")
+                for caption, name in (("Material applied", "textured_image"), ("Views", "contact_sheet"))
+                if artifacts.get(name)
+            ]
+            return url_mode_page(viewer, images, (job.get("prompt") or {}).get("title") or "Your 3D asset")
+        inline = links.get("viewer_inline") or f"/v1/jobs/{job.get('id')}/viewer?inline=1"
+        inline = rebase(inline, v.BACKEND_URL) if inline.startswith("http") else inline
+        try:
+            response = await client.get(inline, timeout=httpx.Timeout(v.CONNECT_TIMEOUT, read=120.0))
+        except httpx.HTTPError as exc:
+            log.warning("alch3mist tool: viewer page of %s unavailable: %s", job.get("id"), exc)
+            return None
+        if response.status_code != 200:
+            log.warning("alch3mist tool: viewer page of %s: %s", job.get("id"), error_text(response))
+            return None
+        return response.text
