@@ -4,7 +4,9 @@ Artifact names on disk (written by the chain into the job folder) and where they
 
     base.png → base_image            textured.png → textured_image     model.glb → glb (+ viewer page)
     texture.png → texture_map        views/*.png → views               contact_sheet.png → contact_sheet
-    manifest.json → manifest
+    manifest.json → manifest         viewer.html → (the viewer page URL)
+
+In Server-Sent Events, ``artifact`` is that field name (``views`` for each view) and ``file`` the file's path.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from ..prompting.schema import MaterialPrompt
 from .schemas import Artifacts, JobError, JobEvent, JobPublic, LoraChoice
 from .signing import LinkSigner
 
-__all__ = ["ARTIFACT_FIELDS", "Links", "to_event", "to_public"]
+__all__ = ["ARTIFACT_FIELDS", "Links", "artifact_key", "to_event", "to_public"]
 
 logger = logging.getLogger(__name__)
 
@@ -108,10 +110,24 @@ def to_event(update: JobUpdate, links: Links) -> JobEvent:
         stage_progress=record.stage_progress,
         queue_position=update.queue_position,
         message=update.message or record.message,
-        artifact=update.artifact,
-        url=links.artifact(record.id, update.artifact) if update.artifact else None,
+        artifact=artifact_key(update.artifact) if update.artifact else None,
+        file=update.artifact,
+        url=_artifact_url(record.id, update.artifact, links) if update.artifact else None,
         job=to_public(record, update.queue_position, links) if with_job else None,
     )
+
+
+def artifact_key(name: str) -> str:
+    """The ``Artifacts`` field a file appears under (``base.png`` → ``base_image``); other files keep their name."""
+    if name in ARTIFACT_FIELDS:
+        return ARTIFACT_FIELDS[name]
+    if name.startswith("views/"):
+        return "views"
+    return "viewer" if name == "viewer.html" else name
+
+
+def _artifact_url(job_id: str, name: str, links: Links) -> str:
+    return links.viewer(job_id) if name == "viewer.html" else links.artifact(job_id, name)
 
 
 _STAGES = ("rewrite", "base_image", "material_edit", "mesh", "views", "viewer")

@@ -105,8 +105,13 @@ class JobEvent(BaseModel):
     stage_progress: float = 0.0
     queue_position: int | None = None
     message: str = ""
-    artifact: str | None = None
-    url: str | None = None
+    artifact: str | None = Field(
+        None,
+        description="Which Artifacts field the file belongs to: base_image, textured_image, glb, texture_map, "
+        "views, contact_sheet, viewer, manifest (other files: their path).",
+    )
+    file: str | None = Field(None, description="The artifact's path inside the job folder, e.g. views/view_03.png.")
+    url: str | None = Field(None, description="Signed, expiring URL of the artifact (the viewer page for viewer).")
     job: JobPublic | None = None
 
 
