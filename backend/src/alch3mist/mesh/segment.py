@@ -1,0 +1,102 @@
+"""Find the object in a product-style image (one object on a plain background).
+
+The alpha channel is used when the image has a real one. Otherwise the background colour is the median of the
+image border, every pixel's distance to it is thresholded (Otsu, never below ``MIN_CONTRAST``), and the largest
+connected component with its holes filled is the object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+from scipy import ndimage
+
+from ..errors import InvalidRequest
+
+WORK_SIZE = 256  # longest side of the image the segmentation runs on
+MIN_CONTRAST = 0.1  # smallest colour distance (0..sqrt(3)) counted as "object"
+MIN_COVERAGE = 0.002  # an object smaller than this fraction of the image is "no object"
+BORDER = 3  # width in pixels of the frame the background colour is read from
+
+
+@dataclass
+class Silhouette:
+    """The object's mask on a ``WORK_SIZE`` copy of the image."""
+
+    mask: NDArray[np.bool_]  # (h, w)
+    method: str  # "alpha" or "border-colour"
+    coverage: float  # fraction of the image covered by the object
+    background: tuple[float, float, float] | None  # RGB 0..1 when found from the border
+
+    @property
+    def bbox(self) -> tuple[int, int, int, int]:
+        """(row0, row1, col0, col1) of the mask, end-exclusive."""
+        rows = np.flatnonzero(self.mask.any(axis=1))
+        cols = np.flatnonzero(self.mask.any(axis=0))
+        return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def segment_object(image: Image.Image, work_size: int = WORK_SIZE) -> Silhouette:
+    """The object's silhouette; ``InvalidRequest`` when the image is all background."""
+    small = _downscale(image, work_size)
+    if _has_real_alpha(small):
+        alpha = np.asarray(small.getchannel("A"), dtype=np.uint8)
+        mask, method, background = alpha > 127, "alpha", None
+    else:
+        rgb = np.asarray(small.convert("RGB"), dtype=np.float32) / 255.0
+        mask, background = _mask_from_border_colour(rgb)
+        method = "border-colour"
+    mask = _largest_component(mask)
+    coverage = float(mask.mean())
+    if coverage < MIN_COVERAGE:
+        raise InvalidRequest(
+            "no object found in the image: it looks like plain background "
+            f"(object covers {coverage:.2%} of it); use a picture of one object on a plain background"
+        )
+    return Silhouette(mask=mask, method=method, coverage=coverage, background=background)
+
+
+def _downscale(image: Image.Image, work_size: int) -> Image.Image:
+    small = image.copy()
+    small.thumbnail((work_size, work_size), Image.Resampling.BILINEAR)
+    return small
+
+
+def _has_real_alpha(image: Image.Image) -> bool:
+    if "A" not in image.getbands():
+        return False
+    alpha = np.asarray(image.getchannel("A"))
+    return bool((alpha < 128).mean() > 0.01)
+
+
+def _mask_from_border_colour(rgb: NDArray[np.float32]) -> tuple[NDArray[np.bool_], tuple[float, float, float]]:
+    from skimage.filters import threshold_otsu
+
+    frame = np.concatenate(
+        [
+            rgb[:BORDER].reshape(-1, 3),
+            rgb[-BORDER:].reshape(-1, 3),
+            rgb[:, :BORDER].reshape(-1, 3),
+            rgb[:, -BORDER:].reshape(-1, 3),
+        ]
+    )
+    background = np.median(frame, axis=0)
+    distance = np.linalg.norm(rgb - background, axis=-1)
+    threshold = MIN_CONTRAST
+    if float(distance.max()) > MIN_CONTRAST:
+        threshold = max(float(threshold_otsu(distance)), MIN_CONTRAST)
+    mask = ndimage.binary_opening(distance > threshold, structure=np.ones((3, 3), dtype=bool))
+    bg = (float(background[0]), float(background[1]), float(background[2]))
+    return np.asarray(mask, dtype=bool), bg
+
+
+def _largest_component(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    labels, count = ndimage.label(mask)
+    if count == 0:
+        return np.zeros_like(mask, dtype=bool)
+    sizes = np.bincount(labels.ravel())[1:]
+    largest = labels == (int(np.argmax(sizes)) + 1)
+    return np.asarray(ndimage.binary_fill_holes(largest), dtype=bool)
