@@ -280,6 +280,7 @@ class Pipe:
             "through Alch3mist even without their own access to it.",
         )
         DEFAULT_STEPS: int = Field(0, ge=0, le=100, description="FLUX.1-dev steps; 0 = the backend's default.")
+        DEFAULT_EDIT_STEPS: int = Field(0, ge=0, le=100, description="FLUX.1 Kontext steps; 0 = backend default.")
         DEFAULT_GUIDANCE: float = Field(0.0, ge=0.0, le=30.0, description="Guidance; 0 = the backend's default.")
         DEFAULT_SIZE: int = Field(0, ge=0, le=2048, description="Base image side in pixels; 0 = backend default.")
         DEFAULT_LORA: str = Field("", description="LoRA name in the backend's LoRA folder; empty = its default.")
@@ -289,6 +290,9 @@ class Pipe:
         )
         DEFAULT_TEXTURE_SIZE: int = Field(0, ge=0, le=4096, description="Texture side; 0 = backend default.")
         DEFAULT_VIEWS: int = Field(8, ge=0, le=36, description="Number of multiview renders (0 = none).")
+        DEFAULT_VIEW_SIZE: int = Field(
+            0, ge=0, le=2048, description="Side of each view in pixels; 0 = backend default."
+        )
         MAX_STEPS: int = Field(50, ge=1, le=100, description="Upper limit for a user's steps.")
         MAX_SIZE: int = Field(1024, ge=64, le=2048, description="Upper limit for a user's image size.")
         MAX_TEXTURE_SIZE: int = Field(2048, ge=256, le=4096, description="Upper limit for a user's texture size.")
@@ -436,6 +440,10 @@ class Pipe:
         options: dict[str, Any] = {"lora": {"name": v.DEFAULT_LORA.strip() or None, "scale": scale}}
         if steps:
             options["steps"] = steps
+        if v.DEFAULT_EDIT_STEPS:
+            options["edit_steps"] = min(v.DEFAULT_EDIT_STEPS, v.MAX_STEPS)
+        if v.DEFAULT_VIEW_SIZE:
+            options["view_size"] = max(64, v.DEFAULT_VIEW_SIZE)
         if size:
             options["size"] = max(64, size // 16 * 16)
         if texture:

@@ -105,6 +105,13 @@ class Tools:
             "default", description="Image-to-3D engine; 'default' = the backend's choice."
         )
         DEFAULT_VIEWS: int = Field(8, ge=0, le=36, description="Number of multiview renders (0 = none).")
+        DEFAULT_STEPS: int = Field(0, ge=0, le=100, description="FLUX.1-dev steps; 0 = the backend's default.")
+        DEFAULT_EDIT_STEPS: int = Field(0, ge=0, le=100, description="FLUX.1 Kontext steps; 0 = backend default.")
+        DEFAULT_SIZE: int = Field(0, ge=0, le=2048, description="Base image side in pixels; 0 = backend default.")
+        DEFAULT_TEXTURE_SIZE: int = Field(0, ge=0, le=4096, description="Texture side; 0 = backend default.")
+        DEFAULT_VIEW_SIZE: int = Field(
+            0, ge=0, le=2048, description="Side of each view in pixels; 0 = backend default."
+        )
         MAX_VIEWS: int = Field(16, ge=0, le=36, description="Upper limit for a user's number of views.")
         CONNECT_TIMEOUT: float = Field(10.0, gt=0, description="Seconds to wait for the backend to answer a call.")
         JOB_TIMEOUT: int = Field(1800, gt=0, description="Seconds a generation may take before it is cancelled.")
@@ -142,6 +149,15 @@ class Tools:
         job: dict[str, Any] = {"request": " ".join(str(request).split())[:2000], "views": views}
         if engine != "default":
             job["engine_3d"] = engine
+        for key, value in (
+            ("steps", v.DEFAULT_STEPS),
+            ("edit_steps", v.DEFAULT_EDIT_STEPS),
+            ("size", v.DEFAULT_SIZE and max(64, v.DEFAULT_SIZE // 16 * 16)),
+            ("texture_size", v.DEFAULT_TEXTURE_SIZE and max(256, v.DEFAULT_TEXTURE_SIZE)),
+            ("view_size", v.DEFAULT_VIEW_SIZE and max(64, v.DEFAULT_VIEW_SIZE)),
+        ):
+            if value:
+                job[key] = value
         if isinstance(seed, int) and seed >= 0:
             job["seed"] = seed
         if user.get("email") or user.get("id"):
