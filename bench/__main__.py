@@ -1,0 +1,24 @@
+"""Run every CPU benchmark in turn: ``python -m bench`` (``make bench``). Each prints its own table."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHMARKS = ["bench.chain", "bench.api", "bench.mesh", "bench.render"]
+
+
+def main() -> int:
+    failed = []
+    for name in BENCHMARKS:
+        print(f"\n=== {name} ===", flush=True)
+        try:
+            importlib.import_module(name).main([])
+        except Exception as exc:  # one broken benchmark must not hide the others' numbers
+            print(f"{name} failed: {exc!r}", flush=True)
+            failed.append(name)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
