@@ -1,0 +1,142 @@
+"""Load the models once: FLUX.1-dev (stage 1) and FLUX.1 Kontext [dev] sharing its VAE and text encoders (stage 2).
+
+``full`` loads the real weights from the hub or local folders; ``tiny`` loads random toy components that
+``tiny.py`` saved on first use — through the very same ``from_pretrained`` calls below.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+
+from ..config import Preset, Settings
+from ..errors import ModelLoadError
+from .lora import LoraManager
+from .memory import apply_memory_plan, choose_memory_plan, free_vram_bytes
+
+logger = logging.getLogger(__name__)
+
+ResolvedPreset = Literal["tiny", "full"]
+
+
+@dataclass
+class GenerationDefaults:
+    """Per-preset defaults a job falls back to when it does not say."""
+
+    steps: int
+    guidance: float
+    size: int
+    edit_steps: int
+    edit_guidance: float
+    kontext_max_area: int
+    # Kontext snaps its input image to one of the resolutions it was trained on (all ~1 MP); the tiny preset keeps
+    # its toy-sized input instead, or a 64x64 image would be encoded at 1 MP.
+    kontext_auto_resize: bool = True
+
+
+FULL_DEFAULTS = GenerationDefaults(
+    steps=28, guidance=3.5, size=1024, edit_steps=28, edit_guidance=2.5, kontext_max_area=1024**2
+)
+TINY_DEFAULTS = GenerationDefaults(
+    steps=2, guidance=3.5, size=64, edit_steps=2, edit_guidance=2.5, kontext_max_area=64 * 64, kontext_auto_resize=False
+)
+
+
+@dataclass
+class LoadedModels:
+    preset: ResolvedPreset
+    device: str
+    dtype: torch.dtype
+    memory_plan: str
+    flux: Any  # diffusers.FluxPipeline (diffusers ships no type hints)
+    kontext: Any  # diffusers.FluxKontextPipeline, sharing flux's VAE, text encoders and tokenizers
+    loras: LoraManager
+    model_ids: dict[str, str]
+    defaults: GenerationDefaults
+    # Which pipeline holds the model-offload hooks right now (memory.prepare_pipeline); None otherwise.
+    offload_owner: Any = field(default=None, repr=False)
+
+
+def resolve_preset(preset: Preset, cuda_available: bool) -> ResolvedPreset:
+    """``auto`` means full on a CUDA machine and tiny elsewhere — said loudly, since tiny images are noise."""
+    if preset != "auto":
+        return preset
+    if cuda_available:
+        return "full"
+    logger.warning(
+        "preset 'auto' found no CUDA device: using the TINY preset (random toy models, the images are noise). "
+        "Set ALCH3MIST_PRESET=full on a GPU machine for real images."
+    )
+    return "tiny"
+
+
+def load_models(settings: Settings, preset: Preset | None = None) -> LoadedModels:
+    """Load both pipelines, apply the memory plan and open the LoRA folder. Slow for ``full``: call it once."""
+    cuda = torch.cuda.is_available()
+    resolved = resolve_preset(preset or settings.preset, cuda)
+    device = "cuda" if cuda else "cpu"
+    dtype = torch.bfloat16 if cuda else torch.float32
+    flux_id, kontext_id = _model_ids(settings, resolved)
+
+    flux = _load_flux(flux_id, dtype)
+    kontext = _load_kontext(flux, kontext_id, dtype)
+    for pipe in (flux, kontext):
+        pipe.set_progress_bar_config(disable=True)  # progress goes through StageControl
+
+    models = LoadedModels(
+        preset=resolved,
+        device=device,
+        dtype=dtype,
+        memory_plan="resident",
+        flux=flux,
+        kontext=kontext,
+        loras=LoraManager(kontext, settings.loras_path),
+        model_ids={"flux": flux_id, "kontext": kontext_id},
+        defaults=TINY_DEFAULTS if resolved == "tiny" else FULL_DEFAULTS,
+    )
+    plan = settings.memory_plan if settings.memory_plan != "auto" else choose_memory_plan(free_vram_bytes())
+    apply_memory_plan(models, plan)
+    logger.info("models ready: preset=%s device=%s dtype=%s plan=%s", resolved, device, dtype, plan)
+    return models
+
+
+def _model_ids(settings: Settings, preset: ResolvedPreset) -> tuple[str, str]:
+    if preset == "full":
+        return settings.flux_model, settings.kontext_model
+    from .tiny import ensure_tiny_models
+
+    paths = ensure_tiny_models(settings.cache_dir)
+    return str(paths.flux), str(paths.kontext)
+
+
+def _load_flux(model_id: str, dtype: torch.dtype) -> Any:
+    from diffusers import FluxPipeline
+
+    try:
+        return FluxPipeline.from_pretrained(model_id, dtype=dtype, use_safetensors=True)
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(_load_hint("FLUX.1-dev", model_id, "ALCH3MIST_FLUX_MODEL", error)) from error
+
+
+def _load_kontext(flux: Any, model_id: str, dtype: torch.dtype) -> Any:
+    from diffusers import FluxKontextPipeline, FluxTransformer2DModel
+
+    try:
+        transformer = FluxTransformer2DModel.from_pretrained(
+            model_id, subfolder="transformer", dtype=dtype, use_safetensors=True
+        )
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(_load_hint("FLUX.1 Kontext [dev]", model_id, "ALCH3MIST_KONTEXT_MODEL", error)) from error
+    # Without transformer= from_pipe would share FLUX.1-dev's transformer too; without dtype= it casts the
+    # shared components to float32.
+    return FluxKontextPipeline.from_pipe(flux, transformer=transformer, dtype=dtype)
+
+
+def _load_hint(what: str, model_id: str, env_var: str, error: Exception) -> str:
+    return (
+        f"cannot load {what} from {model_id!r}: {error}. Point {env_var} at a local folder with the weights, or log in "
+        "to the Hugging Face hub and accept the model's licence (the FLUX.1 [dev] repos are gated)."
+    )

@@ -1,0 +1,91 @@
+"""Stage 2, material edit: FLUX.1 Kontext [dev] + an Alch3mist LoRA repaints the object's surface.
+
+The output size follows ``models.defaults.kontext_max_area`` (1 MP on the full preset) at the input's aspect ratio,
+snapped to Kontext's multiple of 16 — not the input image's own size. Callers resize if they need a given size.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from PIL import Image
+
+from ..errors import InvalidRequest
+from ..models.memory import run_with_oom_retry
+from ..models.registry import LoadedModels
+from .progress import StageControl
+
+logger = logging.getLogger(__name__)
+
+LABEL = "applying material"
+
+
+class MaterialEditStage:
+    def __init__(self, models: LoadedModels) -> None:
+        self.models = models
+
+    def run(
+        self,
+        image: Image.Image,
+        edit_prompt: str,
+        *,
+        seed: int,
+        steps: int,
+        guidance: float,
+        lora: str | None,
+        lora_scale: float,
+        control: StageControl,
+    ) -> Image.Image:
+        """``image`` with the material of ``edit_prompt``; ``lora=None`` or ``lora_scale=0`` is the bare Kontext."""
+        pipe = self.models.kontext
+        defaults = self.models.defaults
+
+        # 1. Check inputs
+        if not edit_prompt.strip():
+            raise InvalidRequest("the edit prompt is empty")
+        if steps < 1:
+            raise InvalidRequest(f"steps must be at least 1, got {steps}")
+        if lora_scale < 0:
+            raise InvalidRequest(f"the LoRA scale must be 0 or more, got {lora_scale}")
+        control.raise_if_cancelled()
+
+        # 2. Activate the LoRA (loaded once, then switched by name; raises UnknownLora / InvalidLora)
+        self.models.loras.activate(lora, lora_scale)
+
+        # 3. Seed on the device the latents are drawn on
+        generator = torch.Generator(device=self.models.device).manual_seed(seed)
+        source = image.convert("RGB")
+
+        # 4. Denoise, reporting each step and stopping at the next one when cancelled
+        control.report(0.0, LABEL)
+        result = run_with_oom_retry(
+            self.models,
+            pipe,
+            lambda: pipe(
+                image=source,
+                prompt=edit_prompt,
+                # Only the aspect ratio of height/width counts: Kontext rescales them to max_area.
+                height=source.height,
+                width=source.width,
+                num_inference_steps=steps,
+                guidance_scale=guidance,
+                generator=generator.manual_seed(seed),
+                max_area=defaults.kontext_max_area,
+                _auto_resize=defaults.kontext_auto_resize,
+                callback_on_step_end=control.diffusers_callback(steps, LABEL),
+            ),
+        )
+
+        # 5. An interrupted pipeline still returns a half-denoised image: turn it into Cancelled
+        control.raise_if_cancelled()
+        edited: Image.Image = result.images[0]
+        logger.info(
+            "material edit %dx%d, %d steps, seed %d, LoRA %s",
+            edited.width,
+            edited.height,
+            steps,
+            seed,
+            self.models.loras.active(),
+        )
+        return edited

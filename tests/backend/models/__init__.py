@@ -1,0 +1,1 @@
+"""Tests of model loading, the tiny preset, memory plans and LoRAs."""

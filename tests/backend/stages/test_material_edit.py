@@ -1,0 +1,83 @@
+"""Stage 2 on the tiny preset: real FluxKontextPipeline calls (shared encoders/VAE, own transformer)."""
+
+from __future__ import annotations
+
+import pytest
+from alch3mist.errors import Cancelled, InvalidRequest, UnknownLora
+from alch3mist.models.registry import LoadedModels
+from alch3mist.stages.material_edit import MaterialEditStage
+from alch3mist.stages.progress import StageControl
+from PIL import Image
+
+from tests.conftest import png_bytes
+
+EDIT = "Alch3mist turn its skin into crocodile leather, keep the shape and pose"
+
+
+def source_image(width: int = 64, height: int = 64) -> Image.Image:
+    return Image.radial_gradient("L").resize((width, height)).convert("RGB")
+
+
+def edit(
+    models: LoadedModels,
+    image: Image.Image | None = None,
+    *,
+    seed: int = 3,
+    steps: int = 2,
+    lora: str | None = None,
+    control: StageControl | None = None,
+) -> Image.Image:
+    return MaterialEditStage(models).run(
+        image or source_image(),
+        EDIT,
+        seed=seed,
+        steps=steps,
+        guidance=2.5,
+        lora=lora,
+        lora_scale=1.0,
+        control=control or StageControl(),
+    )
+
+
+def test_same_input_and_seed_give_the_same_png_bytes(tiny_models: LoadedModels) -> None:
+    assert png_bytes(edit(tiny_models)) == png_bytes(edit(tiny_models))
+
+
+def test_the_input_image_matters(tiny_models: LoadedModels) -> None:
+    other = Image.linear_gradient("L").resize((64, 64)).convert("RGB")
+    assert png_bytes(edit(tiny_models)) != png_bytes(edit(tiny_models, other))
+
+
+def test_output_size_follows_max_area_not_the_input(tiny_models: LoadedModels) -> None:
+    max_area = tiny_models.defaults.kontext_max_area
+    out = edit(tiny_models, source_image(128, 64))  # 2:1, four times the max area
+    assert out.width / out.height == pytest.approx(2.0, rel=0.1)
+    assert out.width * out.height <= max_area
+    assert out.width * out.height >= 0.8 * max_area
+
+
+def test_cancel_mid_denoise_raises_cancelled(tiny_models: LoadedModels) -> None:
+    control = StageControl()
+    control.on_progress = lambda fraction, message: control.cancel.set() if fraction > 0 else None
+    with pytest.raises(Cancelled):
+        edit(tiny_models, steps=4, control=control)
+
+
+def test_unknown_lora_lists_the_available_ones(tiny_models: LoadedModels) -> None:
+    with pytest.raises(UnknownLora, match="available"):
+        edit(tiny_models, lora="no-such-lora")
+
+
+@pytest.mark.parametrize(("prompt", "steps", "scale"), [(" ", 2, 1.0), (EDIT, 0, 1.0), (EDIT, 2, -1.0)])
+def test_bad_input_is_refused_clearly(tiny_models: LoadedModels, prompt: str, steps: int, scale: float) -> None:
+    with pytest.raises(InvalidRequest):
+        MaterialEditStage(tiny_models).run(
+            source_image(),
+            prompt,
+            seed=0,
+            steps=steps,
+            guidance=2.5,
+            lora=None,
+            lora_scale=scale,
+            control=StageControl(),
+        )
