@@ -1,0 +1,171 @@
+"""Real backend processes for the integration tests: ``alch3mist serve --preset tiny`` on 127.0.0.1.
+
+``BackendProcess`` starts the service exactly as an operator does (the CLI, configured by ``ALCH3MIST_*``
+environment variables, in a scratch working directory so no developer ``.env`` leaks in), waits for
+``/healthz``, and can be stopped politely, killed with SIGKILL and restarted on the same data directory.
+The tiny models are shared with the rest of the suite through ``.cache/alch3mist-tests``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TINY_CACHE_DIR = REPO_ROOT / ".cache" / "alch3mist-tests"
+API_KEYS = {"webui": "key-webui-0123456789", "tool": "key-tool-9876543210"}
+LINK_SECRET = "integration-link-secret"
+STARTUP_TIMEOUT_S = 600.0  # the first start may build the tiny models into the cache
+# Small, fast jobs: the tiny preset at its smallest useful sizes.
+FAST_JOB: dict[str, Any] = {"steps": 2, "edit_steps": 2, "size": 64, "texture_size": 256, "views": 2, "view_size": 64}
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class BackendProcess:
+    def __init__(self, data_dir: Path, log_path: Path, **env: str) -> None:
+        self.data_dir = data_dir
+        self.log_path = log_path
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "ALCH3MIST_API_KEYS": ",".join(f"{name}:{key}" for name, key in API_KEYS.items()),
+            "ALCH3MIST_DATA_DIR": str(data_dir),
+            "ALCH3MIST_CACHE_DIR": str(TINY_CACHE_DIR),
+            "ALCH3MIST_ENGINE_3D": "preview",
+            "ALCH3MIST_LINK_SECRET": LINK_SECRET,
+            "OMP_NUM_THREADS": "1",
+            **env,
+        }
+        for name in ("ALCH3MIST_PUBLIC_URL", "ALCH3MIST_LLM_URL", "ALCH3MIST_HUNYUAN3D_URL"):
+            self.env.pop(name, None)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> BackendProcess:
+        command = [
+            sys.executable,
+            "-c",
+            "import sys; from alch3mist.cli import main; sys.exit(main())",
+            "serve",
+            "--preset",
+            "tiny",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
+        cwd = self.data_dir.parent / f"cwd-{self.port}"
+        cwd.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(command, cwd=cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self._wait_healthy()
+        return self
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        assert self.process is not None
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"backend exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.base_url}/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"backend did not become healthy in {STARTUP_TIMEOUT_S} s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+
+    def kill9(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(30)
+
+    def log_tail(self, lines: int = 60) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def client(self, key: str | None = API_KEYS["webui"], **kwargs: Any) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=60, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackendProcess]:
+    """One backend shared by the read-mostly tests. The TRELLIS URL points at a closed port: a job that asks
+    for TRELLIS fails in the mesh stage, which is how a late-stage failure is tested for real."""
+    root = tmp_path_factory.mktemp("backend")
+    server = BackendProcess(
+        root / "data",
+        root / "backend.log",
+        ALCH3MIST_TRELLIS_URL=f"http://127.0.0.1:{free_port()}",
+        ALCH3MIST_MAX_QUEUED_PER_USER="4",
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def wait_for(client: httpx.Client, job_id: str, timeout: float = 300.0, until: tuple[str, ...] = TERMINAL) -> Any:
+    """Poll until the job reaches one of ``until``; returns its JSON."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] in until:
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} still {job['status']} after {timeout} s: {job}")
+
+
+def read_events(client: httpx.Client, job_id: str, timeout: float = 300.0) -> list[dict[str, Any]]:
+    """Follow ``/events`` until ``done``; returns the parsed JSON of every event (with ``event`` added)."""
+    events: list[dict[str, Any]] = []
+    with client.stream("GET", f"/v1/jobs/{job_id}/events", timeout=timeout) as response:
+        assert response.status_code == 200, response.read()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        name, data = "message", []
+        for line in response.iter_lines():
+            if line.startswith("event:"):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("data:"):
+                data.append(line.split(":", 1)[1].strip())
+            elif not line and data:
+                events.append({**json.loads("\n".join(data)), "event": name})
+                name, data = "message", []
+                if events[-1]["event"] == "done":
+                    break
+    return events
+
+
+def submit(client: httpx.Client, **fields: Any) -> Any:
+    response = client.post("/v1/jobs", json={**FAST_JOB, **fields})
+    assert response.status_code == 202, response.text
+    return response.json()

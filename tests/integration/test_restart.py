@@ -1,0 +1,57 @@
+"""kill -9 during a job, restart on the same data dir: every job is accounted for; short-TTL links expire."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+
+from .conftest import BackendProcess, submit, wait_for
+
+
+def test_kill9_during_a_job_then_restart_accounts_for_every_job(tmp_path: Path) -> None:
+    first = BackendProcess(tmp_path / "data", tmp_path / "backend.log").start()
+    try:
+        with first.client() as client:
+            running = submit(client, request="a dragon of obsidian", steps=60, size=256)
+            queued = [submit(client, request=f"a ring of silver {i}", views=1) for i in range(2)]
+            _wait_until_running(client, running["id"])
+            done_before = [j["id"] for j in client.get("/v1/jobs").json()["jobs"] if j["status"] == "succeeded"]
+            assert done_before == []
+    finally:
+        first.kill9()
+
+    second = BackendProcess(tmp_path / "data", tmp_path / "backend.log", ALCH3MIST_LINK_TTL_S="3")
+    second.start()
+    try:
+        with second.client() as client:
+            jobs = {j["id"]: j for j in client.get("/v1/jobs").json()["jobs"]}
+            assert set(jobs) == {running["id"], *(j["id"] for j in queued)}, "no job lost, none invented"
+            interrupted = jobs[running["id"]]
+            assert interrupted["status"] == "failed"
+            assert interrupted["error"]["code"] == "interrupted"
+            assert "restarted while this job was running" in interrupted["error"]["message"]
+            assert interrupted["error"]["stage"] == "base_image"
+            finished = [wait_for(client, job["id"]) for job in queued]
+            assert [job["status"] for job in finished] == ["succeeded", "succeeded"]
+
+            fresh = client.get(f"/v1/jobs/{finished[0]['id']}").json()["artifacts"]["glb"]
+            assert httpx.get(fresh).status_code == 200
+            time.sleep(4.5)
+            expired = httpx.get(fresh)
+            assert expired.status_code == 401 and "expired" in expired.json()["error"]["message"]
+            renewed = client.get(f"/v1/jobs/{finished[0]['id']}").json()["artifacts"]["glb"]
+            assert httpx.get(renewed).status_code == 200
+    finally:
+        second.stop()
+
+
+def _wait_until_running(client: httpx.Client, job_id: str) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] == "running" and job["stage"] == "base_image" and job["stage_progress"] > 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the job never got into its base image")
