@@ -1,0 +1,83 @@
+"""Memory plans: the choice from free VRAM, and what can honestly run on a CPU-only machine."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from alch3mist.errors import ModelLoadError, OutOfMemory
+from alch3mist.models.memory import (
+    PLANS,
+    apply_memory_plan,
+    choose_memory_plan,
+    next_lighter_plan,
+    run_with_oom_retry,
+    unique_modules,
+)
+from alch3mist.models.registry import LoadedModels
+
+GB = 10**9
+
+
+@pytest.mark.parametrize(
+    ("free_gb", "plan"),
+    [
+        (141, "resident"),  # H200
+        (80, "resident"),  # H100 / A100 80 GB
+        (48, "model_offload"),  # L40S / A6000
+        (24, "group_offload"),  # RTX 4090: a 12B bf16 transformer alone is ~23.8 GB, model offload cannot fit it
+        (16, "group_offload"),
+        (4, "sequential_offload"),
+    ],
+)
+def test_plan_for_simulated_free_vram(free_gb: int, plan: str) -> None:
+    assert choose_memory_plan(free_gb * GB) == plan
+
+
+def test_no_cuda_means_resident_on_the_cpu() -> None:
+    assert choose_memory_plan(None) == "resident"
+
+
+def test_plans_get_lighter_in_order() -> None:
+    assert [next_lighter_plan(p) for p in PLANS] == [*PLANS[1:], None]
+
+
+def test_tiny_preset_on_cpu_is_resident_in_float32(tiny_models: LoadedModels) -> None:
+    assert (tiny_models.device, tiny_models.memory_plan, tiny_models.dtype) == ("cpu", "resident", torch.float32)
+    assert all(p.device.type == "cpu" for m in unique_modules(tiny_models) for p in m.parameters())
+
+
+def test_shared_modules_are_counted_once(tiny_models: LoadedModels) -> None:
+    # flux: transformer, vae, 2 text encoders; kontext adds only its own transformer.
+    assert len(list(unique_modules(tiny_models))) == 5
+
+
+@pytest.mark.parametrize("plan", ["model_offload", "group_offload", "sequential_offload"])
+def test_offload_plans_are_refused_on_cpu_with_the_setting_to_change(tiny_models: LoadedModels, plan: str) -> None:
+    with pytest.raises(ModelLoadError, match="ALCH3MIST_MEMORY_PLAN"):
+        apply_memory_plan(tiny_models, plan)
+    assert tiny_models.memory_plan == "resident"
+
+
+def test_unknown_plan_is_refused(tiny_models: LoadedModels) -> None:
+    with pytest.raises(ModelLoadError, match="unknown memory plan"):
+        apply_memory_plan(tiny_models, "everything_on_disk")
+
+
+def test_oom_on_the_lightest_plan_raises_out_of_memory_naming_the_knobs(tiny_models: LoadedModels) -> None:
+    models = dataclasses.replace(tiny_models, memory_plan="sequential_offload")
+    calls = []
+
+    def out_of_memory() -> None:
+        calls.append(1)
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    with pytest.raises(OutOfMemory, match="ALCH3MIST_MEMORY_PLAN") as raised:
+        run_with_oom_retry(models, models.flux, out_of_memory)
+    assert calls == [1]  # nothing lighter to retry with
+    assert "image size" in str(raised.value)
+
+
+def test_a_successful_call_passes_its_result_through(tiny_models: LoadedModels) -> None:
+    assert run_with_oom_retry(tiny_models, tiny_models.flux, lambda: 42) == 42
