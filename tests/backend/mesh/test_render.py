@@ -340,8 +340,9 @@ def test_turntable_default_azimuths() -> None:
 
 def test_fit_distance_keeps_every_corner_in_view() -> None:
     bounds = (-2.0, 2.0, -0.5, 0.5, -1.0, 1.0)
+    corners = [(x, y, z) for x in bounds[0:2] for y in bounds[2:4] for z in bounds[4:6]]
     views = turntable(8)
-    distance = _fit_distance(bounds, views)
+    distance = _fit_distance(np.array(corners), (0.0, 0.0, 0.0), views)
     half = math.tan(math.radians(15.0))
     for view in views:
         az, el = math.radians(view.azimuth), math.radians(view.elevation)
@@ -349,6 +350,19 @@ def test_fit_distance_keeps_every_corner_in_view() -> None:
         right = np.cross([0, 1, 0], back)
         right /= np.linalg.norm(right)
         up = np.cross(back, right)
-        for corner in [(x, y, z) for x in bounds[0:2] for y in bounds[2:4] for z in bounds[4:6]]:
+        for corner in corners:
             depth = distance - np.dot(corner, back)
             assert abs(np.dot(corner, right)) < half * depth and abs(np.dot(corner, up)) < half * depth
+
+
+def test_round_objects_fill_the_frame(tmp_path: Path) -> None:
+    """Framing fits the vertices, not the bounding box's corners: a sphere spans most of the image."""
+    sphere = trimesh.creation.icosphere(subdivisions=3)
+    sphere.visual = trimesh.visual.TextureVisuals(
+        uv=np.full((len(sphere.vertices), 2), 0.5),
+        material=trimesh.visual.material.PBRMaterial(baseColorFactor=[200, 40, 40, 255], metallicFactor=0.0),
+    )
+    sphere.export(tmp_path / "sphere.glb")
+    image = render_one(tmp_path / "sphere.glb", tmp_path, ViewSpec(azimuth=45.0, elevation=15.0), size=96)
+    cols = np.nonzero(object_mask(image))[1]
+    assert 0.75 * 96 < cols.max() - cols.min() < 96
