@@ -5,7 +5,7 @@
 Routes: ``POST /generate`` (the GLB, or JSON ``{text, error_code}`` with 404 on failure), ``POST /send`` (``{uid}``,
 the work runs in a thread), ``GET /status/{uid}`` (processing → [texturing, 2.1] → completed with ``model_base64``),
 ``GET /health`` (2.1 only). Requests are validated with 2.1's field bounds. The GLB is a small textured box made with
-trimesh, coloured by the input image. Faults: ``garbage`` (model_base64 / the body is not a GLB), ``error`` (the job
+trimesh, coloured by the input image. Faults (``--fault``, or the content of ``--fault-file``, read on every request): ``garbage`` (model_base64 / the body is not a GLB), ``error`` (the job
 fails), ``hang`` (the job never finishes).
 """
 
@@ -45,10 +45,18 @@ class GenerationRequest(BaseModel):
 
 
 class Worker:
-    def __init__(self, version: str, fault: str, delay_s: float, calls_log: Path | None) -> None:
-        self.version, self.fault, self.delay_s, self.calls_log = version, fault, delay_s, calls_log
+    def __init__(self, version: str, fault: str, delay_s: float, calls_log: Path | None, fault_file: Path | None) -> None:
+        self.version, self._fault, self.delay_s, self.calls_log = version, fault, delay_s, calls_log
+        self.fault_file = fault_file
         self.jobs: dict[str, dict[str, Any]] = {}
         self.lock = threading.Lock()
+
+    @property
+    def fault(self) -> str:
+        """--fault-file's content when it exists (tests switch it per request), else --fault."""
+        if self.fault_file is not None and self.fault_file.is_file():
+            return self.fault_file.read_text().strip()
+        return self._fault
 
     def log(self, route: str, request: GenerationRequest) -> None:
         if self.calls_log is not None:
@@ -141,9 +149,10 @@ def main() -> None:
     parser.add_argument("--version", choices=["2.0", "2.1"], default="2.1", help="Which api_server to mimic.")
     parser.add_argument("--fault", choices=["", "garbage", "error", "hang"], default="", help="Misbehave.")
     parser.add_argument("--delay", type=float, default=0.2, help="Seconds each generation stage takes.")
+    parser.add_argument("--fault-file", type=Path, default=None, help="A file whose content overrides --fault.")
     parser.add_argument("--calls-log", type=Path, default=None, help="Where to log each request's fields (JSONL).")
     args = parser.parse_args()
-    worker = Worker(args.version, args.fault, args.delay, args.calls_log)
+    worker = Worker(args.version, args.fault, args.delay, args.calls_log, args.fault_file)
     uvicorn.run(build_app(worker), host="127.0.0.1", port=args.port, log_level="warning")
 
 

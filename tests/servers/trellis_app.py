@@ -8,7 +8,7 @@ Runs on Gradio 4.44.1 (what TRELLIS pins) in its own venv made by ``scripts/setu
 with mesh_simplify and texture_size); ``trellis2`` mirrors TRELLIS.2 (resolution, three sampler stages,
 decimation_target). Like the real app, the per-session folder is created by ``/start_session`` (``demo.load``) and
 ``/image_to_3d`` fails without it. The GLB is a small textured sphere made with trimesh, coloured by the input image.
-Faults for error-path tests: ``garbage`` (extract_glb returns a non-GLB file), ``empty`` (an empty file),
+Faults for error-path tests (``--fault``, or the content of ``--fault-file``, read on every call): ``garbage`` (extract_glb returns a non-GLB file), ``empty`` (an empty file),
 ``error`` (image_to_3d raises), ``slow`` (image_to_3d sleeps for a minute).
 """
 
@@ -30,7 +30,15 @@ from PIL import Image
 MAX_SEED = np.iinfo(np.int32).max
 TMP_DIR = Path(tempfile.mkdtemp(prefix="trellis-standin-"))
 FAULT = ""
+FAULT_FILE: Path | None = None
 CALLS_LOG = TMP_DIR / "calls.jsonl"
+
+
+def fault() -> str:
+    """The fault to simulate now: the --fault-file's content when it exists (tests switch it per call), else --fault."""
+    if FAULT_FILE is not None and FAULT_FILE.is_file():
+        return FAULT_FILE.read_text().strip()
+    return FAULT
 
 
 def log_call(name: str, **values: Any) -> None:
@@ -66,9 +74,9 @@ def session_dir(req: gr.Request) -> Path:
 
 
 def sample(image: Image.Image, seed: int, req: gr.Request) -> tuple[dict[str, Any], str]:
-    if FAULT == "error":
+    if fault() == "error":
         raise gr.Error("CUDA out of memory (stand-in fault)")
-    if FAULT == "slow":
+    if fault() == "slow":
         time.sleep(60)
     folder = session_dir(req)
     video = folder / "sample.mp4"
@@ -142,9 +150,9 @@ def write_glb(state: dict[str, Any] | None, texture_size: int, req: gr.Request) 
     if state is None:
         raise gr.Error("no 3D model in this session: run /image_to_3d first")
     path = session_dir(req) / "sample.glb"
-    if FAULT == "garbage":
+    if fault() == "garbage":
         path.write_bytes(b"<html>502 Bad Gateway</html>")
-    elif FAULT == "empty":
+    elif fault() == "empty":
         path.write_bytes(b"")
     else:
         scene = trimesh.Scene()
@@ -228,10 +236,16 @@ def build_v2() -> gr.Blocks:
         demo.unload(end_session)
         image_prompt.upload(preprocess_image, inputs=[image_prompt], outputs=[image_prompt])
         generate_btn.click(get_seed, inputs=[randomize_seed, seed], outputs=[seed]).then(
-            image_to_3d_v2, inputs=[image_prompt, seed, resolution, *sliders], outputs=[output_buf, preview_output]
+            image_to_3d_v2,
+            inputs=[image_prompt, seed, resolution, *sliders],
+            outputs=[output_buf, preview_output],
+            api_name="image_to_3d",  # TRELLIS.2's function is called image_to_3d
         )
         extract_btn.click(
-            extract_glb_v2, inputs=[output_buf, decimation_target, texture_size], outputs=[glb_output, download_btn]
+            extract_glb_v2,
+            inputs=[output_buf, decimation_target, texture_size],
+            outputs=[glb_output, download_btn],
+            api_name="extract_glb",
         )
     return demo
 
@@ -242,9 +256,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True, help="Port to listen on (127.0.0.1).")
     parser.add_argument("--variant", choices=["trellis", "trellis2"], default="trellis", help="Which app to mimic.")
     parser.add_argument("--fault", choices=["", "garbage", "empty", "error", "slow"], default="", help="Misbehave.")
+    parser.add_argument("--fault-file", type=Path, default=None, help="A file whose content overrides --fault.")
     parser.add_argument("--calls-log", type=Path, default=None, help="Where to log each call's parameters (JSONL).")
     args = parser.parse_args()
     FAULT = args.fault
+    globals()["FAULT_FILE"] = args.fault_file
     if args.calls_log is not None:
         globals()["CALLS_LOG"] = args.calls_log
     demo = build_v2() if args.variant == "trellis2" else build_v1()

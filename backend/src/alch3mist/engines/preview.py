@@ -75,7 +75,7 @@ class PreviewEngine:
         control.report(0.5, "preview engine: silhouette inflated")
         control.raise_if_cancelled()
         texture_side = max(128, min(params.texture_size, 2048) // 2)
-        atlas = _texture_atlas(image, grid, texture_side)
+        atlas = _texture_atlas(image, silhouette, grid, texture_side)
         mesh = _closed_textured_mesh(surface, grid, atlas)
         metadata = self._metadata(silhouette, grid, mesh, atlas, params)
         export_glb(_scene(mesh), out_path, generator=f"material-alch3mist {PREVIEW_LABEL}", extras=_extras(metadata))
@@ -114,9 +114,13 @@ def _make_grid(silhouette: Silhouette) -> _Grid:
     crop = silhouette.mask[row0:row1, col0:col1]
     height, width = silhouette.mask.shape
     factor = min(1.0, float(np.sqrt(MAX_CELLS / max(int(crop.sum()), 1))))
-    size = (max(2, round(crop.shape[1] * factor)), max(2, round(crop.shape[0] * factor)))
-    resized = Image.fromarray(crop.astype(np.uint8) * 255).resize(size, Image.Resampling.BILINEAR)
-    mask = _manifold_cells(np.asarray(resized) > 127)
+    crop_image = Image.fromarray(crop.astype(np.uint8) * 255)
+    while True:  # resampling may round the cell count up a little: shrink until within budget
+        size = (max(2, round(crop.shape[1] * factor)), max(2, round(crop.shape[0] * factor)))
+        mask = _manifold_cells(np.asarray(crop_image.resize(size, Image.Resampling.BILINEAR)) > 127)
+        if mask.sum() <= MAX_CELLS:
+            break
+        factor *= 0.97
     if not mask.any():
         mask = np.ones((2, 2), dtype=bool)
     return _Grid(mask=mask, box=(col0 / width, col1 / width, row0 / height, row1 / height))
@@ -236,17 +240,23 @@ def _smooth_outline(xy: NDArray[np.float64], edges: NDArray[np.int64], outline: 
 # --- 5. texture --------------------------------------------------------------------------------------------------
 
 
-def _texture_atlas(image: Image.Image, grid: _Grid, side: int) -> Image.Image:
+def _texture_atlas(image: Image.Image, silhouette: Silhouette, grid: _Grid, side: int) -> Image.Image:
     """A (2*side, side) atlas: the image's crop of the object on the left, a softened shaded copy on the right."""
     x0, x1, y0, y1 = grid.box
     width, height = image.size
     crop_box = (round(x0 * width), round(y0 * height), max(round(x1 * width), 1), max(round(y1 * height), 1))
-    front = image.convert("RGB").crop(crop_box).resize((side, side), Image.Resampling.BILINEAR)
-    inside = np.asarray(
+    front_rgba = image.crop(crop_box).resize((side, side), Image.Resampling.BILINEAR)
+    front = front_rgba.convert("RGB")
+    coarse = np.asarray(
         Image.fromarray(grid.mask.astype(np.uint8) * 255).resize((side, side), Image.Resampling.BILINEAR)
-    )
-    front_px = _bleed(np.asarray(front), inside > 127)
-    back_px = _soften(front_px, inside > 127, side)
+    ) > 127
+    # the grid mask is coarse: near the outline trust the pixel's own colour, deep inside trust the mask
+    band = max(2, round(1.5 * side / max(grid.mask.shape)))
+    deep = ndimage.binary_erosion(coarse, iterations=band)
+    near = ndimage.binary_dilation(coarse, iterations=band)
+    keep = deep | (near & silhouette.object_pixels(front_rgba))
+    front_px = _bleed(np.asarray(front), keep)
+    back_px = _soften(front_px, coarse, side)
     atlas = Image.new("RGB", (2 * side, side))
     atlas.paste(Image.fromarray(front_px), (0, 0))
     atlas.paste(Image.fromarray(back_px), (side, 0))

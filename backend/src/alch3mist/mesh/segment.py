@@ -1,8 +1,9 @@
 """Find the object in a product-style image (one object on a plain background).
 
 The alpha channel is used when the image has a real one. Otherwise the background colour is the median of the
-image border, every pixel's distance to it is thresholded (Otsu, never below ``MIN_CONTRAST``), and the largest
-connected component with its holes filled is the object.
+image border, every pixel's distance to it is thresholded just above the border's own noise (capped by Otsu's
+threshold for noisy backgrounds, never below ``MIN_CONTRAST``), and the largest connected component with its holes
+filled is the object.
 """
 
 from __future__ import annotations
@@ -30,6 +31,16 @@ class Silhouette:
     method: str  # "alpha" or "border-colour"
     coverage: float  # fraction of the image covered by the object
     background: tuple[float, float, float] | None  # RGB 0..1 when found from the border
+    threshold: float | None = None  # colour distance above which a pixel is "object" (border-colour method)
+
+    def object_pixels(self, image: Image.Image) -> NDArray[np.bool_]:
+        """Which pixels of ``image`` (any size) look like the object, by the same rule the mask was made with."""
+        if self.background is None or self.threshold is None:
+            if "A" in image.getbands():
+                return np.asarray(image.getchannel("A")) > 127
+            return np.ones((image.size[1], image.size[0]), dtype=bool)
+        rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+        return np.asarray(np.linalg.norm(rgb - np.asarray(self.background), axis=-1) > self.threshold, dtype=bool)
 
     @property
     def bbox(self) -> tuple[int, int, int, int]:
@@ -44,10 +55,10 @@ def segment_object(image: Image.Image, work_size: int = WORK_SIZE) -> Silhouette
     small = _downscale(image, work_size)
     if _has_real_alpha(small):
         alpha = np.asarray(small.getchannel("A"), dtype=np.uint8)
-        mask, method, background = alpha > 127, "alpha", None
+        mask, method, background, threshold = alpha > 127, "alpha", None, None
     else:
         rgb = np.asarray(small.convert("RGB"), dtype=np.float32) / 255.0
-        mask, background = _mask_from_border_colour(rgb)
+        mask, background, threshold = _mask_from_border_colour(rgb)
         method = "border-colour"
     mask = _largest_component(mask)
     coverage = float(mask.mean())
@@ -56,7 +67,7 @@ def segment_object(image: Image.Image, work_size: int = WORK_SIZE) -> Silhouette
             "no object found in the image: it looks like plain background "
             f"(object covers {coverage:.2%} of it); use a picture of one object on a plain background"
         )
-    return Silhouette(mask=mask, method=method, coverage=coverage, background=background)
+    return Silhouette(mask=mask, method=method, coverage=coverage, background=background, threshold=threshold)
 
 
 def _downscale(image: Image.Image, work_size: int) -> Image.Image:
@@ -72,7 +83,9 @@ def _has_real_alpha(image: Image.Image) -> bool:
     return bool((alpha < 128).mean() > 0.01)
 
 
-def _mask_from_border_colour(rgb: NDArray[np.float32]) -> tuple[NDArray[np.bool_], tuple[float, float, float]]:
+def _mask_from_border_colour(
+    rgb: NDArray[np.float32],
+) -> tuple[NDArray[np.bool_], tuple[float, float, float], float]:
     from skimage.filters import threshold_otsu
 
     frame = np.concatenate(
@@ -85,12 +98,15 @@ def _mask_from_border_colour(rgb: NDArray[np.float32]) -> tuple[NDArray[np.bool_
     )
     background = np.median(frame, axis=0)
     distance = np.linalg.norm(rgb - background, axis=-1)
-    threshold = MIN_CONTRAST
-    if float(distance.max()) > MIN_CONTRAST:
-        threshold = max(float(threshold_otsu(distance)), MIN_CONTRAST)
+    # "background" is what the border looks like: above its own noise, and never above Otsu's split (which
+    # alone would cut between two object colours when the object has several)
+    noise = 1.5 * float(np.percentile(np.linalg.norm(frame - background, axis=-1), 99)) + 0.02
+    threshold = max(MIN_CONTRAST, noise)
+    if float(distance.max()) > threshold:
+        threshold = max(MIN_CONTRAST, min(noise, float(threshold_otsu(distance))))
     mask = ndimage.binary_opening(distance > threshold, structure=np.ones((3, 3), dtype=bool))
     bg = (float(background[0]), float(background[1]), float(background[2]))
-    return np.asarray(mask, dtype=bool), bg
+    return np.asarray(mask, dtype=bool), bg, threshold
 
 
 def _largest_component(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:

@@ -1,0 +1,37 @@
+"""Engine test servers: real stand-ins of the TRELLIS Gradio app and the Hunyuan3D api_server, one per module."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from .servers import RunningServer, free_port, hunyuan_command, run_server, trellis_command
+
+
+@pytest.fixture(scope="module")
+def trellis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """The TRELLIS stand-in (Gradio 4.44.1, its own venv)."""
+    with run_server(trellis_command("trellis"), free_port(), "/info", tmp_path_factory.mktemp("trellis")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def trellis2_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """The TRELLIS.2 stand-in (its endpoint parameters differ)."""
+    with run_server(trellis_command("trellis2"), free_port(), "/info", tmp_path_factory.mktemp("trellis2")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def hunyuan_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """The Hunyuan3D-2.1 api_server stand-in."""
+    with run_server(hunyuan_command("2.1"), free_port(), "/health", tmp_path_factory.mktemp("hy21")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def hunyuan20_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """The Hunyuan3D-2.0 api_server stand-in (no /health, failed jobs stay 'processing')."""
+    with run_server(hunyuan_command("2.0"), free_port(), "/docs", tmp_path_factory.mktemp("hy20")) as server:
+        yield server
