@@ -112,17 +112,43 @@ def postprocess_glb(
 
 
 def _world_meshes(scene: trimesh.Scene, notes: list[str]) -> list[trimesh.Trimesh]:
+    """A copy of every mesh instance with its node transform applied (and glTF COLOR_0 kept as vertex colours)."""
     import trimesh
 
     meshes: list[trimesh.Trimesh] = []
-    for geometry in scene.dump(concatenate=False):
-        if isinstance(geometry, trimesh.Trimesh) and len(geometry.faces):
-            meshes.append(geometry)
-        else:
+    for node in scene.graph.nodes_geometry:
+        transform, name = scene.graph[node]
+        geometry = scene.geometry[name]
+        if not isinstance(geometry, trimesh.Trimesh) or not len(geometry.faces):
             notes.append(f"dropped a {type(geometry).__name__} (not a triangle mesh)")
+            continue
+        mesh = geometry.copy()
+        _keep_vertex_colours(geometry, mesh, notes)
+        mesh.apply_transform(transform)
+        meshes.append(mesh)
     if not meshes:
         raise MeshError("the GLB holds no triangle mesh")
     return meshes
+
+
+def _keep_vertex_colours(source: trimesh.Trimesh, mesh: trimesh.Trimesh, notes: list[str]) -> None:
+    """trimesh keeps COLOR_0 of a primitive with a material aside (as floats): make it the mesh's colours."""
+    import trimesh
+
+    colours = getattr(source.visual, "vertex_attributes", {}).get("color")
+    if colours is None or len(colours) != len(mesh.vertices):
+        return
+    if getattr(source.visual, "uv", None) is not None:
+        notes.append("a primitive has both a texture and vertex colours: kept the texture")
+        return
+    values = np.asarray(colours, dtype=np.float64)
+    if np.issubdtype(np.asarray(colours).dtype, np.floating):
+        values = values * 255.0
+    elif np.asarray(colours).dtype == np.uint16:
+        values = values / 257.0
+    if values.shape[1] == 3:
+        values = np.column_stack([values, np.full(len(values), 255.0)])
+    mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=np.clip(values, 0, 255).astype(np.uint8))
 
 
 # --- 2. normalise ------------------------------------------------------------------------------------------------
