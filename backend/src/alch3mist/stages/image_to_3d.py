@@ -1,0 +1,175 @@
+"""Stage: the material-enhanced image → a validated, normalised, textured GLB (+ its albedo map).
+
+Input images: at least ``MIN_SIDE`` px on the shorter side; at most ``MAX_SIDE`` px on the longer side, and anything
+longer than ``WORK_SIDE`` is downscaled to ``WORK_SIDE`` first (no engine uses more: TRELLIS works at 518 px,
+Hunyuan3D at 512); an image that is all background is refused before any engine runs.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+
+from ..engines.base import PREVIEW_LABEL, EngineParams, ImageTo3DEngine
+from ..errors import InvalidRequest
+from ..mesh.glb import GENERATOR
+from ..mesh.postprocess import PostprocessOptions, postprocess_glb
+from ..mesh.segment import segment_object
+from ..mesh.validate import validate_glb, validator_available
+from .progress import StageControl
+
+logger = logging.getLogger(__name__)
+
+MIN_SIDE = 64
+MAX_SIDE = 10_000
+WORK_SIDE = 2048
+GLB_NAME = "model.glb"
+TEXTURE_NAME = "texture.png"
+RAW_NAME = "engine-raw.glb"
+
+
+@dataclass
+class MeshResult:
+    glb_path: Path
+    texture_map_path: Path | None
+    engine: str
+    is_preview: bool
+    faces: int
+    vertices: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def open_image(source: bytes | Path) -> Image.Image:
+    """An uploaded file as a PIL image; ``InvalidRequest`` when it is not an image PIL can read."""
+    try:
+        image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        image.load()
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+        raise InvalidRequest(f"the input is not a readable image: {exc}") from exc
+    return image
+
+
+class ImageTo3DStage:
+    """Runs one engine, then post-processes and validates what it made."""
+
+    def __init__(
+        self,
+        engines: dict[str, ImageTo3DEngine],
+        *,
+        postprocess: PostprocessOptions | None = None,
+        require_validator: bool = False,
+    ) -> None:
+        self.engines = engines
+        self.postprocess = postprocess or PostprocessOptions()
+        self.require_validator = require_validator
+
+    def run(
+        self, image: Image.Image, *, engine: str, params: EngineParams, out_dir: Path, control: StageControl
+    ) -> MeshResult:
+        started = time.perf_counter()
+        # 1. Check inputs
+        chosen = self._engine(engine)
+        image = self.check_image(image)
+        control.report(0.02, "image checked")
+        control.raise_if_cancelled()
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+        # 2. Generate the raw GLB
+        raw = chosen.generate(image, params, out_dir / RAW_NAME, _sub_control(control, 0.05, 0.8))
+        control.raise_if_cancelled()
+
+        # 3. Post-process: y-up, centred, unit size, texture cap, optional simplify → unwrap → bake
+        glb_path, texture_path = out_dir / GLB_NAME, out_dir / TEXTURE_NAME
+        options = self._options(params)
+        extras = _asset_extras(chosen, raw.metadata)
+        report = postprocess_glb(
+            raw.glb_path, glb_path, texture_path, options, generator=_generator(chosen), extras=extras
+        )
+        control.report(0.9, "mesh post-processed")
+
+        # 4. Validate (Khronos glTF-Validator, 0 errors)
+        validation = self._validate(glb_path)
+        raw.glb_path.unlink(missing_ok=True)
+        control.report(1.0, "mesh ready")
+        metadata = {
+            **({"label": PREVIEW_LABEL} if chosen.is_preview else {}),
+            "engine": raw.metadata,
+            "postprocess": report.as_dict(),
+            "validation": validation,
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        return MeshResult(
+            glb_path=glb_path,
+            texture_map_path=texture_path if texture_path.is_file() else None,
+            engine=chosen.name,
+            is_preview=chosen.is_preview,
+            faces=report.faces,
+            vertices=report.vertices,
+            metadata=metadata,
+        )
+
+    # --- steps -------------------------------------------------------------------------------------------------
+
+    def _engine(self, name: str) -> ImageTo3DEngine:
+        if name not in self.engines:
+            raise InvalidRequest(f"unknown 3D engine '{name}'; available: {', '.join(sorted(self.engines))}")
+        return self.engines[name]
+
+    @staticmethod
+    def check_image(image: Image.Image) -> Image.Image:
+        """The image to give the engine (downscaled when large); ``InvalidRequest`` for unusable images."""
+        if not isinstance(image, Image.Image):
+            raise InvalidRequest(f"the input is not an image (got {type(image).__name__})")
+        width, height = image.size
+        if min(width, height) < MIN_SIDE:
+            raise InvalidRequest(f"the image is too small ({width}x{height}); it needs at least {MIN_SIDE} px a side")
+        if max(width, height) > MAX_SIDE:
+            raise InvalidRequest(f"the image is too large ({width}x{height}); at most {MAX_SIDE} px a side")
+        if image.mode not in ("RGB", "RGBA"):
+            image = image.convert("RGBA" if "A" in image.getbands() or image.mode == "P" else "RGB")
+        if max(width, height) > WORK_SIDE:
+            image = image.copy()
+            image.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.LANCZOS)
+            logger.info("input image %dx%d downscaled to %dx%d", width, height, *image.size)
+        segment_object(image)  # raises InvalidRequest when there is no object (all background)
+        return image
+
+    def _options(self, params: EngineParams) -> PostprocessOptions:
+        options = PostprocessOptions(**self.postprocess.__dict__)
+        if params.target_faces is not None:
+            options.target_faces = params.target_faces
+        options.texture_cap = min(options.texture_cap, params.texture_size)
+        return options
+
+    def _validate(self, glb_path: Path) -> dict[str, Any]:
+        if not validator_available() and not self.require_validator:
+            logger.warning("glTF validator not installed: %s handed out unvalidated", glb_path.name)
+            return {"validator": None, "note": "gltf-validator not installed (scripts/setup-engine-test-servers.sh)"}
+        return validate_glb(glb_path).as_dict()
+
+
+def _sub_control(control: StageControl, start: float, end: float) -> StageControl:
+    """A control whose 0..1 maps onto ``start..end`` of ``control``, sharing its cancel event."""
+
+    def report(fraction: float, message: str) -> None:
+        control.report(start + (end - start) * fraction, message)
+
+    return StageControl(on_progress=report, cancel=control.cancel)
+
+
+def _generator(engine: ImageTo3DEngine) -> str:
+    return f"{GENERATOR} {PREVIEW_LABEL}" if engine.is_preview else f"{GENERATOR} ({engine.name} engine)"
+
+
+def _asset_extras(engine: ImageTo3DEngine, engine_metadata: dict[str, Any]) -> dict[str, Any]:
+    info: dict[str, Any] = {"engine": engine.name, "is_preview": engine.is_preview}
+    if engine.is_preview:
+        info["label"] = PREVIEW_LABEL
+        info["method"] = engine_metadata.get("method", "")
+    return {"alch3mist": info}
