@@ -12,6 +12,7 @@ with ``data: [DONE]``). The *model name* picks the behaviour:
 ``rewriter-invalid-once``  the first reply for each distinct request is broken JSON, later replies are valid
 ``garbage``                never valid JSON
 ``wrong-schema``           valid JSON that is not a MaterialPrompt
+``messy``                  valid but dirty: markup, a string for ``materials``, no trigger word, over-long fields
 ``slow``                   like ``rewriter`` after a delay: ``X-Slow-Seconds`` header, ``?delay_s=`` query or the
                            server's ``--slow-seconds`` (at most 60 s); it stops early if the client goes away
 ``chat``                   a short deterministic plain-text answer echoing the last user message
@@ -47,10 +48,19 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 logger = logging.getLogger("llm_server")
 
-MODELS = ("rewriter", "rewriter-invalid-once", "garbage", "wrong-schema", "slow", "chat")
+MODELS = ("rewriter", "rewriter-invalid-once", "garbage", "wrong-schema", "messy", "slow", "chat")
 MAX_SLOW_SECONDS = 60.0
 INVALID_JSON = '{"subject": "a cow", "materials": ["gold"], "base_prompt": "A single cow'  # cut short
 GARBAGE = "Sure! Here is a lovely poem about materials instead of JSON: gold is bold, clay is grey."
+
+MESSY: dict[str, Any] = {
+    "subject": "<b>a **cow**</b>",
+    "materials": "gold",
+    "base_prompt": "# A single cow, " + "plain light background, " * 40,
+    "edit_prompt": "turn it into <script>alert(1)</script> **polished gold** [link](http://x.io/) " + "shiny " * 99,
+    "title": "A " + "very " * 40 + "golden cow",
+    "language": "Spanish!",
+}
 
 
 @dataclass
@@ -137,6 +147,8 @@ def _answer(state: ServerState, model: str, messages: list[Any]) -> str:
         return GARBAGE
     if model == "wrong-schema":
         return json.dumps({"poem": "gold is bold", "mood": "cheerful"})
+    if model == "messy":
+        return "```json\n" + json.dumps(MESSY) + "\n```"
     request = extract_request(messages)
     if model == "rewriter-invalid-once":
         with state.lock:

@@ -79,6 +79,12 @@ _TRAILING_FILLERS: tuple[str, ...] = (
     "svp",
     "merci",
 )
+_ACCENTS: tuple[tuple[str, str, int], ...] = (
+    ("es", "ñ¿¡", 2),
+    ("fr", "çèêëîïûùâœ", 1),
+    ("de", "äöüß", 2),
+    ("pt", "ãõ", 2),
+)
 _NON_LATIN_SCRIPTS: tuple[tuple[str, str], ...] = (
     ("HIRAGANA", "ja"),
     ("KATAKANA", "ja"),
@@ -186,10 +192,9 @@ def detect_language(text: str) -> str:
     scores["es"] += sum(k in vocab.ES and vocab.ES[k] not in vocab.FUNCTION_WORDS for k in keys)
     scores["fr"] += sum(k in vocab.FR and vocab.FR[k] not in vocab.FUNCTION_WORDS for k in keys)
     lowered = text.lower()
-    scores["es"] += 2 * sum(lowered.count(c) for c in "ñ¿¡")
-    scores["fr"] += sum(lowered.count(c) for c in "çèêëîïûùâœ")
-    scores["de"] += 2 * sum(lowered.count(c) for c in "äöüß")
-    scores["pt"] += 2 * sum(lowered.count(c) for c in "ãõ")
+    for language, characters, weight in _ACCENTS:  # accents only break ties between languages with known words
+        if scores[language]:
+            scores[language] += weight * sum(lowered.count(c) for c in characters)
     best = max(scores, key=lambda lang: scores[lang])  # ties: the first in STOPWORDS order (en, es, fr, …)
     return best if scores[best] > 0 else "unknown"
 
@@ -437,8 +442,8 @@ def rewrite_offline_noted(text: str) -> tuple[MaterialPrompt, list[str]]:
     # 1. Clean: trigger phrase, instruction-like clauses, markup
     request = _strip_trigger_phrase(_require_text(text))
     language = detect_language(request)
-    safe, notes = _drop_instructions(request)
-    tokens = _strip_fillers(_tokenise(clean_text(safe, len(safe) + 1)))
+    safe, notes = _drop_instructions(clean_text(request, len(request) + 1).replace("(", " ").replace(")", " "))
+    tokens = _strip_fillers(_tokenise(safe))
 
     # 2. Object and materials
     subject_tokens, material_tokens = _split_subject(tokens, language)
@@ -453,11 +458,11 @@ def rewrite_offline_noted(text: str) -> tuple[MaterialPrompt, list[str]]:
     if not subject:
         subject = DEFAULT_SUBJECT
         notes.append(f"the request names no object; used {DEFAULT_SUBJECT!r}")
-    if not materials and language in TRANSLATED_LANGUAGES:
+    if not materials and (language in TRANSLATED_LANGUAGES or not tokens):
         materials = [DEFAULT_MATERIAL]
         notes.append(f"the request names no material; used {DEFAULT_MATERIAL!r}")
     elif not materials:
-        described = truncate(_rebuild(tokens), 200) or DEFAULT_MATERIAL
+        described = truncate(_rebuild(tokens), 200)
         materials = [truncate(described, 80)]
 
     # 4. Compose the prompts

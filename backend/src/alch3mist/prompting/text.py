@@ -22,6 +22,8 @@ EDIT_FINISH = "with detailed material texture, realistic colour and finish"
 
 _TAG = re.compile(r"<[^>]{0,200}>")
 _FENCE = re.compile(r"```[a-zA-Z0-9_-]*")
+_MD_LINK = re.compile(r"!?\[([^\]]{0,200})\]\([^)]{0,500}\)")
+_EMPTY_PARENS = re.compile(r"\(\s*\)")
 _URL = re.compile(r"\bhttps?://\S+", re.IGNORECASE)
 # Keep letters, digits, whitespace and plain punctuation; everything else (markdown, braces, quotes, emoji) goes.
 _NOT_ALLOWED = re.compile(r"[^\w\s,.;:!?'()\-/&+%°]")
@@ -57,9 +59,10 @@ def clean_text(text: str, max_chars: int) -> str:
     text = normalise(text)
     text = _FENCE.sub(" ", text)
     text = _TAG.sub(" ", text)
+    text = _MD_LINK.sub(r" \1 ", text)
     text = _URL.sub(" ", text)
     text = _NOT_ALLOWED.sub(" ", text)
-    text = _REPEATED_PUNCT.sub(r"\1", text)
+    text = _EMPTY_PARENS.sub(" ", _REPEATED_PUNCT.sub(r"\1", text))
     text = _SPACES.sub(" ", text).strip()
     text = _SPACE_BEFORE_PUNCT.sub(r"\1", text)
     return truncate(text, max_chars)
