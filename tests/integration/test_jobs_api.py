@@ -126,7 +126,7 @@ def test_late_stage_failure_keeps_earlier_artifacts_and_names_the_stage(backend:
 
 def test_cancel_queued_is_immediate_and_running_stops_at_a_step(backend: BackendProcess) -> None:
     with backend.client() as client:
-        slow = submit(client, request="a dragon of obsidian", steps=60, size=256, user="canceller")
+        slow = submit(client, request="a dragon of obsidian", steps=100, user="canceller")
         queued = submit(client, request="a mug of copper", user="canceller")
         running = wait_for(client, slow["id"], until=("running", *("succeeded", "failed", "cancelled")))
         assert running["status"] == "running"
@@ -157,7 +157,7 @@ def _wait_for_stage(client: httpx.Client, job_id: str, stage: str, timeout: floa
 
 def test_per_user_limit_answers_429(backend: BackendProcess) -> None:
     with backend.client() as client:
-        slow = [submit(client, request="a boat of glass", steps=40, size=192, user="greedy", views=0) for _ in range(4)]
+        slow = [submit(client, request="a boat of glass", steps=30, user="greedy", views=0) for _ in range(4)]
         response = client.post("/v1/jobs", json={"request": "one more", "user": "greedy"})
         assert response.status_code == 429
         assert "greedy" in response.json()["error"]["message"] and response.json()["error"]["code"] == "too_many_jobs"
@@ -172,7 +172,7 @@ def test_per_user_limit_answers_429(backend: BackendProcess) -> None:
 
 def test_list_reports_queue_positions(backend: BackendProcess) -> None:
     with backend.client() as client:
-        jobs = [submit(client, request=f"a cube of stone {i}", user="lister", steps=20, size=128) for i in range(3)]
+        jobs = [submit(client, request=f"a cube of stone {i}", user="lister", steps=20) for i in range(3)]
         listed = client.get("/v1/jobs", params={"user": "lister", "status": "queued"}).json()["jobs"]
         positions = [j["queue_position"] for j in reversed(listed)]
         assert positions == sorted(positions) and all(p >= 1 for p in positions)

@@ -14,7 +14,7 @@ def test_kill9_during_a_job_then_restart_accounts_for_every_job(tmp_path: Path) 
     first = BackendProcess(tmp_path / "data", tmp_path / "backend.log").start()
     try:
         with first.client() as client:
-            running = submit(client, request="a dragon of obsidian", steps=60, size=256)
+            running = submit(client, request="a dragon of obsidian", steps=100)
             queued = [submit(client, request=f"a ring of silver {i}", views=1) for i in range(2)]
             _wait_until_running(client, running["id"])
             done_before = [j["id"] for j in client.get("/v1/jobs").json()["jobs"] if j["status"] == "succeeded"]

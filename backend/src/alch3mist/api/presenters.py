@@ -114,6 +114,7 @@ def to_event(update: JobUpdate, links: Links) -> JobEvent:
         file=update.artifact,
         url=_artifact_url(record.id, update.artifact, links) if update.artifact else None,
         job=to_public(record, update.queue_position, links) if with_job else None,
+        at=datetime.fromtimestamp(update.at, tz=UTC),
     )
 
 

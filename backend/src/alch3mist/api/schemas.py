@@ -113,6 +113,7 @@ class JobEvent(BaseModel):
     file: str | None = Field(None, description="The artifact's path inside the job folder, e.g. views/view_03.png.")
     url: str | None = Field(None, description="Signed, expiring URL of the artifact (the viewer page for viewer).")
     job: JobPublic | None = None
+    at: datetime | None = Field(None, description="When it happened on the server (UTC).")
 
 
 class EngineInfo(BaseModel):

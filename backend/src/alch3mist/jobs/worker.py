@@ -91,6 +91,7 @@ class JobUpdate:
     queue_position: int | None = None
     artifact: str | None = None
     message: str = ""
+    at: float = field(default_factory=time.time)
 
 
 @dataclass
@@ -156,7 +157,8 @@ class Worker:
             if self._running is not None:
                 self._running.cancel.set()
             self._wakeup.notify_all()
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
 
     # --- API-facing operations ---
 
