@@ -12,10 +12,11 @@ import torch
 from alch3mist.errors import InvalidLora, UnknownLora
 from alch3mist.models.lora import validate_lora_file
 from alch3mist.models.registry import LoadedModels
+from alch3mist.stages.base_image import BaseImageStage
 from alch3mist.stages.material_edit import MaterialEditStage
 from alch3mist.stages.progress import StageControl
 from PIL import Image
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from tests.conftest import LoraFactory, png_bytes, write_tiny_lora
 
@@ -198,3 +199,49 @@ def test_an_unprefixed_peft_state_dict_is_refused_not_silently_ignored(models: L
     assert validate_lora_file(path)["format"] == "peft-unprefixed"
     with pytest.raises(InvalidLora, match=r"'transformer\.' prefix"):
         models.loras.load_file(path, "raw-peft")
+
+
+def write_kohya_lora(path: Path, seed: int) -> Path:
+    """A LoRA in kohya's key format for the tiny transformer (fused qkv, BFL module names, alphas)."""
+    generator = torch.Generator().manual_seed(seed)
+    tensors: dict[str, torch.Tensor] = {}
+    for module, (fan_in, fan_out) in {
+        "double_blocks_0_img_attn_qkv": (32, 96),
+        "double_blocks_0_img_attn_proj": (32, 32),
+        "single_blocks_0_linear2": (32 + 128, 32),
+    }.items():
+        tensors[f"lora_unet_{module}.lora_down.weight"] = torch.randn(4, fan_in, generator=generator)
+        tensors[f"lora_unet_{module}.lora_up.weight"] = torch.randn(fan_out, 4, generator=generator)
+        tensors[f"lora_unet_{module}.alpha"] = torch.tensor(4.0)
+    save_file(tensors, str(path))
+    return path
+
+
+def test_a_kohya_lora_is_converted_and_changes_the_edit(models: LoadedModels, lora_dir: Path) -> None:
+    path = write_kohya_lora(lora_dir / "kohya.safetensors", seed=4)
+    assert validate_lora_file(path) | {"metadata": None} == {
+        "rank": 4,
+        "format": "kohya",
+        "num_tensors": 9,
+        "metadata": None,
+    }
+    assert edit(models, "kohya") != edit(models, None)
+
+
+def test_text_encoder_weights_in_a_lora_are_ignored_so_stage_one_is_untouched(
+    models: LoadedModels, lora_dir: Path, tiny_lora_file: Path
+) -> None:
+    tensors = load_file(str(tiny_lora_file))
+    tensors["text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight"] = torch.ones(4, 32)
+    tensors["text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_B.weight"] = torch.ones(32, 4)
+    save_file(tensors, str(lora_dir / "with-te.safetensors"))
+
+    def base_image() -> bytes:
+        image = BaseImageStage(models).run("a cow", seed=1, steps=2, guidance=3.5, size=64, control=StageControl())
+        return png_bytes(image)
+
+    before = base_image()
+    edit(models, "with-te")
+    assert models.loras.active() == ("with-te", 1.0)
+    assert not hasattr(models.flux.text_encoder, "peft_config")
+    assert base_image() == before

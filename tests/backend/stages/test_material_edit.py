@@ -81,3 +81,14 @@ def test_bad_input_is_refused_clearly(tiny_models: LoadedModels, prompt: str, st
             lora_scale=scale,
             control=StageControl(),
         )
+
+
+def test_first_block_cache_works_with_kontext(tiny_models: LoadedModels) -> None:
+    from diffusers.hooks import FirstBlockCacheConfig
+
+    transformer = tiny_models.kontext.transformer
+    transformer.enable_cache(FirstBlockCacheConfig(threshold=0.05))
+    try:
+        assert edit(tiny_models).size == (64, 64)  # Kontext opens no cache context itself: the stage must
+    finally:
+        transformer.disable_cache()

@@ -10,7 +10,7 @@ sequential_offload  single layers streamed to the GPU (group offload at leaf lev
 
 The two pipelines share the VAE and both text encoders (``FluxKontextPipeline.from_pipe``), so a plan is applied
 to every distinct module once. ``enable_model_cpu_offload`` hooks belong to one pipeline, so under
-``model_offload`` the pipeline about to run takes the hooks over first (``prepare_pipeline``).
+``model_offload`` the pipeline about to run installs its hooks first (``prepare_pipeline``).
 On the CPU there is nothing to offload to: the only plan is ``resident`` (and diffusers' offload calls raise there).
 """
 
@@ -84,18 +84,21 @@ def apply_memory_plan(models: LoadedModels, plan: str) -> None:
             _enable_group_offload(module, torch.device(models.device), offload_type)
     # model_offload: hooks are installed per pipeline by prepare_pipeline, right before it runs.
     models.memory_plan = plan
-    models.offload_owner = None
     _release_cached_memory()
     logger.info("memory plan: %s on %s", plan, models.device)
 
 
 def prepare_pipeline(models: LoadedModels, pipe: Any) -> None:
-    """Call right before running ``pipe``: under model_offload it takes the shared modules' hooks over."""
-    if models.memory_plan == "model_offload" and models.offload_owner is not pipe:
+    """Call right before running ``pipe``: under model_offload it installs that pipeline's offload hooks.
+
+    The hooks chain one pipeline's models, and the two pipelines share three of them; loading a LoRA also re-installs
+    them. Re-installing before every call is the one state that is always right, and it is cheap: after a call every
+    model is back on the CPU already.
+    """
+    if models.memory_plan == "model_offload":
         for other in (models.flux, models.kontext):
             other.remove_all_hooks()
         pipe.enable_model_cpu_offload(device=models.device)
-        models.offload_owner = pipe
 
 
 def run_with_oom_retry(models: LoadedModels, pipe: Any, call: Callable[[], T]) -> T:

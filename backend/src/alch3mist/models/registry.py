@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -56,8 +56,6 @@ class LoadedModels:
     loras: LoraManager
     model_ids: dict[str, str]
     defaults: GenerationDefaults
-    # Which pipeline holds the model-offload hooks right now (memory.prepare_pipeline); None otherwise.
-    offload_owner: Any = field(default=None, repr=False)
 
 
 def resolve_preset(preset: Preset, cuda_available: bool) -> ResolvedPreset:

@@ -37,8 +37,8 @@ class BaseImageStage:
             raise InvalidRequest(f"size must be a positive multiple of {multiple_of}, got {size}")
         control.raise_if_cancelled()
 
-        # 2. Seed on the device the latents are drawn on, so a seed means the same image on every run
-        generator = torch.Generator(device=_generator_device(self.models)).manual_seed(seed)
+        # 2. Seed on the device the latents are drawn on (the GPU, even under CPU offload): a seed is one image
+        generator = torch.Generator(device=self.models.device)
 
         # 3. Denoise, reporting each step and stopping at the next one when cancelled
         control.report(0.0, LABEL)
@@ -61,8 +61,3 @@ class BaseImageStage:
         image: Image.Image = result.images[0]
         logger.info("base image %dx%d, %d steps, seed %d", image.width, image.height, steps, seed)
         return image
-
-
-def _generator_device(models: LoadedModels) -> str:
-    # FLUX draws its initial noise on the execution device; under CPU offload that is still the GPU.
-    return models.device

@@ -6,7 +6,9 @@ snapped to Kontext's multiple of 16 — not the input image's own size. Callers 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from typing import Any
 
 import torch
 from PIL import Image
@@ -54,38 +56,39 @@ class MaterialEditStage:
         self.models.loras.activate(lora, lora_scale)
 
         # 3. Seed on the device the latents are drawn on
-        generator = torch.Generator(device=self.models.device).manual_seed(seed)
+        generator = torch.Generator(device=self.models.device)
         source = image.convert("RGB")
 
         # 4. Denoise, reporting each step and stopping at the next one when cancelled
+        def denoise() -> Any:
+            with _cache_context(pipe.transformer):
+                return pipe(
+                    image=source,
+                    prompt=edit_prompt,
+                    # Only the aspect ratio of height/width counts: Kontext rescales them to max_area.
+                    height=source.height,
+                    width=source.width,
+                    num_inference_steps=steps,
+                    guidance_scale=guidance,
+                    generator=generator.manual_seed(seed),
+                    max_area=defaults.kontext_max_area,
+                    _auto_resize=defaults.kontext_auto_resize,
+                    callback_on_step_end=control.diffusers_callback(steps, LABEL),
+                )
+
         control.report(0.0, LABEL)
-        result = run_with_oom_retry(
-            self.models,
-            pipe,
-            lambda: pipe(
-                image=source,
-                prompt=edit_prompt,
-                # Only the aspect ratio of height/width counts: Kontext rescales them to max_area.
-                height=source.height,
-                width=source.width,
-                num_inference_steps=steps,
-                guidance_scale=guidance,
-                generator=generator.manual_seed(seed),
-                max_area=defaults.kontext_max_area,
-                _auto_resize=defaults.kontext_auto_resize,
-                callback_on_step_end=control.diffusers_callback(steps, LABEL),
-            ),
-        )
+        result = run_with_oom_retry(self.models, pipe, denoise)
 
         # 5. An interrupted pipeline still returns a half-denoised image: turn it into Cancelled
         control.raise_if_cancelled()
         edited: Image.Image = result.images[0]
-        logger.info(
-            "material edit %dx%d, %d steps, seed %d, LoRA %s",
-            edited.width,
-            edited.height,
-            steps,
-            seed,
-            self.models.loras.active(),
-        )
+        logger.info("material edit %dx%d, %d steps, seed %d", edited.width, edited.height, steps, seed)
         return edited
+
+
+def _cache_context(transformer: Any) -> contextlib.AbstractContextManager[Any]:
+    # FLUX.1-dev's denoising loop opens a cache context itself; Kontext's does not, and a step cache such as
+    # First Block Cache (enabled by the benchmark or a deployment) fails without one.
+    if getattr(transformer, "is_cache_enabled", False):
+        return transformer.cache_context("cond")  # type: ignore[no-any-return]
+    return contextlib.nullcontext()
