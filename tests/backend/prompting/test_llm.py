@@ -28,7 +28,11 @@ def bodies(server: RunningServer) -> list[dict[str, Any]]:
 def test_valid_reply(llm_server: RunningServer) -> None:
     prompt = rewriter(llm_server, "rewriter").rewrite(SEED_REQUEST)
     assert prompt.rewriter == "llm"
-    assert (prompt.subject, prompt.materials, prompt.language) == ("a cow", ["crocodile skin", "mane in flames"], "es")
+    assert (prompt.subject, prompt.materials, prompt.language) == (
+        "a cow",
+        ["crocodile skin", "a mane in flames"],
+        "es",
+    )
     assert prompt.edit_prompt.startswith("Alch3mist, ")
     calls = recorded(llm_server)
     assert len(calls) == 1

@@ -14,7 +14,7 @@ TABLE = [
         "Material Alch3mist, genérame una vaca con piel de cocodrilo y con una melena en llamas",
         "es",
         "a cow",
-        ["crocodile skin", "mane in flames"],
+        ["crocodile skin", "a mane in flames"],
     ),
     ("Alch3mist: hazme una silla de madera", "es", "a chair", ["wood"]),
     ("Alch3mist, un caballo hecho de mármol blanco", "es", "a horse", ["white marble"]),
@@ -23,7 +23,7 @@ TABLE = [
         "Material Alch3mist, crée-moi une vache avec une peau de crocodile et une crinière en feu",
         "fr",
         "a cow",
-        ["crocodile skin", "mane on fire"],
+        ["crocodile skin", "a mane on fire"],
     ),
     ("Alch3mist : une tasse de café en porcelaine", "fr", "a cup of coffee", ["porcelain"]),
     ("génère une chaise en or", "fr", "a chair", ["gold"]),
@@ -31,13 +31,16 @@ TABLE = [
         "Alch3mist, generate a cow with crocodile skin and a mane on fire",
         "en",
         "a cow",
-        ["crocodile skin", "mane on fire"],
+        ["crocodile skin", "a mane on fire"],
     ),
     ("make me a teapot made of glass", "en", "a teapot", ["glass"]),
     ("Please create a 3D model of an owl covered in moss, please", "en", "an owl", ["moss"]),
     ("a golden cow", "en", "a cow", ["gold"]),
     ("a statue of a horse in bronze", "en", "a statue of a horse", ["bronze"]),
     ("I'd like a cow. Make it gold.", "en", "a cow", ["gold"]),
+    ("un robot de cuero negro con ojos de rubí", "es", "a robot", ["black leather", "eyes of ruby"]),
+    ("a chair with black and white stripes", "en", "a chair", ["black and white stripes"]),
+    ("un chat noir avec des yeux en rubis", "fr", "a black cat", ["eyes in ruby"]),
 ]
 
 
@@ -53,9 +56,21 @@ def test_seed_example_prompts_read_well_in_english() -> None:
     prompt = rewrite_offline("Material Alch3mist, genérame una vaca con piel de cocodrilo y con una melena en llamas")
     assert prompt.base_prompt.startswith("A single cow, centred")
     assert "crocodile" not in prompt.base_prompt  # the base image is the plain object: the edit does the material
-    assert prompt.edit_prompt.startswith("Alch3mist, change the surface of the cow to crocodile skin (")
-    assert "scutes" in prompt.edit_prompt and "flames" in prompt.edit_prompt
-    assert prompt.title == "Cow: crocodile skin, mane in flames"
+    assert prompt.edit_prompt.startswith("Alch3mist, give the cow crocodile skin (rugged olive-brown scutes")
+    assert "and a mane in flames (flickering orange and yellow flames" in prompt.edit_prompt
+    assert prompt.title == "Cow: crocodile skin, a mane in flames"
+
+
+@pytest.mark.parametrize(
+    ("request_text", "edit_start"),
+    [
+        ("un caballo hecho de mármol blanco", "Alch3mist, make the horse out of white marble (white marble with"),
+        ("un robot de cuero negro con ojos de rubí", "Alch3mist, make the robot out of black leather (supple"),
+        ("a chair with black and white stripes", "Alch3mist, give the chair black and white stripes, with detailed"),
+    ],
+)
+def test_edit_prompt_wording(request_text: str, edit_start: str) -> None:
+    assert rewrite_offline(request_text).edit_prompt.startswith(edit_start)
 
 
 @pytest.mark.parametrize(

@@ -62,6 +62,7 @@ _INSTRUCTION = re.compile(
 )
 _TRAILING_JOINERS = frozenset({"and", "y", "et", "e", "then", "luego", "puis", "but", "pero", "mais"})
 _TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)*'?|[^\w\s]")
+_INNER_CONNECTORS = frozenset({"with", "con", "avec", "mit", "com"})
 _ELISION = re.compile(r"^(l|d|j|qu|s|n|m|t|c)'(.+)$")
 _SENTENCE_END = frozenset({".", "!", "?", ";"})
 _ARTICLES = frozenset(
@@ -342,17 +343,16 @@ def _find(keys: list[str], seqs: tuple[tuple[str, ...], ...], start: int = 1) ->
 
 
 def _split_subject(tokens: list[_Tok], language: str) -> tuple[list[_Tok], list[_Tok]]:
-    """(object tokens, material tokens) split at the first strong connector, else at a weak one before a material."""
+    """(object tokens, material tokens), split at the first strong connector or weak one before a material word."""
     first_sentence = next((i for i, t in enumerate(tokens) if t.key in _SENTENCE_END), len(tokens))
     keys = [t.key for t in tokens]
-    strong = [hit for hit in _find(keys, _sequences(vocab.STRONG_CONNECTORS)) if hit[0] <= first_sentence]
-    if strong:
-        start, end = strong[0]
-        return tokens[:start], tokens[end:]
-    for start, end in _find(keys[:first_sentence], _sequences(vocab.WEAK_CONNECTORS)):
-        if _material_follows(tokens[end:], language):
-            return tokens[:start], tokens[end:]
-    return tokens, []
+    hits = [hit for hit in _find(keys, _sequences(vocab.STRONG_CONNECTORS)) if hit[0] <= first_sentence][:1]
+    weak = _find(keys[:first_sentence], _sequences(vocab.WEAK_CONNECTORS))
+    hits += [hit for hit in weak if _material_follows(tokens[hit[1] :], language)][:1]
+    if not hits:
+        return tokens, []
+    start, end = min(hits)
+    return tokens[:start], tokens[end:]
 
 
 def _material_follows(rest: list[_Tok], language: str) -> bool:
@@ -368,28 +368,51 @@ def _is_material_word(key: str, language: str) -> bool:
 
 
 def _split_materials(tokens: list[_Tok], language: str) -> list[str]:
+    """Materials split at "and / y / et / , / with / con / avec"; "black and white stripes" stays one."""
     groups: list[list[_Tok]] = [[]]
     for token in tokens:
-        if token.key in vocab.MATERIAL_SEPARATORS or token.key in _SENTENCE_END:
+        if token.key in vocab.MATERIAL_SEPARATORS or token.key in _SENTENCE_END or token.key in _INNER_CONNECTORS:
             groups.append([])
         else:
             groups[-1].append(token)
     connectors = _sequences(vocab.STRONG_CONNECTORS)
     materials: list[str] = []
+    pending = ""  # adjectives waiting for their noun ("black" in "black and white stripes")
     for group in groups:
         for seq in connectors:
             if tuple(t.key for t in group[: len(seq)]) == seq:
                 group = group[len(seq) :]
                 break
         material = _drop_article(_translate(_strip_fillers(group), language))
+        if material and all(word in vocab.ADJECTIVES for word in material.split()):
+            pending = f"{pending}{material} and "
+            continue
+        material = f"{pending}{material}" if material else pending.removesuffix(" and ")
+        pending = ""
         if material and material not in materials:
             materials.append(truncate(material, 80))
+    if pending:
+        materials.append(pending.removesuffix(" and "))
     return materials[:_MAX_MATERIALS]
 
 
 def _drop_article(phrase: str) -> str:
+    """Drop "the" / "some", and "a" before a surface or material ("a crocodile skin"); keep "a mane in flames"."""
     first, _, rest = phrase.partition(" ")
-    return rest if rest and first.lower() in {"a", "an", "the", "some"} else phrase
+    head = re.split(r" (?:in|of|on|with|and) ", f" {rest.lower()} ")[0].split()  # "mane" in "mane in flames"
+    uncountable = bool(head) and (head[-1] in vocab.SURFACE_NOUNS or head[-1] in _pure_materials())
+    return (
+        rest
+        if rest and (first.lower() in {"the", "some"} or (first.lower() in {"a", "an"} and uncountable))
+        else phrase
+    )
+
+
+def _is_pure_material(material: str) -> bool:
+    """ "white marble", "gold", "black leather": material words and adjectives only (not "a mane in flames")."""
+    words = [vocab.MATERIAL_ADJECTIVES.get(w, w) for w in material.lower().split()]
+    named = any(w in _pure_materials() for w in words)
+    return named and all(w in _pure_materials() or w in vocab.ADJECTIVES for w in words)
 
 
 def _materials_in(tokens: list[_Tok], language: str) -> tuple[list[_Tok], list[str]]:
@@ -492,4 +515,5 @@ def _subject(tokens: list[_Tok], language: str) -> str:
 def _edit_prompt(subject: str, materials: list[str], described: str) -> str:
     if described:
         return finish_edit_prompt(f"give the object the surface material, texture, colour and finish of: {described}")
-    return edit_prompt_for(subject, materials, _details(materials))
+    pure = {m for m in materials if _is_pure_material(m)}
+    return edit_prompt_for(subject, materials, _details(materials), pure)

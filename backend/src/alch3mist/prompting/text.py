@@ -105,13 +105,25 @@ def base_prompt_for(subject: str) -> str:
     return truncate(f"{lead}, {BASE_STYLE}", MAX_PROMPT_CHARS)
 
 
-def edit_prompt_for(subject: str, materials: list[str], details: dict[str, str]) -> str:
-    """The Kontext instruction: each material with its texture/colour/finish, then the keep-clause."""
-    parts = [f"{m} ({details[m]})" if m in details else m for m in materials]
-    body = f"change the surface of the {subject_core(subject)} to {_join(parts)}, {EDIT_FINISH}"
-    if len(body) + len(EDIT_TAIL) + 20 > MAX_PROMPT_CHARS:  # too long with details: keep the materials' names
-        body = f"change the surface of the {subject_core(subject)} to {_join(materials)}, {EDIT_FINISH}"
+def edit_prompt_for(subject: str, materials: list[str], details: dict[str, str], pure: set[str]) -> str:
+    """The Kontext instruction: "make the cow out of <pure materials> and give it <features>", each with its
+    texture / colour / finish from ``details``, then the keep-clause. Without room for the details, names only."""
+    body = _edit_body(subject_core(subject), materials, details, pure)
+    if len(body) + len(EDIT_TAIL) + 20 > MAX_PROMPT_CHARS:
+        body = _edit_body(subject_core(subject), materials, {}, pure)
     return finish_edit_prompt(body)
+
+
+def _edit_body(core: str, materials: list[str], details: dict[str, str], pure: set[str]) -> str:
+    def described(items: list[str]) -> str:
+        return _join([f"{m} ({details[m]})" if m in details else m for m in items])
+
+    made_of = [m for m in materials if m in pure]
+    features = [m for m in materials if m not in pure]
+    clauses = [f"make the {core} out of {described(made_of)}"] if made_of else []
+    if features:
+        clauses.append(f"give {'it' if made_of else 'the ' + core} {described(features)}")
+    return f"{' and '.join(clauses)}, {EDIT_FINISH}"
 
 
 def subject_core(subject: str) -> str:
