@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,7 @@ def test_jobs_run_one_at_a_time_in_fifo_order_with_positions(worker_factory: Any
     worker.start()
     finished = [_wait(worker, job.id, ("succeeded", "failed")) for job in jobs]
     assert [job.status for job in finished] == ["succeeded"] * 3, [job.error for job in finished]
-    for previous, following in zip(finished, finished[1:], strict=False):
+    for previous, following in itertools.pairwise(finished):
         assert following.started_at is not None and previous.finished_at is not None
         assert following.started_at >= previous.finished_at
     assert finished[0].artifacts[:2] == ["base.png", "textured.png"] and "model.glb" in finished[0].artifacts
