@@ -29,6 +29,7 @@ _MEDIA_TYPES = {
 }
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "Missing/invalid API key, or an invalid or expired link token."},
+    503: {"model": ErrorResponse, "description": "The viewer bundle is not installed on this server."},
     404: {"model": ErrorResponse, "description": "No such job or file."},
     422: {"model": ErrorResponse, "description": "Invalid parameter."},
 }
@@ -72,7 +73,10 @@ def read_viewer(
     authorize_link(request, settings, bearer, job_id, VIEWER_RESOURCE, token)
     record = _job(store, job_id)
     glb = _job_file(store, record, "model.glb", missing=f"job {job_id} has no 3D model (status {record.status})")
-    html = _inline_page(store, record, glb) if inline else _url_page(store, record, links)
+    try:
+        html = _inline_page(store, record, glb) if inline else _url_page(store, record, links)
+    except FileNotFoundError as exc:  # the vendored bundle is missing (only the inline page needs it here)
+        raise ApiError(503, "viewer_unavailable", str(exc)) from exc
     return HTMLResponse(html, headers={"Content-Disposition": "inline", **_CACHE})
 
 
@@ -89,9 +93,11 @@ def read_viewer_bundle(
     _job(store, job_id)
     from ...viewer import page
 
-    return FileResponse(
-        page.bundle_path(), media_type=_MEDIA_TYPES[".js"], headers={"Cache-Control": "private, max-age=86400"}
-    )
+    try:
+        bundle = page.bundle_path()
+    except FileNotFoundError as exc:
+        raise ApiError(503, "viewer_unavailable", str(exc)) from exc
+    return FileResponse(bundle, media_type=_MEDIA_TYPES[".js"], headers={"Cache-Control": "private, max-age=86400"})
 
 
 def _inline_page(store: JobStore, record: JobRecord, glb: Path) -> str:
