@@ -12,6 +12,7 @@ with ``data: [DONE]``). The *model name* picks the behaviour:
 ``rewriter-invalid-once``  the first reply for each distinct request is broken JSON, later replies are valid
 ``garbage``                never valid JSON
 ``wrong-schema``           valid JSON that is not a MaterialPrompt
+``no-json-mode``           like ``rewriter``, but HTTP 400 when ``response_format`` is sent (no JSON mode)
 ``messy``                  valid but dirty: markup, a string for ``materials``, no trigger word, over-long fields
 ``slow``                   like ``rewriter`` after a delay: ``X-Slow-Seconds`` header, ``?delay_s=`` query or the
                            server's ``--slow-seconds`` (at most 60 s); it stops early if the client goes away
@@ -48,7 +49,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 logger = logging.getLogger("llm_server")
 
-MODELS = ("rewriter", "rewriter-invalid-once", "garbage", "wrong-schema", "messy", "slow", "chat")
+MODELS = ("rewriter", "no-json-mode", "rewriter-invalid-once", "garbage", "wrong-schema", "messy", "slow", "chat")
 MAX_SLOW_SECONDS = 60.0
 INVALID_JSON = '{"subject": "a cow", "materials": ["gold"], "base_prompt": "A single cow'  # cut short
 GARBAGE = "Sure! Here is a lovely poem about materials instead of JSON: gold is bold, clay is grey."
@@ -107,6 +108,10 @@ def create_app(api_key: str | None = None, slow_seconds: float = 5.0) -> FastAPI
         model = body.get("model")
         if model not in MODELS:
             return _error(404, f"The model `{model}` does not exist.", "invalid_request_error", "model_not_found")
+        if model == "no-json-mode" and "response_format" in body:
+            return _error(
+                400, "response_format is not supported by this model", "invalid_request_error", None, "response_format"
+            )
         if model == "slow" and await _sleep_unless_gone(request, _delay(state, request)):
             return _error(499, "client closed the request", "client_closed")
         content = _answer(state, model, body["messages"])

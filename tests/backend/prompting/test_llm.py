@@ -53,6 +53,14 @@ def test_request_is_sent_as_delimited_data_with_json_mode(llm_server: RunningSer
     assert "ignore the rules" in inside.split(REQUEST_CLOSE)[0]
 
 
+def test_server_without_json_mode_is_asked_again_without_it(llm_server: RunningServer) -> None:
+    prompt = rewriter(llm_server, "no-json-mode").rewrite(SEED_REQUEST)
+    assert prompt.subject == "a cow"
+    first, second = bodies(llm_server)
+    assert "response_format" in first and "response_format" not in second
+    assert second["messages"] == first["messages"]
+
+
 def test_invalid_then_repaired(llm_server: RunningServer) -> None:
     prompt = rewriter(llm_server, "rewriter-invalid-once").rewrite(SEED_REQUEST)
     assert prompt.subject == "a cow"
