@@ -120,7 +120,7 @@ def _load_flux(model_id: str, dtype: torch.dtype) -> Any:
 
 
 def _load_kontext(flux: Any, model_id: str, dtype: torch.dtype) -> Any:
-    from diffusers import FluxKontextPipeline, FluxTransformer2DModel
+    from diffusers import FluxTransformer2DModel
 
     try:
         transformer = FluxTransformer2DModel.from_pretrained(
@@ -128,9 +128,16 @@ def _load_kontext(flux: Any, model_id: str, dtype: torch.dtype) -> Any:
         )
     except (OSError, ValueError) as error:
         raise ModelLoadError(_load_hint("FLUX.1 Kontext [dev]", model_id, "ALCH3MIST_KONTEXT_MODEL", error)) from error
+    return kontext_from_flux(flux, transformer, dtype)
+
+
+def kontext_from_flux(flux: Any, kontext_transformer: Any, dtype: torch.dtype) -> Any:
+    """A FluxKontextPipeline on ``flux``'s VAE, text encoders, tokenizers and scheduler, with its own transformer."""
+    from diffusers import FluxKontextPipeline
+
     # Without transformer= from_pipe would share FLUX.1-dev's transformer too; without dtype= it casts the
     # shared components to float32.
-    return FluxKontextPipeline.from_pipe(flux, transformer=transformer, dtype=dtype)
+    return FluxKontextPipeline.from_pipe(flux, transformer=kontext_transformer, dtype=dtype)
 
 
 def _load_hint(what: str, model_id: str, env_var: str, error: Exception) -> str:
