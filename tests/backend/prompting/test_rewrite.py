@@ -85,6 +85,14 @@ def test_prompt_from_caller_keeps_an_existing_trigger_and_title() -> None:
     assert prompt.title == "My teapot"
 
 
+def test_prompt_from_caller_with_an_edit_instruction_as_base() -> None:
+    # the chain passes the edit prompt twice when the caller's own image replaces the base image
+    prompt = prompt_from_caller("Alch3mist, make it gold", "Alch3mist, make it gold", None)
+    assert prompt.subject == "the object"
+    assert prompt.materials == ["gold"]
+    assert prompt.title == "The object: gold"
+
+
 @pytest.mark.parametrize(
     ("base", "edit", "message"),
     [

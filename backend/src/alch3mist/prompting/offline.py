@@ -111,7 +111,8 @@ def clean_request(text: str, max_chars: int) -> str:
     stripped = _require_text(text)
     if len(stripped) > max_chars:
         raise InvalidRequest(
-            f"The request is {len(stripped)} characters long; the limit is {max_chars} characters. Shorten it."
+            f"The request is {len(stripped)} characters long; the limit is {max_chars} characters "
+            "(ALCH3MIST_MAX_REQUEST_CHARS). Shorten it."
         )
     return _strip_trigger_phrase(stripped)
 

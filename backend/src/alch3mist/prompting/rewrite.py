@@ -107,7 +107,12 @@ def _caller_text(name: str, value: str) -> str:
 
 
 def _subject_of(base_prompt: str) -> str:
-    """``"A single cow, centred, …"`` -> ``"a cow"``: the first clause without "a photo of" / "single"."""
+    """``"A single cow, centred, …"`` -> ``"a cow"``: the first clause without "a photo of" / "single".
+
+    A "base prompt" that is really an edit instruction (the caller's own image is edited) gives "the object".
+    """
+    if strip_trigger(base_prompt) != base_prompt:
+        return "the object"
     clause = re.split(r"[,.;:]", base_prompt, maxsplit=1)[0].strip()
     clause = _LEADING_FILLER.sub("", clause)
     clause = _SINGLE.sub("a ", clause)
