@@ -209,6 +209,7 @@ def _table(index: int, common: dict[str, str]) -> dict[str, str]:
 
 ES: dict[str, str] = _table(0, _COMMON_ES)
 FR: dict[str, str] = _table(1, _COMMON_FR)
+# fmt: off
 ENGLISH_NOUNS: frozenset[str] = frozenset(_NOUNS)
 ADJECTIVES: frozenset[str] = frozenset(_ADJECTIVES)
 FUNCTION_WORDS: frozenset[str] = frozenset(
