@@ -65,6 +65,7 @@ OWNED = (ORIGINALS, TRANSFORMED, TRAIN_FILE, TEST_FILE, INFO_FILE, "ai_toolkit",
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 RESOLUTIONS = (512, 768, 1024)
 DEFAULT_TEST_SIZE = 10
+TEST_SEED_OFFSET = 100_000  # held-out prompts get seeds of their own, never a training pair's
 BASE_TEMPLATE = (
     "a {object}, a single object, centred, whole object in view, plain light grey background, soft studio light, "
     "no text"
@@ -356,17 +357,19 @@ def _generate(args: argparse.Namespace) -> int:
         "trigger_word": TRIGGER_WORD,
     }
     _check_info(args.out, info, args.resume)
-    test_records = [_record(spec, index, args.seed, with_images=False) for index, spec in enumerate(test_plan, 1)]
-    _write_jsonl(args.out / TEST_FILE, [_as_test(record) for record in test_records])
+    test_records = [
+        _as_test(_record(spec, index, args.seed + TEST_SEED_OFFSET, with_images=False))
+        for index, spec in enumerate(test_plan, 1)
+    ]
+    _write_jsonl(args.out / TEST_FILE, test_records)
 
     # 3. Skip the finished pairs, generate the rest (each recorded as soon as both images are on disk).
-    offset = len(test_plan)
     done = {
         record.id: record
         for record in _read_jsonl(args.out / TRAIN_FILE)
         if args.resume and _has_images(args.out, record)
     }
-    todo = [(offset + i, spec) for i, spec in enumerate(train_plan, 1) if _pair_names(offset + i)[0] not in done]
+    todo = [(i, spec) for i, spec in enumerate(train_plan, 1) if _pair_names(i)[0] not in done]
     if done:
         logger.info("resuming: %d of %d pairs already done", len(train_plan) - len(todo), len(train_plan))
     records = dict(done)

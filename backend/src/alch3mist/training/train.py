@@ -191,6 +191,7 @@ def train(args: argparse.Namespace) -> TrainResult:
     started = time.perf_counter()
     # 1. Read the pairs and load the Kontext pipeline (the transformer is the only trained module)
     records = read_records(args.data)
+    resolution = _training_size(args.data, records, args.resolution)
     pipe, device = _load_kontext(args.preset)
     weight_dtype = _weight_dtype(args.mixed_precision, device)
     transformer = pipe.transformer
@@ -198,7 +199,6 @@ def train(args: argparse.Namespace) -> TrainResult:
     _check_rank(transformer, args.rank)
 
     # 2. Cache the caption embeddings and the latents of both images of every pair
-    resolution = _training_size(args.data, records, args.resolution)
     with _oom_advice(args, resolution):
         cache = _cache_pairs(pipe, args.data, records, resolution, device, weight_dtype, args.max_sequence_length)
 
