@@ -31,7 +31,7 @@ from .signing import LinkSigner
 
 __all__ = ["create_app", "main", "serve"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("alch3mist.api.main")  # also when run as ``python -m``
 
 
 def build_chain(settings: Settings) -> Any:

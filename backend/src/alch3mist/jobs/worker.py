@@ -321,9 +321,8 @@ class Worker:
             if stage != record.stage:
                 record.stage, record.stage_progress = stage, 0.0
                 running.stage_started = time.monotonic()
-                kind = "stage" if kind == "progress" else kind
-            if getattr(event, "stage_progress", None) is not None:
-                record.stage_progress = float(event.stage_progress)
+            if kind == "progress":  # other events carry no stage progress of their own
+                record.stage_progress = float(getattr(event, "stage_progress", 0.0) or 0.0)
             record.progress = max(record.progress, round(float(getattr(event, "progress", 0.0) or 0.0), 4))
             record.message = message or record.message
             artifact = getattr(event, "artifact", None) if kind == "artifact" else None

@@ -14,7 +14,6 @@ from ...jobs.store import JobRecord, JobStore
 from ..deps import BearerDep, LinksDep, SettingsDep, StoreDep, authorize_link
 from ..errors import ApiError
 from ..presenters import BUNDLE_RESOURCE, VIEWER_RESOURCE, Links
-from ..schemas import ErrorResponse
 
 router = APIRouter(prefix="/v1/jobs", tags=["artifacts"])
 
@@ -27,11 +26,19 @@ _MEDIA_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
 }
+
+
+def _json_error(description: str) -> dict[str, Any]:
+    """An error response documented as JSON even though the route's own answer is a file or HTML."""
+    schema = {"$ref": "#/components/schemas/ErrorResponse"}  # registered by the jobs routes' ``model=``
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorResponse, "description": "Missing/invalid API key, or an invalid or expired link token."},
-    503: {"model": ErrorResponse, "description": "The viewer bundle is not installed on this server."},
-    404: {"model": ErrorResponse, "description": "No such job or file."},
-    422: {"model": ErrorResponse, "description": "Invalid parameter."},
+    401: _json_error("Missing/invalid API key, or an invalid or expired link token."),
+    404: _json_error("No such job or file."),
+    422: _json_error("Invalid parameter."),
+    503: _json_error("The viewer bundle is not installed on this server."),
 }
 _CACHE = {"Cache-Control": "private, max-age=3600"}
 
@@ -39,7 +46,7 @@ _CACHE = {"Cache-Control": "private, max-age=3600"}
 @router.get(
     "/{job_id}/artifacts/{name:path}",
     response_class=FileResponse,
-    responses={200: {"content": {"image/png": {}, "model/gltf-binary": {}}, "description": "The file."}, **_ERRORS},
+    responses={200: {"content": {t: {} for t in _MEDIA_TYPES.values()}, "description": "The file."}, **_ERRORS},
 )
 def read_artifact(
     job_id: str,

@@ -36,6 +36,7 @@ SSE_PING_S = 15
     response_model=JobPublic,
     responses={
         **_ERRORS,
+        400: {"model": ErrorResponse, "description": "The request body could not be read (e.g. not UTF-8)."},
         413: {"model": ErrorResponse, "description": "Request body too large."},
         429: {"model": ErrorResponse, "description": "This end user has too many queued or running jobs."},
     },
