@@ -49,6 +49,7 @@ __all__ = [
     "PromptSet",
     "PromptSpec",
     "add_arguments",
+    "build",
     "centre_crop_resize",
     "ensure_trigger",
     "load_prompt_specs",
@@ -330,7 +331,7 @@ def _pair_names(index: int) -> tuple[str, str, str]:
 # --- build from prompts ---------------------------------------------------------------------------------------
 
 
-def _generate(args: argparse.Namespace) -> int:
+def _generate(args: argparse.Namespace, models: Any = None) -> int:
     # 1. Check inputs and plan the pairs (deterministic by seed).
     plan = plan_pairs(load_prompt_specs(args.prompts), args.seed)
     test_size = DEFAULT_TEST_SIZE if args.test_size is None else args.test_size
@@ -374,7 +375,7 @@ def _generate(args: argparse.Namespace) -> int:
         logger.info("resuming: %d of %d pairs already done", len(train_plan) - len(todo), len(train_plan))
     records = dict(done)
     if todo:
-        _generate_pairs(args, todo, records)
+        _generate_pairs(args, todo, records, models)
     _write_jsonl(args.out / TRAIN_FILE, [records[key] for key in sorted(records)])
     _export_ai_toolkit(args.out, args.resolution)
     logger.info("dataset %s: %d training pairs, %d held-out prompts", args.out, len(records), len(test_records))
@@ -407,7 +408,7 @@ def _has_images(out: Path, record: PairRecord) -> bool:
 
 
 def _generate_pairs(
-    args: argparse.Namespace, todo: list[tuple[int, PromptSpec]], records: dict[str, PairRecord]
+    args: argparse.Namespace, todo: list[tuple[int, PromptSpec]], records: dict[str, PairRecord], models: Any
 ) -> None:
     from tqdm.auto import tqdm
 
@@ -415,7 +416,7 @@ def _generate_pairs(
     from ..stages.material_edit import MaterialEditStage
     from ..stages.progress import StageControl
 
-    models = _load_models(args)
+    models = models if models is not None else _load_models(args)
     base_stage, edit_stage = BaseImageStage(models), MaterialEditStage(models)
     defaults = models.defaults
     for index, spec in tqdm(todo, desc="pairs", unit="pair"):
@@ -637,11 +638,19 @@ def _check_args(args: argparse.Namespace) -> None:
         args.prompts = DEFAULT_PROMPTS
 
 
+def build(args: argparse.Namespace, models: Any = None) -> int:
+    """Check ``args`` and build (or import) the dataset; raises DatasetError on bad input.
+
+    ``models`` (a ``LoadedModels``) reuses models already loaded; by default the preset's are loaded.
+    """
+    _check_args(args)
+    return _import(args) if args.originals is not None else _generate(args, models)
+
+
 def main(args: argparse.Namespace) -> int:
     """Build (or import) a dataset; 0 on success, 2 with a message on bad input, 1 on other failures."""
     try:
-        _check_args(args)
-        return _import(args) if args.originals is not None else _generate(args)
+        return build(args)
     except InvalidRequest as error:
         sys.stderr.write(f"error: {error.message}\n")
         return 2
