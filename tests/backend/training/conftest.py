@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from alch3mist.models.registry import LoadedModels
 from alch3mist.training import dataset, train
 

@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from PIL import Image
-
 from alch3mist.prompting.schema import TRIGGER_WORD
 from alch3mist.training import dataset
 from alch3mist.training.dataset import (
@@ -21,6 +19,7 @@ from alch3mist.training.dataset import (
     read_records,
     read_test_records,
 )
+from PIL import Image
 
 from .conftest import PAIRS, TEST_SIZE, parse
 
@@ -50,9 +49,12 @@ def test_a_text_prompt_file_keeps_its_pairs(tmp_path: Path) -> None:
     path = tmp_path / "prompts.txt"
     path.write_text("# mine\nteapot | crocodile skin\nboot | molten gold  # shiny\n", encoding="utf-8")
     plan = plan_pairs(load_prompt_specs(path), 0)
-    assert sorted((spec.object, spec.material) for spec in plan) == [("boot", "molten gold"), ("teapot", "crocodile skin")]
+    assert sorted((spec.object, spec.material) for spec in plan) == [
+        ("boot", "molten gold"),
+        ("teapot", "crocodile skin"),
+    ]
     path.write_text("teapot crocodile skin\n", encoding="utf-8")
-    with pytest.raises(DatasetError, match="expected 'object | material'"):
+    with pytest.raises(DatasetError, match=r"expected .object \| material."):
         load_prompt_specs(path)
 
 
@@ -61,7 +63,10 @@ def test_build_writes_pairs_captions_split_and_ai_toolkit_config(tiny_dataset: P
     assert [r.id for r in records] == [f"{i:03d}" for i in range(1, PAIRS + 1)]
     for record in records:
         assert record.original == f"img0/img0_{record.id}.png" and record.transformed == f"img1/img1_{record.id}.png"
-        with Image.open(tiny_dataset / record.original) as original, Image.open(tiny_dataset / record.transformed) as edit:
+        with (
+            Image.open(tiny_dataset / record.original) as original,
+            Image.open(tiny_dataset / record.transformed) as edit,
+        ):
             assert original.size == (64, 64) and edit.size == (64, 64)
         assert record.caption.startswith(TRIGGER_WORD) and record.material and record.material in record.caption
         assert record.base_prompt and record.object and record.object in record.base_prompt
@@ -78,10 +83,14 @@ def test_build_writes_pairs_captions_split_and_ai_toolkit_config(tiny_dataset: P
     control = Path(process["datasets"][0]["control_path"])
     targets = sorted(p.name for p in folder.glob("*.png"))
     assert targets == sorted(p.name for p in control.glob("*.png")) and len(targets) == PAIRS
-    assert all((folder / name).with_suffix(".txt").read_text(encoding="utf-8").startswith(TRIGGER_WORD) for name in targets)
+    assert all(
+        (folder / name).with_suffix(".txt").read_text(encoding="utf-8").startswith(TRIGGER_WORD) for name in targets
+    )
 
 
-def test_an_existing_output_is_refused_without_overwrite(tiny_dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_existing_output_is_refused_without_overwrite(
+    tiny_dataset: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     args = parse(dataset, ["--out", str(tiny_dataset), "--limit", "1"])
     assert dataset.main(args) == 2
     err = capsys.readouterr().err
