@@ -5,8 +5,9 @@
 Routes: ``POST /generate`` (the GLB, or JSON ``{text, error_code}`` with 404 on failure), ``POST /send`` (``{uid}``,
 the work runs in a thread), ``GET /status/{uid}`` (processing → [texturing, 2.1] → completed with ``model_base64``),
 ``GET /health`` (2.1 only). Requests are validated with 2.1's field bounds. The GLB is a small textured box made with
-trimesh, coloured by the input image. Faults (``--fault``, or the content of ``--fault-file``, read on every request): ``garbage`` (model_base64 / the body is not a GLB), ``error`` (the job
-fails), ``hang`` (the job never finishes).
+trimesh, coloured by the input image. Faults (``--fault``, or the content of ``--fault-file``, read on every
+request): ``garbage`` (model_base64 / the body is not a GLB), ``error`` (the job fails), ``hang`` (the job never
+finishes).
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ class GenerationRequest(BaseModel):
 
 
 class Worker:
-    def __init__(self, version: str, fault: str, delay_s: float, calls_log: Path | None, fault_file: Path | None) -> None:
+    def __init__(
+        self, version: str, fault: str, delay_s: float, calls_log: Path | None, fault_file: Path | None
+    ) -> None:
         self.version, self._fault, self.delay_s, self.calls_log = version, fault, delay_s, calls_log
         self.fault_file = fault_file
         self.jobs: dict[str, dict[str, Any]] = {}

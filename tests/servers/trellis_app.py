@@ -8,8 +8,9 @@ Runs on Gradio 4.44.1 (what TRELLIS pins) in its own venv made by ``scripts/setu
 with mesh_simplify and texture_size); ``trellis2`` mirrors TRELLIS.2 (resolution, three sampler stages,
 decimation_target). Like the real app, the per-session folder is created by ``/start_session`` (``demo.load``) and
 ``/image_to_3d`` fails without it. The GLB is a small textured sphere made with trimesh, coloured by the input image.
-Faults for error-path tests (``--fault``, or the content of ``--fault-file``, read on every call): ``garbage`` (extract_glb returns a non-GLB file), ``empty`` (an empty file),
-``error`` (image_to_3d raises), ``slow`` (image_to_3d sleeps for a minute).
+Faults for error-path tests (``--fault``, or the content of ``--fault-file``, read on every call): ``garbage``
+(extract_glb returns a non-GLB file), ``empty`` (an empty file), ``error`` (image_to_3d raises), ``slow``
+(image_to_3d sleeps for a minute).
 """
 
 from __future__ import annotations
@@ -167,7 +168,9 @@ def extract_glb(state: dict[str, Any], mesh_simplify: float, texture_size: int, 
     return path, path
 
 
-def extract_glb_v2(state: dict[str, Any], decimation_target: int, texture_size: int, req: gr.Request) -> tuple[str, str]:
+def extract_glb_v2(
+    state: dict[str, Any], decimation_target: int, texture_size: int, req: gr.Request
+) -> tuple[str, str]:
     log_call("extract_glb", decimation_target=decimation_target, texture_size=texture_size)
     path = write_glb(state, int(texture_size), req)
     return path, path
@@ -200,8 +203,15 @@ def build_v1() -> gr.Blocks:
         generate_btn.click(get_seed, inputs=[randomize_seed, seed], outputs=[seed]).then(
             image_to_3d,
             inputs=[
-                image_prompt, multiimage_prompt, is_multiimage, seed, ss_guidance_strength, ss_sampling_steps,
-                slat_guidance_strength, slat_sampling_steps, multiimage_algo,
+                image_prompt,
+                multiimage_prompt,
+                is_multiimage,
+                seed,
+                ss_guidance_strength,
+                ss_sampling_steps,
+                slat_guidance_strength,
+                slat_sampling_steps,
+                multiimage_algo,
             ],
             outputs=[output_buf, video_output],
         )
@@ -220,10 +230,18 @@ def build_v2() -> gr.Blocks:
         decimation_target = gr.Slider(100000, 1000000, label="Decimation Target", value=500000, step=10000)
         texture_size = gr.Slider(1024, 4096, label="Texture Size", value=2048, step=1024)
         sliders = [
-            gr.Slider(1.0, 10.0, value=7.5), gr.Slider(0.0, 1.0, value=0.7), gr.Slider(1, 50, value=12, step=1),
-            gr.Slider(1.0, 6.0, value=5.0), gr.Slider(1.0, 10.0, value=7.5), gr.Slider(0.0, 1.0, value=0.5),
-            gr.Slider(1, 50, value=12, step=1), gr.Slider(1.0, 6.0, value=3.0), gr.Slider(1.0, 10.0, value=1.0),
-            gr.Slider(0.0, 1.0, value=0.0), gr.Slider(1, 50, value=12, step=1), gr.Slider(1.0, 6.0, value=3.0),
+            gr.Slider(1.0, 10.0, value=7.5),
+            gr.Slider(0.0, 1.0, value=0.7),
+            gr.Slider(1, 50, value=12, step=1),
+            gr.Slider(1.0, 6.0, value=5.0),
+            gr.Slider(1.0, 10.0, value=7.5),
+            gr.Slider(0.0, 1.0, value=0.5),
+            gr.Slider(1, 50, value=12, step=1),
+            gr.Slider(1.0, 6.0, value=3.0),
+            gr.Slider(1.0, 10.0, value=1.0),
+            gr.Slider(0.0, 1.0, value=0.0),
+            gr.Slider(1, 50, value=12, step=1),
+            gr.Slider(1.0, 6.0, value=3.0),
         ]
         generate_btn = gr.Button("Generate")
         preview_output = gr.HTML("", label="3D Asset Preview")

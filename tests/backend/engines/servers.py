@@ -51,7 +51,9 @@ def closed_port_url() -> str:
 
 
 @contextlib.contextmanager
-def run_server(command: list[str], port: int, ready_path: str, workdir: Path, timeout_s: float = 120.0) -> Iterator[RunningServer]:
+def run_server(
+    command: list[str], port: int, ready_path: str, workdir: Path, timeout_s: float = 120.0
+) -> Iterator[RunningServer]:
     calls_log, fault_file = workdir / "calls.jsonl", workdir / "fault.txt"
     log_path = workdir / "server.log"
     full = [*command, "--port", str(port), "--calls-log", str(calls_log), "--fault-file", str(fault_file)]
@@ -92,7 +94,9 @@ def hunyuan_command(version: str = "2.1", delay_s: float = 0.1) -> list[str]:
     return [sys.executable, str(SERVERS / "hunyuan3d_server.py"), "--version", version, "--delay", str(delay_s)]
 
 
-def object_image(size: int = 1024, background: tuple[int, int, int] = (244, 244, 240), mode: str = "RGB") -> Image.Image:
+def object_image(
+    size: int = 1024, background: tuple[int, int, int] = (244, 244, 240), mode: str = "RGB"
+) -> Image.Image:
     """A centred cartoon animal (striped body, head, legs) on a plain background, like FLUX's product shots."""
     image = Image.new("RGB", (size, size), background)
     draw = ImageDraw.Draw(image)

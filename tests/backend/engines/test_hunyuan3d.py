@@ -26,13 +26,17 @@ def _engine(url: str, **kwargs: object) -> Hunyuan3DEngine:
     return Hunyuan3DEngine(url, poll_interval_s=0.05, timeout_s=kwargs.pop("timeout_s", 30), **kwargs)  # type: ignore[arg-type]
 
 
-def _run(engine: Hunyuan3DEngine, tmp_path: Path, params: EngineParams | None = None, control: StageControl | None = None):  # type: ignore[no-untyped-def]
+def _run(
+    engine: Hunyuan3DEngine, tmp_path: Path, params: EngineParams | None = None, control: StageControl | None = None
+):  # type: ignore[no-untyped-def]
     return engine.generate(object_image(256), params or EngineParams(), tmp_path / "hy.glb", control or StageControl())
 
 
 def test_hunyuan_send_and_poll_returns_the_glb_and_sends_its_fields(server: RunningServer, tmp_path: Path) -> None:
     messages: list[str] = []
-    params = EngineParams(seed=9, octree_resolution=384, num_inference_steps=12, guidance_scale=6.5, target_faces=20_000)
+    params = EngineParams(
+        seed=9, octree_resolution=384, num_inference_steps=12, guidance_scale=6.5, target_faces=20_000
+    )
     control = StageControl(on_progress=lambda f, m: messages.append(m))
     result = _run(_engine(server.url), tmp_path, params, control)
 
@@ -40,8 +44,14 @@ def test_hunyuan_send_and_poll_returns_the_glb_and_sends_its_fields(server: Runn
     assert result.engine == "hunyuan3d" and result.metadata["mode"] == "send"
     sent = server.calls()[-1]
     assert sent["route"] == "/send"
-    assert {k: sent[k] for k in ("seed", "octree_resolution", "num_inference_steps", "guidance_scale", "face_count")} == {
-        "seed": 9, "octree_resolution": 384, "num_inference_steps": 12, "guidance_scale": 6.5, "face_count": 20_000,
+    assert {
+        k: sent[k] for k in ("seed", "octree_resolution", "num_inference_steps", "guidance_scale", "face_count")
+    } == {
+        "seed": 9,
+        "octree_resolution": 384,
+        "num_inference_steps": 12,
+        "guidance_scale": 6.5,
+        "face_count": 20_000,
     }
     assert sent["texture"] is True and sent["remove_background"] is True
     assert "hunyuan3d: texturing" in messages
@@ -82,7 +92,9 @@ def test_hunyuan_failed_job_is_an_engine_error(server: RunningServer, tmp_path: 
     assert not isinstance(caught.value, EngineUnavailable) and server.url in str(caught.value)
 
 
-def test_hunyuan_rejected_field_is_an_engine_error_with_the_servers_reason(server: RunningServer, tmp_path: Path) -> None:
+def test_hunyuan_rejected_field_is_an_engine_error_with_the_servers_reason(
+    server: RunningServer, tmp_path: Path
+) -> None:
     with pytest.raises(EngineError, match="HTTP 422"):
         _run(_engine(server.url), tmp_path, EngineParams(num_inference_steps=50))  # 2.1 accepts at most 20
 

@@ -22,15 +22,21 @@ def server(trellis_server: RunningServer) -> Iterator[RunningServer]:
     trellis_server.set_fault("")
 
 
-def _run(engine: TrellisEngine, tmp_path: Path, params: EngineParams | None = None, control: StageControl | None = None):  # type: ignore[no-untyped-def]
-    return engine.generate(object_image(256), params or EngineParams(), tmp_path / "trellis.glb", control or StageControl())
+def _run(
+    engine: TrellisEngine, tmp_path: Path, params: EngineParams | None = None, control: StageControl | None = None
+):  # type: ignore[no-untyped-def]
+    return engine.generate(
+        object_image(256), params or EngineParams(), tmp_path / "trellis.glb", control or StageControl()
+    )
 
 
 def test_trellis_runs_a_session_over_gradio_and_returns_its_glb(server: RunningServer, tmp_path: Path) -> None:
     progress: list[tuple[float, str]] = []
     engine = TrellisEngine(server.url, timeout_s=60)
     params = EngineParams(seed=42, ss_steps=20, ss_guidance=6.0, slat_steps=8, slat_guidance=2.5, texture_size=2048)
-    result = engine.generate(object_image(256), params, tmp_path / "t.glb", StageControl(on_progress=lambda f, m: progress.append((f, m))))
+    result = engine.generate(
+        object_image(256), params, tmp_path / "t.glb", StageControl(on_progress=lambda f, m: progress.append((f, m)))
+    )
 
     check_glb(result.glb_path.read_bytes(), "trellis")
     assert result.engine == "trellis" and not result.is_preview
@@ -59,7 +65,9 @@ def test_trellis_server_down_is_unavailable_and_names_the_url(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("fault", ["garbage", "empty"])
-def test_trellis_invalid_glb_is_a_mesh_error_naming_the_engine(server: RunningServer, tmp_path: Path, fault: str) -> None:
+def test_trellis_invalid_glb_is_a_mesh_error_naming_the_engine(
+    server: RunningServer, tmp_path: Path, fault: str
+) -> None:
     server.set_fault(fault)
     with pytest.raises(MeshError, match="'trellis'"):
         _run(TrellisEngine(server.url, timeout_s=60), tmp_path)

@@ -37,8 +37,15 @@ def _handmade_glb(texture_side: int) -> bytes:
     texture = io.BytesIO()
     Image.new("RGB", (texture_side, texture_side), (200, 30, 30)).save(texture, format="PNG")
     colours = np.tile(np.array([[0.1, 0.2, 0.9, 1.0]], dtype=np.float32), (8, 1))
-    blobs = [PYRAMID.tobytes(), PYRAMID_UV.tobytes(), PYRAMID_FACES.tobytes(), CUBE.tobytes(), colours.tobytes(),
-             CUBE_FACES.tobytes(), texture.getvalue()]
+    blobs = [
+        PYRAMID.tobytes(),
+        PYRAMID_UV.tobytes(),
+        PYRAMID_FACES.tobytes(),
+        CUBE.tobytes(),
+        colours.tobytes(),
+        CUBE_FACES.tobytes(),
+        texture.getvalue(),
+    ]
     views, binary = [], b""
     for blob in blobs:
         views.append({"buffer": 0, "byteOffset": len(binary), "byteLength": len(blob)})

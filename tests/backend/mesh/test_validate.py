@@ -46,7 +46,7 @@ def test_invalid_glb_raises_mesh_error_with_the_validators_codes(tmp_path: Path)
     path = _box_glb(tmp_path / "broken.glb")
     _rewrite_json(path, lambda tree: tree["meshes"][0]["primitives"][0]["attributes"].update(POSITION=99))
     assert run_validator(path).errors > 0
-    with pytest.raises(MeshError, match="fails glTF validation.*UNRESOLVED_REFERENCE"):
+    with pytest.raises(MeshError, match=r"fails glTF validation.*UNRESOLVED_REFERENCE"):
         validate_glb(path)
 
 
@@ -60,5 +60,5 @@ def test_not_a_glb_at_all(tmp_path: Path) -> None:
 def test_missing_validator_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(validate, "_REPO_CACHE", tmp_path / "nowhere")
     monkeypatch.delenv(validate.ENV_DIR, raising=False)
-    with pytest.raises(MeshError, match="setup-engine-test-servers.sh"):
+    with pytest.raises(MeshError, match=r"setup-engine-test-servers\.sh"):
         validate_glb(_box_glb(tmp_path / "box.glb"))

@@ -54,14 +54,20 @@ def test_simplify_budget_from_params(stage: ImageTo3DStage, tmp_path: Path) -> N
 
 def test_all_background_image_is_refused(stage: ImageTo3DStage, tmp_path: Path) -> None:
     with pytest.raises(InvalidRequest, match="background"):
-        stage.run(Image.new("RGB", (512, 512), "white"), engine="preview", params=EngineParams(), out_dir=tmp_path,
-                  control=StageControl())
+        stage.run(
+            Image.new("RGB", (512, 512), "white"),
+            engine="preview",
+            params=EngineParams(),
+            out_dir=tmp_path,
+            control=StageControl(),
+        )
 
 
 def test_tiny_image_is_refused(stage: ImageTo3DStage, tmp_path: Path) -> None:
     with pytest.raises(InvalidRequest, match=r"too small \(8x8\)"):
-        stage.run(Image.new("RGB", (8, 8)), engine="preview", params=EngineParams(), out_dir=tmp_path,
-                  control=StageControl())
+        stage.run(
+            Image.new("RGB", (8, 8)), engine="preview", params=EngineParams(), out_dir=tmp_path, control=StageControl()
+        )
 
 
 def test_huge_image_is_downscaled_and_works(stage: ImageTo3DStage, tmp_path: Path) -> None:
@@ -107,8 +113,9 @@ def hunyuan(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]
 
 def test_remote_engine_output_is_normalised_and_validated(hunyuan: RunningServer, tmp_path: Path) -> None:
     stage = ImageTo3DStage({"hunyuan3d": Hunyuan3DEngine(hunyuan.url, poll_interval_s=0.05)}, require_validator=True)
-    result = stage.run(object_image(256), engine="hunyuan3d", params=EngineParams(), out_dir=tmp_path,
-                       control=StageControl())
+    result = stage.run(
+        object_image(256), engine="hunyuan3d", params=EngineParams(), out_dir=tmp_path, control=StageControl()
+    )
     assert result.engine == "hunyuan3d" and not result.is_preview and "label" not in result.metadata
     assert result.metadata["validation"]["errors"] == 0
     bounds = trimesh.load(result.glb_path, force="scene").bounds  # the stand-in's box is off-centre and 2 tall

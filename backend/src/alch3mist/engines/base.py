@@ -82,7 +82,8 @@ def check_glb(data: bytes, engine: str) -> None:
         scene = trimesh.load(io.BytesIO(data), file_type="glb", force="scene")
     except Exception as exc:  # trimesh raises many types for a corrupt file
         raise MeshError(f"3D engine '{engine}' returned a GLB that cannot be read: {exc}") from exc
-    faces = sum(len(g.faces) for g in scene.geometry.values() if hasattr(g, "faces"))
+    geometries: list[Any] = list(getattr(scene, "geometry", {}).values())
+    faces = sum(len(getattr(g, "faces", ())) for g in geometries)
     if faces == 0:
         raise MeshError(f"3D engine '{engine}' returned a GLB with no triangles")
 

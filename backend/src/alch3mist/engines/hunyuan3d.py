@@ -112,7 +112,9 @@ class Hunyuan3DEngine:
         with self._client(self.timeout_s) as client:
             response = client.post("/generate", json=payload)
         if response.status_code != 200 or "json" in response.headers.get("content-type", ""):
-            raise EngineError(self.name, self.url, f"/generate failed (HTTP {response.status_code}): {_reason(response)}")
+            raise EngineError(
+                self.name, self.url, f"/generate failed (HTTP {response.status_code}): {_reason(response)}"
+            )
         return response.content
 
     def _send_and_poll(self, payload: dict[str, Any], control: StageControl) -> bytes:
@@ -120,7 +122,9 @@ class Hunyuan3DEngine:
         with self._client(self.timeout_s) as client:
             response = client.post("/send", json=payload)
             if response.status_code != 200:
-                raise EngineError(self.name, self.url, f"/send failed (HTTP {response.status_code}): {_reason(response)}")
+                raise EngineError(
+                    self.name, self.url, f"/send failed (HTTP {response.status_code}): {_reason(response)}"
+                )
             uid = str(response.json().get("uid", ""))
             if not uid:
                 raise EngineError(self.name, self.url, f"/send answered without a uid: {response.text[:200]}")

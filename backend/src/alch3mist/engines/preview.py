@@ -103,7 +103,9 @@ class PreviewEngine:
 
 
 def _extras(metadata: dict[str, Any]) -> dict[str, Any]:
-    return {"alch3mist": {"engine": "preview", "is_preview": True, "label": PREVIEW_LABEL, "method": metadata["method"]}}
+    return {
+        "alch3mist": {"engine": "preview", "is_preview": True, "label": PREVIEW_LABEL, "method": metadata["method"]}
+    }
 
 
 # --- 2. grid -----------------------------------------------------------------------------------------------------
@@ -219,7 +221,9 @@ def _outline_edges(padded: NDArray[np.bool_], index: NDArray[np.int64]) -> NDArr
     return np.stack([starts, ends], axis=1)
 
 
-def _smooth_outline(xy: NDArray[np.float64], edges: NDArray[np.int64], outline: NDArray[np.bool_]) -> NDArray[np.float64]:
+def _smooth_outline(
+    xy: NDArray[np.float64], edges: NDArray[np.int64], outline: NDArray[np.bool_]
+) -> NDArray[np.float64]:
     """Round off the pixel staircase: Laplacian smoothing of outline vertices along outline edges."""
     if len(edges) == 0:
         return xy
@@ -247,9 +251,10 @@ def _texture_atlas(image: Image.Image, silhouette: Silhouette, grid: _Grid, side
     crop_box = (round(x0 * width), round(y0 * height), max(round(x1 * width), 1), max(round(y1 * height), 1))
     front_rgba = image.crop(crop_box).resize((side, side), Image.Resampling.BILINEAR)
     front = front_rgba.convert("RGB")
-    coarse = np.asarray(
-        Image.fromarray(grid.mask.astype(np.uint8) * 255).resize((side, side), Image.Resampling.BILINEAR)
-    ) > 127
+    coarse = (
+        np.asarray(Image.fromarray(grid.mask.astype(np.uint8) * 255).resize((side, side), Image.Resampling.BILINEAR))
+        > 127
+    )
     # the grid mask is coarse: near the outline trust the pixel's own colour, deep inside trust the mask
     band = max(2, round(1.5 * side / max(grid.mask.shape)))
     deep = ndimage.binary_erosion(coarse, iterations=band)
@@ -268,14 +273,16 @@ def _bleed(pixels: NDArray[np.uint8], inside: NDArray[np.bool_]) -> NDArray[np.u
     if not inside.any() or inside.all():
         return pixels
     nearest = ndimage.distance_transform_edt(~inside, return_distances=False, return_indices=True)
-    return np.asarray(pixels[nearest[0], nearest[1]], dtype=np.uint8)
+    bled: NDArray[np.uint8] = np.asarray(pixels[nearest[0], nearest[1]], dtype=np.uint8)
+    return bled
 
 
 def _soften(front: NDArray[np.uint8], inside: NDArray[np.bool_], side: int) -> NDArray[np.uint8]:
     blurred = np.asarray(Image.fromarray(front).filter(ImageFilter.GaussianBlur(radius=max(side / 48, 1.0))))
     mean = front[inside].mean(axis=0) if inside.any() else front.reshape(-1, 3).mean(axis=0)
     mixed = (0.7 * blurred.astype(np.float32) + 0.3 * mean) * BACK_SHADE
-    return np.clip(mixed, 0, 255).astype(np.uint8)
+    softened: NDArray[np.uint8] = np.clip(mixed, 0, 255).astype(np.uint8)
+    return softened
 
 
 # --- 4 + 6. closed mesh, GLB -------------------------------------------------------------------------------------
@@ -328,4 +335,6 @@ def _is_closed(mesh: trimesh.Trimesh) -> bool:
 def _scene(mesh: trimesh.Trimesh) -> trimesh.Scene:
     import trimesh
 
-    return trimesh.Scene(geometry={"preview": mesh})
+    scene = trimesh.Scene()
+    scene.add_geometry(mesh, geom_name="preview")
+    return scene

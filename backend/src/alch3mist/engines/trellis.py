@@ -110,7 +110,9 @@ class _RemoteJob:
             self._call(client, "/start_session", {}, 0.05)
             image_path = self.tmp / "input.png"
             image.save(image_path)
-            processed = _file_output(self._call(client, "/preprocess_image", {"image": handle_file(str(image_path))}, 0.1))
+            processed = _file_output(
+                self._call(client, "/preprocess_image", {"image": handle_file(str(image_path))}, 0.1)
+            )
             if processed is None:
                 raise EngineError(self.engine.name, self.url, "/preprocess_image returned no image")
             sent_3d = _select(endpoints["/image_to_3d"], _image_to_3d_values(params, endpoints["/image_to_3d"]))
@@ -272,7 +274,11 @@ class _InProcess:  # pragma: no cover - needs CUDA and the trellis package
         control.raise_if_cancelled()
         simplify = round(_clamp(params.simplify, SIMPLIFY_RANGE), 2)
         glb = postprocessing_utils.to_glb(
-            outputs["gaussian"][0], outputs["mesh"][0], simplify=simplify, texture_size=params.texture_size, verbose=False
+            outputs["gaussian"][0],
+            outputs["mesh"][0],
+            simplify=simplify,
+            texture_size=params.texture_size,
+            verbose=False,
         )
         out_path.parent.mkdir(parents=True, exist_ok=True)
         glb.export(str(out_path))

@@ -25,12 +25,14 @@ def load_glb(path: Path, what: str = "GLB") -> trimesh.Scene:
         scene = trimesh.load(io.BytesIO(data), file_type="glb", force="scene")
     except Exception as exc:  # trimesh raises many types for a corrupt file
         raise MeshError(f"{what} {path.name} cannot be read: {exc}") from exc
-    if not any(len(getattr(g, "faces", ())) for g in scene.geometry.values()):
+    if not isinstance(scene, trimesh.Scene) or not any(len(getattr(g, "faces", ())) for g in scene.geometry.values()):
         raise MeshError(f"{what} {path.name} holds no triangles")
     return scene
 
 
-def export_glb(scene: trimesh.Scene, path: Path, *, generator: str = GENERATOR, extras: dict[str, Any] | None = None) -> int:
+def export_glb(
+    scene: trimesh.Scene, path: Path, *, generator: str = GENERATOR, extras: dict[str, Any] | None = None
+) -> int:
     """Write ``scene`` as a GLB with our generator string and ``asset.extras``; returns the byte count."""
 
     def label(tree: dict[str, Any]) -> None:

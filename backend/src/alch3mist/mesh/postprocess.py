@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 TEXTURE_SLOTS = ("baseColorTexture", "metallicRoughnessTexture", "normalTexture", "emissiveTexture", "occlusionTexture")
 BAKE_SAMPLES = 400_000  # colour samples taken on the original surface for baking
-BAKE_OVERSAMPLING = 2.5  # surface samples per texel when rasterising the unwrapped mesh
+BAKE_OVERSAMPLING = 2.0  # surface samples per texel when rasterising the unwrapped mesh
 
 
 @dataclass
@@ -180,7 +180,7 @@ def _simplify_and_bake(
 
     colours = _ColourSource(meshes)
     material = _first_pbr(meshes)
-    merged = trimesh.util.concatenate([trimesh.Trimesh(m.vertices, m.faces, process=False) for m in meshes])
+    merged: Any = trimesh.util.concatenate([trimesh.Trimesh(m.vertices, m.faces, process=False) for m in meshes])
     merged.merge_vertices()
     if simplify and options.target_faces:
         merged = merged.simplify_quadric_decimation(face_count=options.target_faces)
@@ -195,7 +195,7 @@ def _simplify_and_bake(
         merged.visual = trimesh.visual.ColorVisuals(merged, vertex_colors=colours.at(merged.vertices))
         return [merged], False
     vertices = merged.vertices[vmapping]
-    texture = _bake(vertices, indices, uvs, colours, options.bake_size)
+    texture = _bake(vertices, indices, uvs, colours, min(options.bake_size, options.texture_cap))
     baked_material = trimesh.visual.material.PBRMaterial(
         name="alch3mist-baked",
         baseColorTexture=texture,
@@ -211,7 +211,9 @@ def _simplify_and_bake(
     return [unwrapped], True
 
 
-def _unwrap(mesh: trimesh.Trimesh, timeout_s: float) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
+def _unwrap(
+    mesh: trimesh.Trimesh, timeout_s: float
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
     """xatlas in a subprocess: (vmapping, indices, uvs)."""
     with tempfile.TemporaryDirectory(prefix="alch3mist-xatlas-") as tmp:
         source, target = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
@@ -250,7 +252,7 @@ class _ColourSource:
         self._tree = cKDTree(np.concatenate(points))
 
     def at(self, points: NDArray[np.float64]) -> NDArray[np.uint8]:
-        _, nearest = self._tree.query(points, k=1)
+        _, nearest = self._tree.query(points, k=1, eps=0.5, workers=-1)
         return np.asarray(self._colours[nearest], dtype=np.uint8)
 
 
@@ -260,7 +262,7 @@ def _sample_colours(mesh: trimesh.Trimesh, count: int) -> tuple[NDArray[np.float
     bary = _random_barycentric(len(faces))
     corners = mesh.vertices[mesh.faces[faces]]
     points = np.einsum("ij,ijk->ik", bary, corners)
-    visual = mesh.visual
+    visual: Any = mesh.visual
     uv = getattr(visual, "uv", None)
     image = getattr(getattr(visual, "material", None), "baseColorTexture", None)
     if image is None:
@@ -329,9 +331,9 @@ def _bake(
     hits = np.bincount(flat, minlength=size * size)
     sums = np.stack([np.bincount(flat, weights=rgba[:, k], minlength=size * size) for k in range(4)], axis=1)
     filled = hits > 0
-    image = np.zeros((size * size, 4), dtype=np.float64)
-    image[filled] = sums[filled] / hits[filled, None]
-    image = image.reshape(size, size, 4)
+    flat_image = np.zeros((size * size, 4), dtype=np.float64)
+    flat_image[filled] = sums[filled] / hits[filled, None]
+    image = flat_image.reshape(size, size, 4)
     mask = filled.reshape(size, size)
     nearest = ndimage.distance_transform_edt(~mask, return_distances=False, return_indices=True)
     image = image[nearest[0], nearest[1]]

@@ -134,8 +134,9 @@ class ImageTo3DStage:
         if image.mode not in ("RGB", "RGBA"):
             image = image.convert("RGBA" if "A" in image.getbands() or image.mode == "P" else "RGB")
         if max(width, height) > WORK_SIDE:
-            image = image.copy()
-            image.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.LANCZOS)
+            scale = WORK_SIDE / max(width, height)
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            image = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
             logger.info("input image %dx%d downscaled to %dx%d", width, height, *image.size)
         segment_object(image)  # raises InvalidRequest when there is no object (all background)
         return image
