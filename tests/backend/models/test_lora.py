@@ -245,3 +245,16 @@ def test_text_encoder_weights_in_a_lora_are_ignored_so_stage_one_is_untouched(
     assert models.loras.active() == ("with-te", 1.0)
     assert not hasattr(models.flux.text_encoder, "peft_config")
     assert base_image() == before
+
+
+def test_a_lora_retrained_under_the_same_name_is_reloaded(
+    models: LoadedModels, lora_dir: Path, tiny_lora_factory: LoraFactory
+) -> None:
+    path = tiny_lora_factory(lora_dir / "alch3mist.safetensors", seed=10)
+    first = edit(models, "alch3mist")
+    tiny_lora_factory(path, seed=11)  # the trainer writes a new version
+    second = edit(models, "alch3mist")
+    assert second != first
+    path.unlink()
+    with pytest.raises(UnknownLora):
+        edit(models, "alch3mist")

@@ -117,6 +117,7 @@ class LoraManager:
         self._pipe = pipe
         self._lora_dir = lora_dir
         self._loaded: OrderedDict[str, str] = OrderedDict()  # LoRA name -> adapter name, least recently used first
+        self._sources: dict[str, tuple[Path, tuple[int, int] | None]] = {}  # LoRA name -> file and its stamp
         self._active: tuple[str, float] | None = None
 
     @property
@@ -147,6 +148,9 @@ class LoraManager:
         if name is None or scale == 0:
             self._disable_all()
             return
+        if name in self._loaded and self._changed_on_disk(name):
+            logger.info("LoRA %s changed on disk since it was loaded: reloading it", name)
+            self._delete(name)
         if name not in self._loaded:
             self.load_file(self._path_of(name), name)
         self._loaded.move_to_end(name)
@@ -179,6 +183,7 @@ class LoraManager:
             ) from error
         self._check_adapter_took(path, adapter, expected_layers=_count_layers(state_dict))
         self._loaded[adapter_name] = adapter
+        self._sources[adapter_name] = (path, _file_stamp(path))
         # A freshly loaded adapter becomes active in PEFT; keep whatever the caller chose until activate().
         self._reapply_active()
 
@@ -190,6 +195,7 @@ class LoraManager:
         if self._loaded:
             self._pipe.transformer.unload_lora()
         self._loaded.clear()
+        self._sources.clear()
         self._active = None
 
     # --- helpers, in the order they are used ---
@@ -200,6 +206,11 @@ class LoraManager:
             listing = ", ".join(names) if names else f"none (put .safetensors files in {self._lora_dir})"
             raise UnknownLora(f"unknown LoRA {name!r}; available: {listing}")
         return self._lora_dir / f"{name}{LORA_SUFFIX}"
+
+    def _changed_on_disk(self, name: str) -> bool:
+        """A retrained LoRA saved under the same name (or a deleted one) must not keep its stale adapter."""
+        path, stamp = self._sources[name]
+        return _file_stamp(path) != stamp
 
     def _disable_all(self) -> None:
         if self._loaded:
@@ -253,6 +264,7 @@ class LoraManager:
 
     def _delete(self, name: str) -> None:
         adapter = self._loaded.pop(name)
+        self._sources.pop(name, None)
         self._delete_adapter_if_present(adapter)
         if self._active and self._active[0] == name:
             self._active = None
@@ -261,6 +273,14 @@ class LoraManager:
         transformer = self._pipe.transformer
         if adapter in getattr(transformer, "peft_config", {}):
             transformer.delete_adapters(adapter)
+
+
+def _file_stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
 
 
 def _count_layers(state_dict: dict[str, torch.Tensor]) -> int:

@@ -66,26 +66,37 @@ def next_lighter_plan(plan: str) -> str | None:
 
 def apply_memory_plan(models: LoadedModels, plan: str) -> None:
     """Undo the current plan's hooks and put every module where ``plan`` wants it."""
-    if plan not in PLANS:
-        raise ModelLoadError(f"unknown memory plan {plan!r}; choose one of {', '.join(PLANS)}")
-    on_gpu = torch.device(models.device).type == "cuda"
-    if not on_gpu and plan != "resident":
-        raise ModelLoadError(
-            f"memory plan {plan!r} offloads to the CPU from a GPU, but the models run on {models.device}; "
-            "unset ALCH3MIST_MEMORY_PLAN (or set it to 'resident') on a machine without CUDA"
-        )
+    _check_plan(models, plan)
     _remove_offloading(models)
     if plan == "resident":
-        for module in unique_modules(models):
-            module.to(models.device)
-    elif plan in ("group_offload", "sequential_offload"):
+        _move_all(models, models.device)
+    else:
+        # Every offload plan starts from host memory: a model the previous plan left on the GPU (the other
+        # pipeline's transformer, say) would hold its VRAM for nothing.
+        _move_all(models, "cpu")
+        _release_cached_memory()
+    if plan in ("group_offload", "sequential_offload"):
         offload_type = "block_level" if plan == "group_offload" else "leaf_level"
         for module in unique_modules(models):
             _enable_group_offload(module, torch.device(models.device), offload_type)
     # model_offload: hooks are installed per pipeline by prepare_pipeline, right before it runs.
     models.memory_plan = plan
-    _release_cached_memory()
     logger.info("memory plan: %s on %s", plan, models.device)
+
+
+def _check_plan(models: LoadedModels, plan: str) -> None:
+    if plan not in PLANS:
+        raise ModelLoadError(f"unknown memory plan {plan!r}; choose one of {', '.join(PLANS)}")
+    if torch.device(models.device).type != "cuda" and plan != "resident":
+        raise ModelLoadError(
+            f"memory plan {plan!r} offloads to the CPU from a GPU, but the models run on {models.device}; "
+            "unset ALCH3MIST_MEMORY_PLAN (or set it to 'resident') on a machine without CUDA"
+        )
+
+
+def _move_all(models: LoadedModels, device: str) -> None:
+    for module in unique_modules(models):
+        module.to(device)
 
 
 def prepare_pipeline(models: LoadedModels, pipe: Any) -> None:

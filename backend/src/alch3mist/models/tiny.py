@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 
+from ..errors import ModelLoadError
+
 logger = logging.getLogger(__name__)
 
 TINY_VERSION = "tiny-v1"
@@ -67,6 +69,8 @@ def ensure_tiny_models(cache_dir: Path) -> TinyPaths:
     if _is_complete(paths):
         return paths
     root = paths.flux.parent
+    if root.exists():
+        raise ModelLoadError(f"the tiny preset cache {root} is incomplete (interrupted by hand?); delete it to rebuild")
     root.parent.mkdir(parents=True, exist_ok=True)
     # Build in a private folder and rename it into place: the rename is atomic, so processes racing to build the
     # cache never see (or leave) a half-written one.
