@@ -14,7 +14,7 @@ def main() -> int:
         print(f"\n=== {name} ===", flush=True)
         try:
             importlib.import_module(name).main([])
-        except Exception as exc:  # one broken benchmark must not hide the others' numbers
+        except Exception as exc:  # noqa: BLE001 — one broken benchmark must not hide the others' numbers
             print(f"{name} failed: {exc!r}", flush=True)
             failed.append(name)
     return 1 if failed else 0

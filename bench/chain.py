@@ -40,7 +40,10 @@ def main(argv: list[str] | None = None) -> None:
             assert manifest.status == "succeeded", manifest.error
             runs.append((wall, manifest))
 
-    print(f"chain benchmark — tiny preset, preview engine, {args.views} views, {args.runs} runs (model load {load_s:.2f} s)")
+    print(
+        f"chain benchmark — tiny preset, preview engine, {args.views} views, {args.runs} runs "
+        f"(model load {load_s:.2f} s)"
+    )
     stages = list(runs[0][1].timings_s)
     print(f"{'stage':<15}{'median s':>10}")
     for stage in stages:

@@ -4,7 +4,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from alch3mist.chain import Chain
 from alch3mist.config import Settings
 from alch3mist.engines.registry import build_engines

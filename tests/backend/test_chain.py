@@ -7,14 +7,12 @@ import threading
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from alch3mist.api.schemas import STAGES, LoraChoice
 from alch3mist.chain import Chain, ChainEvent, GenerationRequest
-from alch3mist.config import Settings
 from alch3mist.engines.registry import build_engines
 from alch3mist.errors import InvalidRequest, UnknownLora
 from alch3mist.prompting.rewrite import PromptRewriter
+from PIL import Image
 
 REQUEST = "Material Alch3mist, genérame una vaca con piel de cocodrilo y con una melena en llamas"
 
@@ -35,7 +33,8 @@ def test_chain_writes_every_artifact_and_a_complete_manifest(tiny_chain: Chain, 
     assert sorted(p.name for p in (tmp_path / "views").iterdir()) == [f"view_{i:02d}.png" for i in range(4)]
     assert manifest.prompt is not None and manifest.prompt.edit_prompt.startswith("Alch3mist")
     assert manifest.prompt.language == "es"
-    assert (manifest.preset, manifest.engine_3d, manifest.engine_is_preview, manifest.seed) == ("tiny", "preview", True, 7)
+    assert (manifest.preset, manifest.engine_3d, manifest.seed) == ("tiny", "preview", 7)
+    assert manifest.engine_is_preview
     assert list(manifest.timings_s) == list(STAGES)
     assert 0 < manifest.model_seconds <= manifest.total_seconds
     assert {"torch", "diffusers", "alch3mist"} <= set(manifest.versions)
@@ -74,9 +73,7 @@ def test_cancel_stops_the_chain_and_keeps_what_was_made(tiny_chain: Chain, tmp_p
     assert manifest.artifacts == ["base.png"]
 
 
-def test_a_late_stage_failure_keeps_earlier_artifacts_and_names_the_stage(
-    tiny_chain: Chain, tmp_path: Path
-) -> None:
+def test_a_late_stage_failure_keeps_earlier_artifacts_and_names_the_stage(tiny_chain: Chain, tmp_path: Path) -> None:
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -140,4 +137,3 @@ def test_info_describes_the_loaded_chain(tiny_chain: Chain) -> None:
     assert (info.preset, info.device, info.default_engine) == ("tiny", "cpu", "preview")
     assert {engine.name for engine in info.engines} >= {"preview"}
     assert info.defaults["views"] == 8
-

@@ -28,8 +28,17 @@ def _alch3mist(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
 def test_generate_writes_the_outputs_and_a_manifest(tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = _alch3mist(
-        "generate", "une chaise en cuir de crocodile", "--seed", "3", "--views", "2", "--view-size", "128",
-        "--out", str(out), tmp_path=tmp_path,
+        "generate",
+        "une chaise en cuir de crocodile",
+        "--seed",
+        "3",
+        "--views",
+        "2",
+        "--view-size",
+        "128",
+        "--out",
+        str(out),
+        tmp_path=tmp_path,
     )
 
     assert result.returncode == 0, result.stderr

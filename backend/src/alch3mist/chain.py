@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from .prompting.rewrite import PromptRewriter
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Share of the whole job each stage stands for, for one overall progress number (full preset, roughly by time).
 STAGE_WEIGHTS: dict[StageName, float] = {
@@ -157,7 +159,9 @@ class _Run:
 
         def on_progress(fraction: float, message: str) -> None:
             overall = self.done_weight + weight * fraction
-            self.emit(ChainEvent(type="progress", stage=stage, stage_progress=fraction, progress=overall, message=message))
+            self.emit(
+                ChainEvent(type="progress", stage=stage, stage_progress=fraction, progress=overall, message=message)
+            )
 
         return StageControl(on_progress=on_progress, cancel=self.cancel)
 
@@ -439,7 +443,7 @@ class Chain:
         raise _StageStopped from exc
 
     @staticmethod
-    def _timed(run: _Run, call: Callable[[], Any]) -> Any:
+    def _timed(run: _Run, call: Callable[[], T]) -> T:
         started = time.perf_counter()
         try:
             return call()

@@ -25,7 +25,9 @@ EXAMPLE_REQUEST = "Material Alch3mist, a cow with crocodile skin and a mane on f
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     if not hasattr(args, "handler"):
         parser.print_help()
         return 2
@@ -63,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     lora = commands.add_parser("lora", help="Train, evaluate and list Alch3mist LoRAs.")
     lora_commands = lora.add_subparsers(title="lora commands", metavar="COMMAND")
     _add_module_command(lora_commands, "train", "alch3mist.training.train", "Train the Kontext LoRA on a dataset.")
-    _add_module_command(lora_commands, "eval", "alch3mist.training.evaluate", "Compare the chain with and without a LoRA.")
+    _add_module_command(
+        lora_commands, "eval", "alch3mist.training.evaluate", "Compare the chain with and without a LoRA."
+    )
     lora_list = lora_commands.add_parser("list", help="List the LoRAs in the LoRA folder.")
     lora_list.set_defaults(handler=_lora_list)
     return parser
@@ -74,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_generate(commands: Any) -> None:
     p = commands.add_parser("generate", help="Run the whole chain once and write the results to a folder.")
-    p.add_argument("request", nargs="?", default=None, help=f'What to make, in any language (e.g. "{EXAMPLE_REQUEST}").')
+    p.add_argument(
+        "request", nargs="?", default=None, help=f'What to make, in any language (e.g. "{EXAMPLE_REQUEST}").'
+    )
     p.add_argument("--out", type=Path, required=True, help="Output folder (manifest.json, base.png, textured.png, …).")
     _add_preset(p)
     p.add_argument("--seed", type=int, default=None, help="Seed; the same request + seed + preset repeats the result.")
@@ -236,7 +242,8 @@ def _add_preset(parser: argparse.ArgumentParser) -> None:
         "--preset",
         choices=["tiny", "full", "auto"],
         default=None,
-        help="tiny: random local models (CPU, offline); full: real weights; auto: full on CUDA (default: ALCH3MIST_PRESET).",
+        help="tiny: random local models (CPU, offline); full: real weights; auto: full on CUDA "
+        "(default: ALCH3MIST_PRESET).",
     )
 
 
