@@ -1,0 +1,183 @@
+"""The Kontext LoRA trainer on the tiny preset: loss goes down, the LoRA loads and changes Kontext, kill + resume."""
+
+from __future__ import annotations
+
+import math
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from alch3mist.errors import OutOfMemory
+from alch3mist.models.registry import LoadedModels
+from alch3mist.stages.material_edit import MaterialEditStage
+from alch3mist.stages.progress import StageControl
+from alch3mist.training import train
+from alch3mist.training.dataset import read_records
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from .conftest import TRAIN_ARGS, parse, subprocess_env
+
+
+def test_thirty_steps_lower_the_loss_on_the_training_pairs(trained: train.TrainResult) -> None:
+    assert trained.steps == 30 and trained.resumed_from == 0 and len(trained.losses) == 30
+    assert all(math.isfinite(loss) for loss in trained.losses)
+    # Same pairs, same noise, same sigmas before and after: a like-for-like measure of fit.
+    assert trained.eval_loss_end < trained.eval_loss_start
+    # The (noisy) per-step training loss falls too.
+    assert np.mean(trained.losses[-10:]) < np.mean(trained.losses[:10])
+
+
+def test_the_lora_file_is_in_diffusers_format_with_work_files_beside_it(trained: train.TrainResult) -> None:
+    with safe_open(str(trained.out), framework="pt") as handle:
+        keys = list(handle.keys())
+        metadata = handle.metadata() or {}
+    assert keys and all(key.startswith("transformer.") for key in keys)
+    targets = {key.split(".lora_")[0].rsplit(".attn.", 1)[1] for key in keys}
+    assert targets == {"to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out"}
+    assert any("lora_adapter_metadata" in key for key in metadata)
+    state = load_file(str(trained.out))
+    assert all(value.shape[0] == 4 for key, value in state.items() if "lora_A" in key)  # rank 4
+    assert any(value.abs().sum() > 0 for key, value in state.items() if "lora_B" in key)  # it learned something
+
+    work = trained.out.with_name(f"{trained.out.stem}-training")
+    assert [p.name for p in train.list_checkpoints(work)] == ["checkpoint-000010", "checkpoint-000020"]
+    for checkpoint in train.list_checkpoints(work):
+        assert sorted(p.name for p in checkpoint.iterdir()) == [
+            "lora.safetensors",
+            "optimizer.safetensors",
+            "state.json",
+        ]
+    assert sorted(p.name for p in (work / "validation").iterdir()) == ["step_000015.png", "step_000030.png"]
+    assert list((work / "logs").glob("events.out.tfevents.*"))
+
+
+def test_the_lora_loads_through_our_lora_manager_and_changes_the_kontext_edit(
+    trained: train.TrainResult, tiny_models: LoadedModels, tiny_dataset: Path
+) -> None:
+    from PIL import Image
+
+    record = read_records(tiny_dataset)[0]
+    with Image.open(tiny_dataset / str(record.original)) as handle:
+        original = handle.convert("RGB")
+    stage = MaterialEditStage(tiny_models)
+
+    def edit(lora: str | None) -> np.ndarray:
+        image = stage.run(
+            original, record.caption, seed=1, steps=2, guidance=2.5, lora=lora, lora_scale=1.0, control=StageControl()
+        )
+        return np.asarray(image, dtype=np.int16)
+
+    try:
+        tiny_models.loras.load_file(trained.out, "trained")
+        without, with_lora, without_again = edit(None), edit("trained"), edit(None)
+    finally:
+        tiny_models.loras.unload()
+    assert np.abs(with_lora - without).mean() > 0.5
+    assert np.array_equal(without, without_again)
+
+
+def test_the_lora_loads_with_diffusers_load_lora_weights(trained: train.TrainResult, tiny_models: LoadedModels) -> None:
+    from diffusers import FluxKontextPipeline, FluxTransformer2DModel
+    from peft.tuners.lora import LoraLayer
+
+    transformer = FluxTransformer2DModel.from_pretrained(tiny_models.model_ids["kontext"], subfolder="transformer")
+    pipe = FluxKontextPipeline.from_pretrained(tiny_models.model_ids["flux"], transformer=transformer)
+    pipe.load_lora_weights(str(trained.out), adapter_name="alch3mist")
+    layers = [m for m in pipe.transformer.modules() if isinstance(m, LoraLayer) and "alch3mist" in m.lora_A]
+    with safe_open(str(trained.out), framework="pt") as handle:
+        expected = sum(1 for key in handle.keys() if "lora_A" in key)  # noqa: SIM118 - safe_open is not a dict
+    assert len(layers) == expected > 0
+    assert all(layer.scaling["alch3mist"] == 1.0 for layer in layers)  # alpha folded into lora_B
+
+
+def test_a_killed_run_resumes_from_its_checkpoint_and_ends_where_an_uninterrupted_run_ends(
+    trained: train.TrainResult, tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "resumed.safetensors"
+    argv = ["--data", str(tiny_dataset), "--out", str(out), *TRAIN_ARGS, "--checkpointing-steps", "5"]
+    work = tmp_path / "resumed-training"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "alch3mist.training.train", *argv],
+        env=subprocess_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not train.list_checkpoints(work):
+            assert process.poll() is None, f"trainer ended before its first checkpoint: {process.stderr.read()!r}"  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "no checkpoint within 300 s"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait(timeout=60)
+        assert process.stderr is not None
+        process.stderr.close()
+    assert process.returncode == -signal.SIGKILL
+    assert not out.exists(), "the run was killed before it could write the LoRA"
+    killed_at = int(train.list_checkpoints(work)[-1].name.removeprefix("checkpoint-"))
+    assert 5 <= killed_at < 30
+
+    # Without --resume the leftover checkpoints are not silently overwritten.
+    assert train.main(parse(train, argv)) == 2
+    assert "--resume" in capsys.readouterr().err
+
+    args = parse(train, [*argv, "--resume"])
+    train._check_args(args)
+    result = train.train(args)
+    assert result.resumed_from == killed_at and len(result.losses) == 30 - killed_at
+    # Every draw is seeded by (seed, step): the resumed run ends with the uninterrupted run's weights.
+    resumed, reference = load_file(str(out)), load_file(str(trained.out))
+    assert resumed.keys() == reference.keys()
+    for key in reference:
+        torch.testing.assert_close(resumed[key], reference[key], rtol=1e-4, atol=1e-6, msg=key)
+
+
+def test_bad_training_input_fails_with_a_clear_message(
+    trained: train.TrainResult, tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def run(*argv: str) -> str:
+        assert train.main(parse(train, list(argv))) == 2, argv
+        return capsys.readouterr().err
+
+    base = ["--data", str(tiny_dataset), "--preset", "tiny"]
+    assert "already exists; pass --overwrite" in run(*base, "--out", str(trained.out))
+    assert "must be a .safetensors file" in run(*base, "--out", str(tmp_path / "lora.bin"))
+    message = run(*base, "--out", str(tmp_path / "big.safetensors"), "--rank", "64", "--resolution", "32")
+    assert "--rank 64 does not fit" in message and "at most rank 32" in message
+    assert "not a dataset folder" in run("--data", str(tmp_path), "--out", str(tmp_path / "x.safetensors"))
+    assert "--steps or --epochs, not both" in run(
+        *base, "--out", str(tmp_path / "y.safetensors"), "--steps", "1", "--epochs", "1"
+    )
+
+
+def test_8bit_adam_without_bitsandbytes_says_what_to_install(tmp_path: Path) -> None:
+    import importlib.util
+
+    from alch3mist.errors import InvalidRequest
+
+    assert importlib.util.find_spec("bitsandbytes") is None, "this check is for machines without bitsandbytes"
+    args = parse(train, ["--data", str(tmp_path), "--out", str(tmp_path / "x.safetensors"), "--use-8bit-adam"])
+    with pytest.raises(InvalidRequest, match="pip install bitsandbytes=="):
+        train._make_optimizer([torch.nn.Parameter(torch.zeros(2))], args)
+
+
+def test_cuda_out_of_memory_names_the_knobs_left_to_turn(tmp_path: Path) -> None:
+    args = parse(train, ["--data", str(tmp_path), "--out", str(tmp_path / "x.safetensors"), "--batch-size", "2"])
+    with pytest.raises(OutOfMemory) as caught, train._oom_advice(args, (1024, 1024)):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    message = caught.value.message
+    for knob in ("--batch-size 1 --gradient-accumulation-steps 2", "--resolution 512", "--gradient-checkpointing"):
+        assert knob in message
+    assert "--use-8bit-adam" in message and "1024x1024" in message
+
+    args = parse(train, ["--data", str(tmp_path), "--out", str(tmp_path / "x.safetensors"), "--gradient-checkpointing"])
+    with pytest.raises(OutOfMemory) as caught, train._oom_advice(args, (512, 512)):
+        raise torch.OutOfMemoryError("CUDA out of memory.")
+    assert "--gradient-checkpointing" not in caught.value.message and "--resolution" not in caught.value.message
