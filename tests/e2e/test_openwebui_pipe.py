@@ -11,7 +11,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.e2e.conftest import BACKEND_KEY, FAST_VALVES, OpenWebUI, backend_jobs, installer
+from tests.e2e.conftest import BACKEND_KEY, E2E_SEED, FAST_VALVES, OpenWebUI, backend_jobs, installer
 from tests.integration.conftest import BackendProcess, free_port
 
 pytestmark = pytest.mark.e2e
@@ -271,6 +271,7 @@ def test_two_people_at_once(owui: OpenWebUI, e2e_backend: BackendProcess) -> Non
         )
         assert response.status_code == 200, response.text
     bea = installer.sign_in(owui.base_url, "bea@example.com", "bea-password-1")
+    owui.set_user_seed(bea, 11)
     import concurrent.futures
 
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
@@ -290,14 +291,14 @@ def test_two_people_at_once(owui: OpenWebUI, e2e_backend: BackendProcess) -> Non
 
 def test_user_valves_stay_within_the_admins_limits(owui: OpenWebUI, e2e_backend: BackendProcess) -> None:
     with owui.client() as client:
-        response = client.post("/api/v1/functions/id/alch3mist/valves/user/update", json={"views": 30, "seed": 7})
+        response = client.post("/api/v1/functions/id/alch3mist/valves/user/update", json={"views": 30, "seed": 8})
         assert response.status_code == 200, response.text
     try:
         _, _, message = owui.chat("alch3mist", "Alch3mist, a cup of pewter")
     finally:
         with owui.client() as client:
-            client.post("/api/v1/functions/id/alch3mist/valves/user/update", json={"views": -1, "seed": -1})
+            client.post("/api/v1/functions/id/alch3mist/valves/user/update", json={"views": -1, "seed": E2E_SEED})
     content = message["content"].replace("\\", "")
     assert "views 30 is above the admin's limit; 16 was used" in content
     job = job_of(e2e_backend, JOB_MARKER.search(message["content"]).group(1))  # type: ignore[union-attr]
-    assert job["seed"] == 7
+    assert job["seed"] == 8
