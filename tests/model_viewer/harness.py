@@ -48,6 +48,7 @@ LOCAL_HOSTS = {"127.0.0.1"}
 TITLE = 'Vaca <img src=x onerror="window.pwned=1"> & "cocodrilo"'
 CAPTION = "Alch3mist crocodile skin </p><script>window.pwned=2</script>"
 DOWNLOAD_NAME = "vaca cocodrilo.glb"
+LOADED_OR_FAILED = "window.alch3mistViewer && (alch3mistViewer.loaded || !!alch3mistViewer.error)"
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -211,9 +212,8 @@ def open_viewer(browser: Browser, mode: str, glb: bytes, poster: bytes, timeout_
             started = time.perf_counter()
             run.page.goto(f"{chat}/host.html")
             run.frame = _embedded_frame(run.page)
-            run.frame.wait_for_function(
-                "window.alch3mistViewer && (window.alch3mistViewer.loaded || window.alch3mistViewer.error)",
-                timeout=timeout_s * 1000,
+            wait_until(
+                run.frame, "window.alch3mistViewer && (alch3mistViewer.loaded || !!alch3mistViewer.error)", timeout_s
             )
             run.seconds_to_load = time.perf_counter() - started
             yield run
@@ -230,6 +230,16 @@ def _embedded_frame(page: Page) -> Frame:
             return frame
         time.sleep(0.05)
     raise AssertionError("the embedded viewer frame never appeared")
+
+
+def wait_until(frame: Frame, expression: str, timeout_s: float) -> None:
+    """Poll ``expression`` in ``frame`` until it is truthy. (Playwright's ``wait_for_function`` compiles its predicate
+    with eval, which the viewer's Content-Security-Policy rightly forbids; ``evaluate`` goes through DevTools.)"""
+    deadline = time.monotonic() + timeout_s
+    while not frame.evaluate(f"() => Boolean({expression})"):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not true after {timeout_s:.0f} s: {expression}")
+        time.sleep(0.1)
 
 
 def canvas_stats(png: bytes) -> tuple[float, int]:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from alch3mist.mesh.compress import compress_glb, compressor_available
 from playwright.sync_api import Browser, sync_playwright
 
 from .harness import (
@@ -28,6 +29,7 @@ from .harness import (
     make_glb,
     make_poster,
     open_viewer,
+    wait_until,
 )
 
 pytestmark = pytest.mark.browser
@@ -66,7 +68,7 @@ def test_model_viewer_load_event_fires(run: ViewerRun) -> None:
 
 def test_canvas_shows_the_model(run: ViewerRun) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    run.frame.wait_for_function("document.getElementById('viewer').modelIsVisible === true", timeout=30_000)
+    wait_until(run.frame, "document.getElementById('viewer').modelIsVisible === true", 30)
     time.sleep(0.5)  # a few frames of auto-rotation after the poster is dismissed
     shot = run.page.locator("iframe#embed").screenshot(path=str(ARTIFACTS / f"{run.mode}.png"))
     spread, coloured = canvas_stats(shot)
@@ -103,11 +105,35 @@ def test_download_button_hands_out_the_glb(run: ViewerRun, glb: bytes, tmp_path:
     assert (tmp_path / "downloaded.glb").read_bytes() == glb
 
 
+def test_decoders_point_nowhere_near_a_cdn(run: ViewerRun) -> None:
+    """What model-viewer actually uses (its static getters), not what the page meant to set."""
+    locations = run.frame.evaluate(
+        """() => { const mv = customElements.get('model-viewer');
+                   return [mv.dracoDecoderLocation, mv.ktx2TranscoderLocation, mv.meshoptDecoderLocation]; }"""
+    )
+    assert all(location.startswith("data:") for location in locations), locations
+
+
 def test_no_request_leaves_localhost(run: ViewerRun) -> None:
     """Every request of every frame is recorded; any to another host is aborted by the harness and listed here."""
     assert run.blocked == [] and run.external_requests() == [], run.requests
     if run.mode == "inline":  # only the chat's host page itself: the viewer makes no request at all
         assert len(run.requests) == 1, run.requests
+
+
+def test_meshopt_compressed_glb_loads_without_network(browser: Browser, glb: bytes, tmp_path: Path) -> None:
+    """Post-processing may hand the viewer an EXT_meshopt_compression GLB (gltfpack -cc): the decoder compiled into
+    the bundle must decode it (CSP allows WebAssembly, not eval), and no decoder is fetched from anywhere."""
+    if not compressor_available():
+        pytest.fail("gltfpack is missing: run scripts/setup-engine-test-servers.sh (it installs gltfpack from npm)")
+    (tmp_path / "box.glb").write_bytes(glb)
+    compress_glb(tmp_path / "box.glb", tmp_path / "box.meshopt.glb")
+    compressed = (tmp_path / "box.meshopt.glb").read_bytes()
+    assert b"EXT_meshopt_compression" in compressed
+    with open_viewer(browser, "inline", compressed, make_poster()) as run:
+        state = run.frame.evaluate("window.alch3mistViewer")
+        assert state["loaded"] and state["error"] is None, state
+        assert run.blocked == [] and len(run.requests) == 1, run.requests
 
 
 def test_broken_glb_shows_an_error_instead_of_hanging(browser: Browser) -> None:

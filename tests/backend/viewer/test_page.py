@@ -130,8 +130,11 @@ def test_no_cdn_anywhere_outside_the_bundle() -> None:
     """Decoder locations are set before the bundle runs; the page itself names no CDN."""
     bundle = bundle_path().read_text(encoding="utf-8")
     inline = render_inline_page(title="t", glb_bytes=GLB, poster_png=None, download_name="m")
-    assert inline.index("dracoDecoderLocation") < inline.index(bundle)
-    assert url_page().index("dracoDecoderLocation") < url_page().index("model-viewer-umd.min.js")
+    # after the bundle (the UMD wrapper replaces self.ModelViewerElement), before the element is parsed
+    settings, element = "Object.assign(self.ModelViewerElement, {", '<model-viewer id="viewer"'
+    assert inline.index(bundle) + len(bundle) < inline.index(settings) < inline.index(element)
+    url = url_page()
+    assert url.index("model-viewer-umd.min.js") < url.index(settings) < url.index(element)
     for page_html in (url_page(), inline):
         own = page_html.replace(bundle, "")
         assert not any(host in own for host in CDN_HOSTS)

@@ -139,7 +139,7 @@ def _content_security_policy(*urls: str | None) -> str:
     return "; ".join(
         [
             "default-src 'none'",
-            f"script-src 'unsafe-inline' {allowed}",
+            f"script-src 'unsafe-inline' 'wasm-unsafe-eval' {allowed}",  # wasm: the bundled meshopt decoder
             f"connect-src {allowed}",
             f"img-src {allowed}",
             f"worker-src {allowed}",
