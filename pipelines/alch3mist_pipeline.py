@@ -167,6 +167,12 @@ class Pipeline:
             "default", description="Image-to-3D engine; 'default' = the backend's choice."
         )
         DEFAULT_VIEWS: int = Field(8, ge=0, le=36, description="Number of multiview renders.")
+        DEFAULT_STEPS: int = Field(0, ge=0, le=100, description="FLUX.1-dev steps; 0 = the backend's default.")
+        DEFAULT_EDIT_STEPS: int = Field(0, ge=0, le=100, description="FLUX.1 Kontext steps; 0 = backend default.")
+        DEFAULT_SIZE: int = Field(0, ge=0, le=2048, description="Base image side in pixels; 0 = backend default.")
+        DEFAULT_TEXTURE_SIZE: int = Field(0, ge=0, le=4096, description="Texture side; 0 = backend default.")
+        DEFAULT_VIEW_SIZE: int = Field(0, ge=0, le=2048, description="Side of each view in pixels; 0 = default.")
+        DEFAULT_SEED: int = Field(-1, ge=-1, le=2**32 - 1, description="A fixed seed for every job (-1 = random).")
         CONNECT_TIMEOUT: float = Field(10.0, gt=0, description="Seconds to wait for one call.")
         JOB_TIMEOUT: int = Field(1800, gt=0, description="Seconds a generation may take before it is cancelled.")
         POLL_EVERY: float = Field(1.0, gt=0, description="Seconds between job status checks.")
@@ -241,6 +247,17 @@ class Pipeline:
             job: dict[str, Any] = {"views": v.DEFAULT_VIEWS}
             if v.DEFAULT_ENGINE_3D != "default":
                 job["engine_3d"] = v.DEFAULT_ENGINE_3D
+            for key, value in (
+                ("steps", v.DEFAULT_STEPS),
+                ("edit_steps", v.DEFAULT_EDIT_STEPS),
+                ("size", v.DEFAULT_SIZE and max(64, v.DEFAULT_SIZE // 16 * 16)),
+                ("texture_size", v.DEFAULT_TEXTURE_SIZE and max(256, v.DEFAULT_TEXTURE_SIZE)),
+                ("view_size", v.DEFAULT_VIEW_SIZE and max(64, v.DEFAULT_VIEW_SIZE)),
+            ):
+                if value:
+                    job[key] = value
+            if v.DEFAULT_SEED >= 0:
+                job["seed"] = v.DEFAULT_SEED
             user = body.get("user") or {}
             if user.get("email") or user.get("id"):
                 job["user"] = str(user.get("email") or user.get("id"))[:200]
