@@ -81,3 +81,40 @@ def test_oom_on_the_lightest_plan_raises_out_of_memory_naming_the_knobs(tiny_mod
 
 def test_a_successful_call_passes_its_result_through(tiny_models: LoadedModels) -> None:
     assert run_with_oom_retry(tiny_models, tiny_models.flux, lambda: 42) == 42
+
+
+@pytest.mark.parametrize(
+    ("offload_type", "t5_groups", "clip_groups"),
+    [
+        ("block_level", ["encoder.block.0", "encoder.block.1"], ["encoder.layers.0", "encoder.layers.1"]),
+        ("leaf_level", ["encoder.block.1.layer.1.DenseReluDense.wo"], ["encoder.layers.1.mlp.fc2"]),
+    ],
+)
+def test_group_offload_splits_the_text_encoders_into_their_blocks(
+    tiny_models: LoadedModels, offload_type: str, t5_groups: list[str], clip_groups: list[str]
+) -> None:
+    """The group-offload wiring, on the CPU (onload device = cpu): T5/CLIP split up, outputs unchanged."""
+    from alch3mist.models.memory import _enable_group_offload
+    from diffusers.hooks.group_offloading import _GROUP_OFFLOADING
+    from transformers import CLIPTextModel, T5EncoderModel
+
+    folder = tiny_models.model_ids["flux"]
+    t5 = T5EncoderModel.from_pretrained(folder, subfolder="text_encoder_2").eval()
+    clip = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder").eval()
+    ids = torch.tensor([[5, 6, 7, 1]])
+    expected = t5(ids).last_hidden_state, clip(ids).pooler_output
+
+    for model in (t5, clip):
+        _enable_group_offload(model, torch.device("cpu"), offload_type)
+
+    def grouped(model: torch.nn.Module) -> set[str]:
+        return {
+            name
+            for name, module in model.named_modules()
+            if getattr(module, "_diffusers_hook", None) and module._diffusers_hook.get_hook(_GROUP_OFFLOADING)
+        }
+
+    assert set(t5_groups) <= grouped(t5)
+    assert set(clip_groups) <= grouped(clip)
+    assert torch.equal(t5(ids).last_hidden_state, expected[0])
+    assert torch.equal(clip(ids).pooler_output, expected[1])

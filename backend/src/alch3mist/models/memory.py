@@ -151,17 +151,22 @@ def unique_modules(models: LoadedModels) -> Iterator[torch.nn.Module]:
                 yield component
 
 
+# transformers' text encoders keep their block lists one module down (``encoder.block`` / ``encoder.layers``);
+# diffusers only groups direct children, so without this T5-XXL (9 GiB) would be onloaded whole.
+TEXT_ENCODER_BLOCK_MODULES = {"T5EncoderModel": ["encoder"], "CLIPTextModel": ["encoder"]}
+
+
 def _enable_group_offload(module: torch.nn.Module, device: torch.device, offload_type: str) -> None:
     from diffusers.hooks.group_offloading import apply_group_offloading
 
-    # Block level needs to know how many blocks go up at once; one keeps the peak smallest.
-    blocks = 1 if offload_type == "block_level" else None
+    block_level = offload_type == "block_level"
     apply_group_offloading(
         module,
         onload_device=device,
         offload_type=offload_type,
-        num_blocks_per_group=blocks,
-        use_stream=True,
+        num_blocks_per_group=1 if block_level else None,  # one block up at a time keeps the peak smallest
+        block_modules=TEXT_ENCODER_BLOCK_MODULES.get(type(module).__name__) if block_level else None,
+        use_stream=device.type == "cuda",  # overlap the next group's upload with this one's compute
         low_cpu_mem_usage=True,
     )
 
