@@ -2,7 +2,8 @@
 # Installs what the 3D-engine tests need beyond the project's own venv (idempotent; safe to re-run):
 #   1. .cache/trellis-standin-venv : Gradio 4.44.1 (the version TRELLIS pins) for the TRELLIS stand-in app
 #      (tests/servers/trellis_app.py). Gradio 4.44.1 only serves its API with pydantic 2.10.6 and fastapi < 0.113.
-#   2. .cache/gltf-validator       : the Khronos glTF-Validator from npm, run through node by alch3mist.mesh.validate.
+#   2. .cache/gltf-validator       : the Khronos glTF-Validator from npm, run through node by alch3mist.mesh.validate,
+#                                    and gltfpack (meshopt compression, alch3mist.mesh.compress) beside it.
 # Usage: scripts/setup-engine-test-servers.sh   (from anywhere; paths are relative to the repository root)
 set -euo pipefail
 
@@ -22,6 +23,7 @@ GRADIO_PINS=(
   "pillow==10.4.0"
 )
 GLTF_VALIDATOR_VERSION="2.0.0-dev.3.10"
+GLTFPACK_VERSION="1.3.0"
 
 setup_standin_venv() {
   local stamp="$STANDIN_VENV/.installed-$(printf '%s ' "${GRADIO_PINS[@]}" | md5sum | cut -c1-12)"
@@ -37,15 +39,20 @@ setup_standin_venv() {
   touch "$stamp"
 }
 
+npm_package_at() {  # npm_package_at NAME VERSION: installed at that version in $VALIDATOR_DIR?
+  local installed="$VALIDATOR_DIR/node_modules/$1/package.json"
+  [[ -f "$installed" ]] && grep -q "\"version\": \"$2\"" "$installed"
+}
+
 setup_gltf_validator() {
-  local installed="$VALIDATOR_DIR/node_modules/gltf-validator/package.json"
-  if [[ -f "$installed" ]] && grep -q "\"version\": \"$GLTF_VALIDATOR_VERSION\"" "$installed"; then
-    echo "gltf-validator: up to date ($VALIDATOR_DIR)"
+  if npm_package_at gltf-validator "$GLTF_VALIDATOR_VERSION" && npm_package_at gltfpack "$GLTFPACK_VERSION"; then
+    echo "gltf-validator + gltfpack: up to date ($VALIDATOR_DIR)"
     return
   fi
-  echo "gltf-validator: installing $GLTF_VALIDATOR_VERSION into $VALIDATOR_DIR"
+  echo "gltf-validator $GLTF_VALIDATOR_VERSION + gltfpack $GLTFPACK_VERSION: installing into $VALIDATOR_DIR"
   mkdir -p "$VALIDATOR_DIR"
-  npm install --silent --no-audit --no-fund --prefix "$VALIDATOR_DIR" "gltf-validator@$GLTF_VALIDATOR_VERSION"
+  npm install --silent --no-audit --no-fund --save-exact --prefix "$VALIDATOR_DIR" \
+    "gltf-validator@$GLTF_VALIDATOR_VERSION" "gltfpack@$GLTFPACK_VERSION"
 }
 
 setup_gltf_validator

@@ -12,6 +12,7 @@ from alch3mist.engines.base import PREVIEW_LABEL, EngineParams
 from alch3mist.engines.hunyuan3d import Hunyuan3DEngine
 from alch3mist.engines.preview import PreviewEngine
 from alch3mist.errors import Cancelled, InvalidRequest
+from alch3mist.mesh.compress import compressor_available
 from alch3mist.mesh.glb import read_asset
 from alch3mist.mesh.validate import validate_glb, validator_available
 from alch3mist.stages.image_to_3d import WORK_SIDE, ImageTo3DStage, open_image
@@ -50,6 +51,20 @@ def test_simplify_budget_from_params(stage: ImageTo3DStage, tmp_path: Path) -> N
     result = stage.run(object_image(256), engine="preview", params=params, out_dir=tmp_path, control=StageControl())
     assert result.faces <= 3000 and result.metadata["postprocess"]["texture_map"] == "baked"
     assert result.texture_map_path is not None and Image.open(result.texture_map_path).size == (512, 512)
+
+
+def test_optional_meshopt_copy_for_the_viewer(tmp_path: Path) -> None:
+    if not compressor_available():
+        pytest.fail("gltfpack is not installed: run scripts/setup-engine-test-servers.sh")
+    stage = ImageTo3DStage({"preview": PreviewEngine()}, require_validator=True, compress=True)
+    result = stage.run(
+        object_image(256), engine="preview", params=EngineParams(), out_dir=tmp_path, control=StageControl()
+    )
+    compression = result.metadata["compression"]
+    compressed = tmp_path / compression["path"]
+    assert compressed.is_file() and compression["bytes_after"] < compression["bytes_before"]
+    assert b"EXT_meshopt_compression" in compressed.read_bytes()[:4096]
+    assert validate_glb(compressed).errors == 0  # the validator knows the extension only as "unsupported" (info)
 
 
 def test_all_background_image_is_refused(stage: ImageTo3DStage, tmp_path: Path) -> None:

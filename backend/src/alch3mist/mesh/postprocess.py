@@ -189,13 +189,14 @@ def _simplify_and_bake(
         merged.visual = trimesh.visual.ColorVisuals(merged, vertex_colors=colours.at(merged.vertices))
         return [merged], False
     try:
-        vmapping, indices, uvs = _unwrap(merged, options.xatlas_timeout_s)
+        bake_size = min(options.bake_size, options.texture_cap)
+        vmapping, indices, uvs = _unwrap(merged, bake_size, options.xatlas_timeout_s)
     except MeshError as exc:
         notes.append(f"UV unwrap failed, kept vertex colours instead: {exc}")
         merged.visual = trimesh.visual.ColorVisuals(merged, vertex_colors=colours.at(merged.vertices))
         return [merged], False
     vertices = merged.vertices[vmapping]
-    texture = _bake(vertices, indices, uvs, colours, min(options.bake_size, options.texture_cap))
+    texture = _bake(vertices, indices, uvs, colours, bake_size)
     baked_material = trimesh.visual.material.PBRMaterial(
         name="alch3mist-baked",
         baseColorTexture=texture,
@@ -212,13 +213,13 @@ def _simplify_and_bake(
 
 
 def _unwrap(
-    mesh: trimesh.Trimesh, timeout_s: float
+    mesh: trimesh.Trimesh, resolution: int, timeout_s: float
 ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
     """xatlas in a subprocess: (vmapping, indices, uvs)."""
     with tempfile.TemporaryDirectory(prefix="alch3mist-xatlas-") as tmp:
         source, target = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
         np.savez(source, vertices=mesh.vertices, faces=mesh.faces)
-        command = [sys.executable, "-m", "alch3mist.mesh._xatlas_worker", str(source), str(target)]
+        command = [sys.executable, "-m", "alch3mist.mesh._xatlas_worker", str(source), str(target), str(resolution)]
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
         except subprocess.TimeoutExpired as exc:

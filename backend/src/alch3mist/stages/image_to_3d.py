@@ -18,6 +18,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..engines.base import PREVIEW_LABEL, EngineParams, ImageTo3DEngine
 from ..errors import InvalidRequest
+from ..mesh.compress import compress_glb
 from ..mesh.glb import GENERATOR
 from ..mesh.postprocess import PostprocessOptions, postprocess_glb
 from ..mesh.segment import segment_object
@@ -30,6 +31,7 @@ MIN_SIDE = 64
 MAX_SIDE = 10_000
 WORK_SIDE = 2048
 GLB_NAME = "model.glb"
+COMPRESSED_NAME = "model.meshopt.glb"  # optional, for the web viewer only (needs its meshopt decoder)
 TEXTURE_NAME = "texture.png"
 RAW_NAME = "engine-raw.glb"
 
@@ -64,10 +66,12 @@ class ImageTo3DStage:
         *,
         postprocess: PostprocessOptions | None = None,
         require_validator: bool = False,
+        compress: bool = False,
     ) -> None:
         self.engines = engines
         self.postprocess = postprocess or PostprocessOptions()
         self.require_validator = require_validator
+        self.compress = compress
 
     def run(
         self, image: Image.Image, *, engine: str, params: EngineParams, out_dir: Path, control: StageControl
@@ -96,12 +100,16 @@ class ImageTo3DStage:
         # 4. Validate (Khronos glTF-Validator, 0 errors)
         validation = self._validate(glb_path)
         raw.glb_path.unlink(missing_ok=True)
+
+        # 5. Optional meshopt-compressed copy for the viewer (made from the validated GLB)
+        compression = self._compress(glb_path, out_dir / COMPRESSED_NAME)
         control.report(1.0, "mesh ready")
         metadata = {
             **({"label": PREVIEW_LABEL} if chosen.is_preview else {}),
             "engine": raw.metadata,
             "postprocess": report.as_dict(),
             "validation": validation,
+            **({"compression": compression} if compression else {}),
             "seconds": round(time.perf_counter() - started, 3),
         }
         return MeshResult(
@@ -153,6 +161,12 @@ class ImageTo3DStage:
             logger.warning("glTF validator not installed: %s handed out unvalidated", glb_path.name)
             return {"validator": None, "note": "gltf-validator not installed (scripts/setup-engine-test-servers.sh)"}
         return validate_glb(glb_path).as_dict()
+
+    def _compress(self, glb_path: Path, target: Path) -> dict[str, Any] | None:
+        if not self.compress:
+            return None
+        report = compress_glb(glb_path, target)
+        return {"path": target.name, "bytes_before": report.bytes_before, "bytes_after": report.bytes_after}
 
 
 def _sub_control(control: StageControl, start: float, end: float) -> StageControl:
