@@ -153,6 +153,7 @@ class OpenWebUI:
         history: list[dict[str, Any]] | None = None,
         files: list[dict[str, Any]] | None = None,
         token: str | None = None,
+        tool_ids: list[str] | None = None,
         timeout: float = 600.0,
     ) -> tuple[str, str, dict[str, Any]]:
         """Send ``text`` in a (new or existing) saved chat as the web UI does; wait until the answer is done.
@@ -182,6 +183,9 @@ class OpenWebUI:
         }
         if files:
             body["files"] = files
+        if tool_ids:
+            body["tool_ids"] = tool_ids
+            body["params"] = {"function_calling": "native"}
         if chat_id:
             body["chat_id"] = chat_id
             body["parent_id"] = parent_id
