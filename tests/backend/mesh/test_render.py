@@ -11,6 +11,7 @@ import json
 import math
 import struct
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -292,6 +293,21 @@ def test_on_view_exception_stops_the_renderer(jpeg_textured_quad: Path, tmp_path
         render_glb(jpeg_textured_quad, turntable(8), size=64, out_dir=tmp_path, on_view=on_view)
     assert cancel.is_set()
     assert len(list(tmp_path.glob("view_*.png"))) < 8
+
+
+def test_cancel_kills_a_silent_renderer_quickly(jpeg_textured_quad: Path, tmp_path: Path) -> None:
+    """Cancel is honoured while the child is still starting (no view yet), not only between views."""
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    started = time.monotonic()
+    with pytest.raises(Cancelled):
+        render_glb(jpeg_textured_quad, turntable(8), size=256, out_dir=tmp_path, cancel=cancel)
+    assert time.monotonic() - started < 2.0
+
+
+def test_timeout_is_a_mesh_error(jpeg_textured_quad: Path, tmp_path: Path) -> None:
+    with pytest.raises(MeshError, match="timed out after 0 of 8 views"):
+        render_glb(jpeg_textured_quad, turntable(8), size=256, out_dir=tmp_path, timeout_s=0.2)
 
 
 @pytest.mark.parametrize(

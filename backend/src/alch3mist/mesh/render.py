@@ -17,16 +17,18 @@ import json
 import logging
 import math
 import os
+import queue
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from ..errors import MeshError
+from ..errors import Cancelled, MeshError
 
 if TYPE_CHECKING:  # VTK is imported only in the child process
     from vtkmodules.vtkRenderingCore import vtkRenderWindow
@@ -47,6 +49,8 @@ FRAME_MARGIN = 1.08  # empty space around the object, as a factor on the fitted 
 BACKGROUND_TOP = (0.97, 0.97, 0.97)
 BACKGROUND_BOTTOM = (0.86, 0.86, 0.87)
 GLB_MAGIC = b"glTF"
+POLL_S = 0.2  # how often a waiting parent checks cancel and the deadline
+CHILD_EXIT_S = 10.0  # how long a child that reported all views may take to exit
 FRAMING_POINTS = 20_000  # vertices sampled to fit the camera distance
 
 
@@ -84,13 +88,14 @@ def render_glb(
     size: int,
     out_dir: Path,
     on_view: ViewCallback | None = None,
+    cancel: threading.Event | None = None,
     timeout_s: float = 300.0,
 ) -> list[Path]:
     """Render ``views`` of ``glb_path`` as ``out_dir/view_00.png`` … (``size``² pixels) and return the paths.
 
-    ``on_view(index, path)`` is called as each view is written; if it raises (e.g. ``Cancelled``), the child is
-    killed and the exception propagates. Raises ``MeshError`` for an unreadable/empty GLB or when no offscreen OpenGL
-    is available (the message names the packages to install).
+    ``on_view(index, path)`` is called as each view is written; if it raises, the child is killed and the exception
+    propagates. Setting ``cancel`` kills the child within ``POLL_S`` and raises ``Cancelled``. Raises ``MeshError``
+    for an unreadable/empty GLB, on timeout, or when no offscreen OpenGL is available (naming the packages to install).
     """
     _check_glb_file(glb_path)
     if not views:
@@ -109,7 +114,8 @@ def render_glb(
             text=True,
         )
         try:
-            paths = _drive_child(proc, job, on_view, deadline=time.monotonic() + timeout_s)
+            paths = _drive_child(proc, job, on_view, cancel, deadline=time.monotonic() + timeout_s)
+            proc.wait(timeout=CHILD_EXIT_S)
         finally:
             _reap(proc)
         if proc.returncode != 0 or len(paths) != len(views):
@@ -134,37 +140,61 @@ def _child_env() -> dict[str, str]:
 
 
 def _drive_child(
-    proc: subprocess.Popen[str], job: dict[str, Any], on_view: ViewCallback | None, *, deadline: float
+    proc: subprocess.Popen[str],
+    job: dict[str, Any],
+    on_view: ViewCallback | None,
+    cancel: threading.Event | None,
+    *,
+    deadline: float,
 ) -> list[Path]:
+    """Feed the job, then follow the child's events until it closes stdout; cancel and the deadline are checked
+    every ``POLL_S`` even while the child is silent (loading a big GLB, compiling shaders)."""
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write(json.dumps(job))
     proc.stdin.close()
+    lines: queue.Queue[str | None] = queue.Queue()
+    threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
     paths: list[Path] = []
-    for event in _events(proc.stdout):
-        if time.monotonic() > deadline:
+    while True:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("job cancelled")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
             raise MeshError(f"rendering timed out after {len(paths)} of {len(job['views'])} views")
+        try:
+            line = lines.get(timeout=min(POLL_S, remaining))
+        except queue.Empty:
+            continue
+        if line is None:
+            return paths
+        event = _parse_event(line)
         if event.get("event") == "error":
             raise MeshError(str(event.get("message")))
         if event.get("event") == "view":
             paths.append(Path(event["path"]))
             if on_view is not None:
                 on_view(len(paths) - 1, paths[-1])
-    return paths
 
 
-def _events(stdout: IO[str]) -> Iterable[dict[str, Any]]:
+def _pump(stdout: IO[str], lines: queue.Queue[str | None]) -> None:
     for line in stdout:
-        line = line.strip()
-        if line.startswith("{"):
-            yield json.loads(line)
+        lines.put(line)
+    lines.put(None)
+
+
+def _parse_event(line: str) -> dict[str, Any]:
+    line = line.strip()
+    if not line.startswith("{"):
+        return {}
+    event = json.loads(line)
+    return event if isinstance(event, dict) else {}
 
 
 def _reap(proc: subprocess.Popen[str]) -> None:
+    """Kill the child if it still runs (cancel, timeout, error) and collect it."""
     if proc.poll() is None:
         proc.kill()
     proc.wait()
-    if proc.stdout is not None:
-        proc.stdout.close()
 
 
 def _tail(stderr: IO[bytes], limit: int = 1500) -> str:

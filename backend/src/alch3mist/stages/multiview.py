@@ -66,13 +66,19 @@ class MultiviewStage:
         cameras = turntable(views, elevation=self.elevation)
         control.report(0.0, f"rendering {views} views")
 
-        # 3. Render, one progress tick per view; cancelling between views kills the renderer
+        # 3. Render, one progress tick per view; cancelling kills the renderer (checked every 0.2 s)
         def on_view(index: int, path: Path) -> None:
             control.report((index + 1) / (views + 1), f"view {index + 1}/{views}")
             control.raise_if_cancelled()
 
         paths = render_glb(
-            glb_path, cameras, size=size, out_dir=out_dir / VIEWS_DIR, on_view=on_view, timeout_s=self.timeout_s
+            glb_path,
+            cameras,
+            size=size,
+            out_dir=out_dir / VIEWS_DIR,
+            on_view=on_view,
+            cancel=control.cancel,
+            timeout_s=self.timeout_s,
         )
 
         # 4. Contact sheet
