@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageFilter
-from scipy import ndimage, sparse
 
 from ..mesh.glb import export_glb
 from ..mesh.segment import Silhouette, segment_object
@@ -130,6 +129,8 @@ def _make_grid(silhouette: Silhouette) -> _Grid:
 
 def _manifold_cells(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
     """Drop one-cell-thin parts: every cell keeps an inner corner, so front and back never touch inside the outline."""
+    from scipy import ndimage
+
     for _ in range(8):
         mask = np.asarray(ndimage.binary_opening(mask, structure=np.ones((2, 2), dtype=bool)), dtype=bool)
         mask = np.asarray(ndimage.binary_fill_holes(mask), dtype=bool)
@@ -191,6 +192,8 @@ def _inflate(grid: _Grid) -> _Surface:
 
 def _height_field(padded: NDArray[np.bool_], around: NDArray[np.int8]) -> NDArray[np.float64]:
     """Height at each lattice vertex: a rounded profile of the distance to the outline."""
+    from scipy import ndimage
+
     distance = ndimage.distance_transform_edt(padded)
     at_vertex = (distance[:-1, :-1] + distance[:-1, 1:] + distance[1:, :-1] + distance[1:, 1:]) / 4.0
     at_vertex = np.where(around == 4, np.maximum(at_vertex - 0.5, 0.0), 0.0)
@@ -225,6 +228,8 @@ def _smooth_outline(
     xy: NDArray[np.float64], edges: NDArray[np.int64], outline: NDArray[np.bool_]
 ) -> NDArray[np.float64]:
     """Round off the pixel staircase: Laplacian smoothing of outline vertices along outline edges."""
+    from scipy import sparse
+
     if len(edges) == 0:
         return xy
     n = len(xy)
@@ -246,6 +251,8 @@ def _smooth_outline(
 
 def _texture_atlas(image: Image.Image, silhouette: Silhouette, grid: _Grid, side: int) -> Image.Image:
     """A (2*side, side) atlas: the image's crop of the object on the left, a softened shaded copy on the right."""
+    from scipy import ndimage
+
     x0, x1, y0, y1 = grid.box
     width, height = image.size
     crop_box = (round(x0 * width), round(y0 * height), max(round(x1 * width), 1), max(round(y1 * height), 1))
@@ -270,6 +277,8 @@ def _texture_atlas(image: Image.Image, silhouette: Silhouette, grid: _Grid, side
 
 def _bleed(pixels: NDArray[np.uint8], inside: NDArray[np.bool_]) -> NDArray[np.uint8]:
     """Replace background pixels by the nearest object pixel, so no background colour shows at the outline."""
+    from scipy import ndimage
+
     if not inside.any() or inside.all():
         return pixels
     nearest = ndimage.distance_transform_edt(~inside, return_distances=False, return_indices=True)

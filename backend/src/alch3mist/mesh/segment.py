@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
-from scipy import ndimage
 
 from ..errors import InvalidRequest
 
@@ -86,6 +85,7 @@ def _has_real_alpha(image: Image.Image) -> bool:
 def _mask_from_border_colour(
     rgb: NDArray[np.float32],
 ) -> tuple[NDArray[np.bool_], tuple[float, float, float], float]:
+    from scipy import ndimage
     from skimage.filters import threshold_otsu
 
     frame = np.concatenate(
@@ -110,6 +110,8 @@ def _mask_from_border_colour(
 
 
 def _largest_component(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    from scipy import ndimage
+
     labels, count = ndimage.label(mask)
     if count == 0:
         return np.zeros_like(mask, dtype=bool)
