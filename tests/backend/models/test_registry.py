@@ -9,7 +9,14 @@ import pytest
 import torch
 from alch3mist.config import Settings
 from alch3mist.errors import ModelLoadError
-from alch3mist.models.registry import FULL_DEFAULTS, TINY_DEFAULTS, LoadedModels, load_models, resolve_preset
+from alch3mist.models.registry import (
+    FULL_DEFAULTS,
+    TINY_DEFAULTS,
+    LoadedModels,
+    _load_flux,
+    load_models,
+    resolve_preset,
+)
 from alch3mist.models.tiny import TINY_VERSION
 
 
@@ -58,9 +65,15 @@ def test_explicit_presets_and_auto_on_cuda(preset: str, cuda: bool, expected: st
     assert resolve_preset(preset, cuda_available=cuda) == expected  # type: ignore[arg-type]
 
 
-def test_missing_full_weights_raise_model_load_error_naming_the_setting(tmp_path: Path) -> None:
-    empty = tmp_path / "not-flux"
-    empty.mkdir()
-    settings = Settings(_env_file=None, preset="full", flux_model=str(empty), data_dir=tmp_path)  # type: ignore[call-arg]
+def test_missing_weights_raise_model_load_error_naming_the_setting(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="ALCH3MIST_FLUX_MODEL"):
+        _load_flux(str(tmp_path), torch.float32)  # the loader both presets use, on a folder without weights
+
+
+def test_full_preset_without_cuda_is_refused_before_loading_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # this machine, wherever the test runs
+    settings = Settings(_env_file=None, preset="full", data_dir=tmp_path)  # type: ignore[call-arg]
+    with pytest.raises(ModelLoadError, match="needs a CUDA GPU"):
         load_models(settings)

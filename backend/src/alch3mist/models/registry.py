@@ -75,6 +75,11 @@ def load_models(settings: Settings, preset: Preset | None = None) -> LoadedModel
     """Load both pipelines, apply the memory plan and open the LoRA folder. Slow for ``full``: call it once."""
     cuda = torch.cuda.is_available()
     resolved = resolve_preset(preset or settings.preset, cuda)
+    if resolved == "full" and not cuda:
+        raise ModelLoadError(
+            "preset 'full' needs a CUDA GPU: FLUX.1-dev and Kontext [dev] are 12B-parameter models (about 100 GB in "
+            "float32, minutes per step on a CPU). Use preset 'tiny' (or 'auto') on this machine."
+        )
     device = "cuda" if cuda else "cpu"
     dtype = torch.bfloat16 if cuda else torch.float32
     flux_id, kontext_id = _model_ids(settings, resolved)
