@@ -192,8 +192,9 @@ def train(args: argparse.Namespace) -> TrainResult:
     # 1. Read the pairs and load the Kontext pipeline (the transformer is the only trained module)
     records = read_records(args.data)
     resolution = _training_size(args.data, records, args.resolution)
-    pipe, device = _load_kontext(args.preset)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     weight_dtype = _weight_dtype(args.mixed_precision, device)
+    pipe = _load_kontext(args.preset, weight_dtype)
     transformer = pipe.transformer
     transformer.requires_grad_(False)
     _check_rank(transformer, args.rank)
@@ -201,6 +202,8 @@ def train(args: argparse.Namespace) -> TrainResult:
     # 2. Cache the caption embeddings and the latents of both images of every pair
     with _oom_advice(args, resolution):
         cache = _cache_pairs(pipe, args.data, records, resolution, device, weight_dtype, args.max_sequence_length)
+    if not args.validation_steps:  # only validation images need the text encoders and the VAE again
+        _park(pipe, device)
 
     # 3. Add the LoRA (seeded init), cast the base to the training dtype, optimiser
     work = _prepare_work_dir(args)
@@ -284,8 +287,8 @@ def _loop(
 # --- models ---------------------------------------------------------------------------------------------------
 
 
-def _load_kontext(preset: str | None) -> tuple[Any, torch.device]:
-    """The Kontext pipeline alone (no FLUX.1-dev transformer: training never needs it).
+def _load_kontext(preset: str | None, dtype: torch.dtype) -> Any:
+    """The Kontext pipeline alone (no FLUX.1-dev transformer: training never needs it), in ``dtype``.
 
     Same sources as ``models.registry``: the VAE, text encoders, tokenizers and scheduler from the FLUX.1-dev repo
     (identical in the Kontext repo), the transformer from the Kontext repo; tiny or full.
@@ -298,19 +301,28 @@ def _load_kontext(preset: str | None) -> tuple[Any, torch.device]:
 
     overrides: dict[str, Any] = {} if preset is None else {"preset": preset}
     settings = Settings(**overrides)
-    cuda = torch.cuda.is_available()
-    flux_id, kontext_id = _model_ids(settings, resolve_preset(settings.preset, cuda))
+    flux_id, kontext_id = _model_ids(settings, resolve_preset(settings.preset, torch.cuda.is_available()))
     try:
-        transformer = FluxTransformer2DModel.from_pretrained(kontext_id, subfolder="transformer", use_safetensors=True)
-        pipe = FluxKontextPipeline.from_pretrained(flux_id, transformer=transformer, use_safetensors=True)
+        transformer = FluxTransformer2DModel.from_pretrained(
+            kontext_id, subfolder="transformer", dtype=dtype, use_safetensors=True
+        )
+        pipe = FluxKontextPipeline.from_pretrained(flux_id, transformer=transformer, dtype=dtype, use_safetensors=True)
     except (OSError, ValueError) as error:
         raise ModelLoadError(f"cannot load the Kontext pipeline ({flux_id}, {kontext_id}): {error}") from error
-    device = torch.device("cuda" if cuda else "cpu")
     pipe.set_progress_bar_config(disable=True)
     for module in (pipe.vae, pipe.text_encoder, pipe.text_encoder_2):
         module.requires_grad_(False)
         module.eval()
-    return pipe, device
+    return pipe
+
+
+def _park(pipe: Any, device: torch.device) -> None:
+    """Move the text encoders and the VAE off the GPU once their outputs are cached."""
+    if device.type != "cuda":
+        return
+    for module in (pipe.vae, pipe.text_encoder, pipe.text_encoder_2):
+        module.to("cpu")
+    torch.cuda.empty_cache()
 
 
 def _weight_dtype(mixed_precision: str, device: torch.device) -> torch.dtype:
