@@ -43,9 +43,15 @@ def test_plans_get_lighter_in_order() -> None:
     assert [next_lighter_plan(p) for p in PLANS] == [*PLANS[1:], None]
 
 
-def test_tiny_preset_on_cpu_is_resident_in_float32(tiny_models: LoadedModels) -> None:
-    assert (tiny_models.device, tiny_models.memory_plan, tiny_models.dtype) == ("cpu", "resident", torch.float32)
-    assert all(p.device.type == "cpu" for m in unique_modules(tiny_models) for p in m.parameters())
+def test_tiny_preset_is_resident_in_float32_on_the_cpu_and_bf16_on_a_gpu(tiny_models: LoadedModels) -> None:
+    cuda = torch.cuda.is_available()
+    expected_device, expected_dtype = ("cuda", torch.bfloat16) if cuda else ("cpu", torch.float32)
+    assert (tiny_models.device, tiny_models.memory_plan, tiny_models.dtype) == (
+        expected_device,
+        "resident",
+        expected_dtype,
+    )
+    assert all(p.device.type == expected_device for m in unique_modules(tiny_models) for p in m.parameters())
 
 
 def test_shared_modules_are_counted_once(tiny_models: LoadedModels) -> None:
@@ -55,9 +61,10 @@ def test_shared_modules_are_counted_once(tiny_models: LoadedModels) -> None:
 
 @pytest.mark.parametrize("plan", ["model_offload", "group_offload", "sequential_offload"])
 def test_offload_plans_are_refused_on_cpu_with_the_setting_to_change(tiny_models: LoadedModels, plan: str) -> None:
+    on_cpu = dataclasses.replace(tiny_models, device="cpu")
     with pytest.raises(ModelLoadError, match="ALCH3MIST_MEMORY_PLAN"):
-        apply_memory_plan(tiny_models, plan)
-    assert tiny_models.memory_plan == "resident"
+        apply_memory_plan(on_cpu, plan)
+    assert on_cpu.memory_plan == "resident"
 
 
 def test_unknown_plan_is_refused(tiny_models: LoadedModels) -> None:
