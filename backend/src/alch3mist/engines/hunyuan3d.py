@@ -32,6 +32,7 @@ from .base import EngineHealth, EngineParams, EngineResult, check_glb, image_png
 logger = logging.getLogger(__name__)
 
 HEALTH_PROBE_UID = "alch3mist-health-probe"
+HEALTH_TIMEOUT_S = 3.0  # /v1/info lists engine health: never let a dead host stall it
 FACE_COUNT_RANGE = (1000, 100_000)  # Hunyuan3D-2.1's GenerationRequest bounds
 
 
@@ -56,14 +57,16 @@ class Hunyuan3DEngine:
         self.mode = mode
         self.remove_background = remove_background
 
-    def _client(self, read_timeout_s: float) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=httpx.Timeout(read_timeout_s, connect=self.connect_timeout_s))
+    def _client(self, read_timeout_s: float, connect_timeout_s: float | None = None) -> httpx.Client:
+        connect = self.connect_timeout_s if connect_timeout_s is None else connect_timeout_s
+        return httpx.Client(base_url=self.url, timeout=httpx.Timeout(read_timeout_s, connect=connect))
 
     # --- health ----------------------------------------------------------------------------------------------
 
     def health(self) -> EngineHealth:
         try:
-            with self._client(self.connect_timeout_s) as client:
+            quick = min(self.connect_timeout_s, HEALTH_TIMEOUT_S)
+            with self._client(quick, quick) as client:
                 response = client.get("/health")
                 if response.status_code == 200:
                     return EngineHealth(name=self.name, available=True, url=self.url, detail="Hunyuan3D-2.1 api_server")

@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 ENDPOINTS = ("/start_session", "/preprocess_image", "/image_to_3d", "/extract_glb")
 DEFAULT_MODEL = "microsoft/TRELLIS-image-large"
+HEALTH_TIMEOUT_S = 3.0  # /v1/info lists engine health: never let a dead host stall it
 # UI slider ranges of the apps (values outside are clamped so the app accepts them)
 SIMPLIFY_RANGE = (0.9, 0.98)
 TEXTURE_RANGE_V1 = (512, 2048)
@@ -69,7 +70,7 @@ class TrellisEngine:
             detail = "in-process (trellis package)" if available else "no TRELLIS URL and no trellis package"
             return EngineHealth(name=self.name, available=available, detail=detail)
         try:
-            response = httpx.get(f"{self.url}/info", timeout=self.connect_timeout_s)
+            response = httpx.get(f"{self.url}/info", timeout=min(self.connect_timeout_s, HEALTH_TIMEOUT_S))
             response.raise_for_status()
             named = response.json().get("named_endpoints", {})
         except (httpx.HTTPError, ValueError) as exc:
