@@ -29,7 +29,9 @@ API_KEYS = {"webui": "key-webui-0123456789", "tool": "key-tool-9876543210"}
 LINK_SECRET = "integration-link-secret"
 STARTUP_TIMEOUT_S = 600.0  # the first start may build the tiny models into the cache
 # Small, fast jobs: the tiny preset at its smallest useful sizes.
-FAST_JOB: dict[str, Any] = {"steps": 2, "edit_steps": 2, "size": 64, "texture_size": 256, "views": 2, "view_size": 64}
+FAST_JOB: dict[str, Any] = {
+    "steps": 2, "edit_steps": 2, "size": 64, "texture_size": 256, "views": 2, "view_size": 64, "seed": 1234,
+}  # fmt: skip
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
@@ -160,6 +162,7 @@ def read_events(client: httpx.Client, job_id: str, timeout: float = 300.0) -> li
 
 
 def submit(client: httpx.Client, **fields: Any) -> Any:
-    response = client.post("/v1/jobs", json={**FAST_JOB, **fields})
+    body = {key: value for key, value in {**FAST_JOB, **fields}.items() if value is not None}  # None: leave it out
+    response = client.post("/v1/jobs", json=body)
     assert response.status_code == 202, response.text
     return response.json()

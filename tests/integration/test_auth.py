@@ -31,11 +31,13 @@ def finished_job(backend: BackendProcess) -> Any:
         ("GET", "/v1/jobs/{id}/viewer/bundle.js"),
     ],
 )
-@pytest.mark.parametrize("key", [None, "wrong-key", API_KEYS["webui"] + "x", ""])
+@pytest.mark.parametrize(
+    "authorization", [None, "Bearer wrong-key", f"Bearer {API_KEYS['webui']}x", "Bearer", f"Basic {API_KEYS['tool']}"]
+)
 def test_missing_or_wrong_key_is_401(
-    backend: BackendProcess, finished_job: Any, method: str, path: str, key: str | None
+    backend: BackendProcess, finished_job: Any, method: str, path: str, authorization: str | None
 ) -> None:
-    headers = {} if key is None else {"Authorization": f"Bearer {key}"}
+    headers = {} if authorization is None else {"Authorization": authorization}
     response = httpx.request(
         method, backend.base_url + path.format(id=finished_job["id"]), headers=headers, json={"request": "x"}
     )

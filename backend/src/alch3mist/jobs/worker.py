@@ -341,7 +341,8 @@ class Worker:
         with self._lock:
             record = running.record
             _apply_manifest(record, manifest)
-            record.artifacts = _artifacts_on_disk(self.store.job_dir(record.id), record.artifacts)
+            announced = list(record.artifacts)
+            record.artifacts = _artifacts_on_disk(self.store.job_dir(record.id), announced)
             record.finished_at = time.time()
             record.status, record.error = self._final_status(running, manifest, crash)
             record.message = record.error["message"] if record.error else "done"
@@ -349,6 +350,9 @@ class Worker:
                 record.progress = record.stage_progress = 1.0
             snapshot = copy.deepcopy(record)
         self.store.save(snapshot)
+        for name in snapshot.artifacts:  # files the chain wrote without an event (manifest.json, at the very end)
+            if name not in announced:
+                self._publish(JobUpdate("artifact", snapshot, artifact=name))
         log = logger.info if snapshot.status == "succeeded" else logger.warning
         log("job finished", extra={"job_id": snapshot.id, "status": snapshot.status, "error": snapshot.error})
         self._publish(JobUpdate("done", snapshot, message=snapshot.message))
