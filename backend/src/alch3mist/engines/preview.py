@@ -79,6 +79,8 @@ class PreviewEngine:
         metadata = self._metadata(silhouette, grid, mesh, atlas, params)
         export_glb(_scene(mesh), out_path, generator=f"material-alch3mist {PREVIEW_LABEL}", extras=_extras(metadata))
         metadata["seconds"] = round(time.perf_counter() - started, 3)
+        if silhouette.method == "whole-frame":
+            metadata["warnings"] = ["no plain background found around an object: the whole picture became a relief"]
         logger.info("preview engine: %d faces in %.2f s", len(mesh.faces), metadata["seconds"])
         control.report(1.0, "preview engine: GLB written")
         return EngineResult(glb_path=out_path, engine=self.name, is_preview=True, metadata=metadata)
@@ -266,7 +268,7 @@ def _texture_atlas(image: Image.Image, silhouette: Silhouette, grid: _Grid, side
     band = max(2, round(1.5 * side / max(grid.mask.shape)))
     deep = ndimage.binary_erosion(coarse, iterations=band)
     near = ndimage.binary_dilation(coarse, iterations=band)
-    keep = deep | (near & silhouette.object_pixels(front_rgba))
+    keep = deep | (near & silhouette.object_pixels(front_rgba, strictness=2.5))
     front_px = _bleed(np.asarray(front), keep)
     back_px = _soften(front_px, coarse, side)
     atlas = Image.new("RGB", (2 * side, side))

@@ -20,6 +20,7 @@ WORK_SIZE = 256  # longest side of the image the segmentation runs on
 MIN_CONTRAST = 0.1  # smallest colour distance (0..sqrt(3)) counted as "object"
 MIN_COVERAGE = 0.002  # an object smaller than this fraction of the image is "no object"
 BORDER = 3  # width in pixels of the frame the background colour is read from
+BUSY_BORDER = 0.12  # median colour distance along the frame above which there is no plain background at all
 
 
 @dataclass
@@ -32,14 +33,16 @@ class Silhouette:
     background: tuple[float, float, float] | None  # RGB 0..1 when found from the border
     threshold: float | None = None  # colour distance above which a pixel is "object" (border-colour method)
 
-    def object_pixels(self, image: Image.Image) -> NDArray[np.bool_]:
-        """Which pixels of ``image`` (any size) look like the object, by the same rule the mask was made with."""
+    def object_pixels(self, image: Image.Image, strictness: float = 1.0) -> NDArray[np.bool_]:
+        """Which pixels of ``image`` (any size) look like the object, by the rule the mask was made with;
+        ``strictness`` > 1 also drops edge pixels blended with the background."""
         if self.background is None or self.threshold is None:
             if "A" in image.getbands():
-                return np.asarray(image.getchannel("A")) > 127
+                return np.asarray(image.getchannel("A")) > min(254, 127 * strictness)
             return np.ones((image.size[1], image.size[0]), dtype=bool)
         rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-        return np.asarray(np.linalg.norm(rgb - np.asarray(self.background), axis=-1) > self.threshold, dtype=bool)
+        distance = np.linalg.norm(rgb - np.asarray(self.background), axis=-1)
+        return np.asarray(distance > self.threshold * strictness, dtype=bool)
 
     @property
     def bbox(self) -> tuple[int, int, int, int]:
@@ -57,6 +60,11 @@ def segment_object(image: Image.Image, work_size: int = WORK_SIZE) -> Silhouette
         mask, method, background, threshold = alpha > 127, "alpha", None, None
     else:
         rgb = np.asarray(small.convert("RGB"), dtype=np.float32) / 255.0
+        if _border_is_busy(rgb):
+            # A photo or texture with no plain background: nothing separates an object from its surroundings,
+            # so the whole picture is the object (a relief card) — said in the silhouette's method.
+            full = np.ones(rgb.shape[:2], dtype=bool)
+            return Silhouette(mask=full, method="whole-frame", coverage=1.0, background=None, threshold=None)
         mask, background, threshold = _mask_from_border_colour(rgb)
         method = "border-colour"
     mask = _largest_component(mask)
@@ -82,13 +90,8 @@ def _has_real_alpha(image: Image.Image) -> bool:
     return bool((alpha < 128).mean() > 0.01)
 
 
-def _mask_from_border_colour(
-    rgb: NDArray[np.float32],
-) -> tuple[NDArray[np.bool_], tuple[float, float, float], float]:
-    from scipy import ndimage
-    from skimage.filters import threshold_otsu
-
-    frame = np.concatenate(
+def _border_frame(rgb: NDArray[np.float32]) -> NDArray[np.float32]:
+    return np.concatenate(
         [
             rgb[:BORDER].reshape(-1, 3),
             rgb[-BORDER:].reshape(-1, 3),
@@ -96,6 +99,21 @@ def _mask_from_border_colour(
             rgb[:, -BORDER:].reshape(-1, 3),
         ]
     )
+
+
+def _border_is_busy(rgb: NDArray[np.float32]) -> bool:
+    frame = _border_frame(rgb)
+    spread = np.linalg.norm(frame - np.median(frame, axis=0), axis=-1)
+    return float(np.median(spread)) > BUSY_BORDER
+
+
+def _mask_from_border_colour(
+    rgb: NDArray[np.float32],
+) -> tuple[NDArray[np.bool_], tuple[float, float, float], float]:
+    from scipy import ndimage
+    from skimage.filters import threshold_otsu
+
+    frame = _border_frame(rgb)
     background = np.median(frame, axis=0)
     distance = np.linalg.norm(rgb - background, axis=-1)
     # "background" is what the border looks like: above its own noise, and never above Otsu's split (which
