@@ -147,7 +147,7 @@ def textured_sphere(state: dict[str, Any], texture_size: int) -> trimesh.Trimesh
     return sphere
 
 
-def write_glb(state: dict[str, Any] | None, texture_size: int, req: gr.Request) -> str:
+def write_glb(state: dict[str, Any] | None, texture_size: int, req: gr.Request, webp: bool = False) -> str:
     if state is None:
         raise gr.Error("no 3D model in this session: run /image_to_3d first")
     path = session_dir(req) / "sample.glb"
@@ -158,7 +158,7 @@ def write_glb(state: dict[str, Any] | None, texture_size: int, req: gr.Request) 
     else:
         scene = trimesh.Scene()
         scene.add_geometry(textured_sphere(state, texture_size), transform=trimesh.transformations.scale_matrix(3.0))
-        path.write_bytes(scene.export(file_type="glb"))
+        path.write_bytes(scene.export(file_type="glb", extension_webp=webp))  # TRELLIS.2 exports WebP textures
     return str(path)
 
 
@@ -172,7 +172,7 @@ def extract_glb_v2(
     state: dict[str, Any], decimation_target: int, texture_size: int, req: gr.Request
 ) -> tuple[str, str]:
     log_call("extract_glb", decimation_target=decimation_target, texture_size=texture_size)
-    path = write_glb(state, int(texture_size), req)
+    path = write_glb(state, int(texture_size), req, webp=True)
     return path, path
 
 

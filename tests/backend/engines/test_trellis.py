@@ -10,7 +10,10 @@ import pytest
 from alch3mist.engines.base import EngineParams, check_glb
 from alch3mist.engines.trellis import TrellisEngine
 from alch3mist.errors import Cancelled, EngineError, EngineUnavailable, MeshError
+from alch3mist.mesh.postprocess import postprocess_glb
+from alch3mist.mesh.validate import validate_glb
 from alch3mist.stages.progress import StageControl
+from PIL import Image
 
 from .servers import RunningServer, closed_port_url, object_image
 
@@ -105,3 +108,7 @@ def test_trellis2_app_gets_its_own_parameter_names(trellis2_server: RunningServe
     sampled, extracted = trellis2_server.calls()[-2:]
     assert sampled["seed"] == 3 and sampled["resolution"] == "1024" and sampled["shape_slat_sampling_steps"] == 9
     assert extracted == {"endpoint": "extract_glb", "decimation_target": 200_000, "texture_size": 2048}
+    assert b"EXT_texture_webp" in result.glb_path.read_bytes()[:4096]  # like TRELLIS.2: WebP textures
+    report = postprocess_glb(result.glb_path, tmp_path / "model.glb", tmp_path / "texture.png")
+    assert report.texture_map == "engine texture" and Image.open(tmp_path / "texture.png").format == "PNG"
+    assert validate_glb(tmp_path / "model.glb").errors == 0
