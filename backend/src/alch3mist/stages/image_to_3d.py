@@ -140,7 +140,10 @@ class ImageTo3DStage:
         if max(width, height) > MAX_SIDE:
             raise InvalidRequest(f"the image is too large ({width}x{height}); at most {MAX_SIDE} px a side")
         if image.mode not in ("RGB", "RGBA"):
-            image = image.convert("RGBA" if "A" in image.getbands() or image.mode == "P" else "RGB")
+            try:
+                image = image.convert("RGBA" if "A" in image.getbands() or image.mode == "P" else "RGB")
+            except (ValueError, OSError) as exc:
+                raise InvalidRequest(f"unsupported image mode {image.mode}: {exc}") from exc
         if max(width, height) > WORK_SIDE:
             scale = WORK_SIDE / max(width, height)
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
