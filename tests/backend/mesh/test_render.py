@@ -250,6 +250,14 @@ def test_vertex_colours_without_texture(vertex_coloured_quad: Path, tmp_path: Pa
     assert colour_at(image, 0.5, 0.75) == "blue"
 
 
+def test_trimesh_vertex_colours(tmp_path: Path) -> None:
+    """trimesh writes COLOR_0 (as unsigned bytes) and no material at all: glTF's default material applies."""
+    box = trimesh.creation.box(extents=(1.0, 1.0, 1.0))
+    box.visual = trimesh.visual.ColorVisuals(box, vertex_colors=np.tile([30, 200, 40, 255], (len(box.vertices), 1)))
+    box.export(tmp_path / "coloured.glb")
+    assert colour_at(render_one(tmp_path / "coloured.glb", tmp_path, size=64), 0.5, 0.5) == "green"
+
+
 def test_trimesh_pbr_glb_front_and_back(tmp_path: Path) -> None:
     glb = trimesh_two_tone_box(tmp_path / "box.glb")
     front, back = (load(p) for p in render_glb(glb, [FRONT, BACK], size=96, out_dir=tmp_path / "out"))
