@@ -310,7 +310,7 @@ def test_cancel_kills_a_silent_renderer_quickly(jpeg_textured_quad: Path, tmp_pa
     started = time.monotonic()
     with pytest.raises(Cancelled):
         render_glb(jpeg_textured_quad, turntable(8), size=256, out_dir=tmp_path, cancel=cancel)
-    assert time.monotonic() - started < 5.0  # 8 views at 256² take longer than that even on an idle machine
+    assert time.monotonic() - started < 5.0  # generous: this machine is shared; raising Cancelled is the real check
 
 
 def test_timeout_is_a_mesh_error(jpeg_textured_quad: Path, tmp_path: Path) -> None:
