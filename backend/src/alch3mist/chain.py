@@ -367,6 +367,8 @@ class Chain:
             )
         run.manifest.engine_is_preview = result.is_preview
         run.manifest.mesh = {"faces": result.faces, "vertices": result.vertices, **result.metadata}
+        for warning in result.metadata.get("warnings", []):
+            run.warn("mesh", f"{engine}: {warning}")
         if result.is_preview:
             run.warn("mesh", "3D model made by the built-in preview engine (silhouette inflation), not TRELLIS")
         run.artifact("mesh", result.glb_path)

@@ -41,7 +41,7 @@ FULL_DEFAULTS = GenerationDefaults(
     steps=28, guidance=3.5, size=1024, edit_steps=28, edit_guidance=2.5, kontext_max_area=1024**2
 )
 TINY_DEFAULTS = GenerationDefaults(
-    steps=2, guidance=3.5, size=64, edit_steps=2, edit_guidance=2.5, kontext_max_area=64 * 64, kontext_auto_resize=False
+    steps=2, guidance=3.5, size=64, edit_steps=2, edit_guidance=2.5, kontext_max_area=96 * 96, kontext_auto_resize=False
 )
 
 
