@@ -181,3 +181,27 @@ def test_cuda_out_of_memory_names_the_knobs_left_to_turn(tmp_path: Path) -> None
     with pytest.raises(OutOfMemory) as caught, train._oom_advice(args, (512, 512)):
         raise torch.OutOfMemoryError("CUDA out of memory.")
     assert "--gradient-checkpointing" not in caught.value.message and "--resolution" not in caught.value.message
+
+
+def test_every_knob_runs_for_a_couple_of_steps(tiny_dataset: Path, tmp_path: Path) -> None:
+    """As diffusers' script tests: a short run with the other options on, then the output file and its keys."""
+    out = tmp_path / "knobs.safetensors"
+    argv = ["--data", str(tiny_dataset), "--out", str(out), "--preset", "tiny", "--rank", "2", "--alpha", "4"]
+    argv += ["--epochs", "1", "--batch-size", "2", "--gradient-accumulation-steps", "2", "--gradient-checkpointing"]
+    argv += ["--lr-scheduler", "cosine", "--lr-warmup-steps", "1", "--weighting-scheme", "logit_normal"]
+    argv += ["--resolution", "16", "--max-sequence-length", "32", "--mixed-precision", "no"]
+    assert train.main(parse(train, argv)) == 0
+    state = load_file(str(out))
+    assert state and all(key.startswith("transformer.") for key in state)
+    assert all(value.shape[0] == 2 for key, value in state.items() if "lora_A" in key)
+    assert not train.list_checkpoints(tmp_path / "knobs-training")  # 2 steps (6 pairs / (2 x 2)), none due
+
+
+def test_the_learning_rate_schedule_is_a_function_of_the_step(tmp_path: Path) -> None:
+    args = parse(train, ["--data", "d", "--out", "x.safetensors", "--lr", "1e-3", "--lr-warmup-steps", "2"])
+    args.lr_scheduler = "cosine"
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    lrs = [train._set_lr(optimizer, step, 10, args) for step in range(10)]
+    assert lrs[0] == pytest.approx(5e-4) and lrs[1] == pytest.approx(1e-3)
+    assert lrs[2:] == sorted(lrs[2:], reverse=True) and lrs[-1] < 1e-4
+    assert optimizer.param_groups[0]["lr"] == lrs[-1]

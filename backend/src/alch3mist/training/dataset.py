@@ -661,6 +661,6 @@ def main(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":  # pragma: no cover - python -m alch3mist.training.dataset
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    _parser = argparse.ArgumentParser(prog="alch3mist dataset build", description=__doc__.splitlines()[0])
+    _parser = argparse.ArgumentParser(prog="alch3mist dataset build", description=(__doc__ or "").splitlines()[0])
     add_arguments(_parser)
     sys.exit(main(_parser.parse_args()))

@@ -534,7 +534,7 @@ def kontext_loss(
 ) -> torch.Tensor:
     """Flow-matching loss of one batch, Kontext-style: condition tokens appended, loss on target tokens only."""
     from diffusers import FluxKontextPipeline
-    from diffusers.training_utils import compute_density_for_timestep_sampling
+    from diffusers.training_utils import compute_density_for_timestep_sampling, compute_loss_weighting_for_sd3
 
     # 1. The batch: which pairs, their noise and their timesteps (all from this micro-batch's generator)
     x0, cond = cache.target[indices], cache.cond[indices]
@@ -582,8 +582,6 @@ def kontext_loss(
     prediction = FluxKontextPipeline._unpack_latents(prediction, height, width, 1)
 
     # 4. Flow-matching target and (scheme-weighted) MSE
-    from diffusers.training_utils import compute_loss_weighting_for_sd3
-
     weighting = compute_loss_weighting_for_sd3(args.weighting_scheme, sigmas_4d)
     error: torch.Tensor = (weighting.float() * (prediction.float() - (noise - x0).float()) ** 2).reshape(bsz, -1)
     return error.mean(dim=1).mean()
