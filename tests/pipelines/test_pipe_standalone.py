@@ -22,9 +22,8 @@ MODULE = load_plugin("pipelines/alch3mist_pipe.py")
 
 def make_pipe(backend: BackendProcess, **valves: Any) -> Any:
     pipe = MODULE.Pipe()
-    pipe.valves = MODULE.Pipe.Valves(
-        BACKEND_URL=backend.base_url, BACKEND_API_KEY=BACKEND_KEY, **{**FAST_VALVES, **valves}
-    )
+    settings = {"BACKEND_URL": backend.base_url, "BACKEND_API_KEY": BACKEND_KEY, **FAST_VALVES, **valves}
+    pipe.valves = MODULE.Pipe.Valves(**settings)
     return pipe
 
 
@@ -66,7 +65,8 @@ def test_chain_against_a_real_backend(e2e_backend: BackendProcess) -> None:
     embeds = events.of("embeds")
     assert len(embeds) == 1 and "model-viewer" in embeds[0]["embeds"][0]
     statuses = [s["description"] for s in events.of("status")]
-    assert statuses[0] == "Sending the job to the Alch3mist backend…" and statuses[-1] == "Done"
+    assert statuses[:2] == ["Writing the prompts…", "Sending the job to the Alch3mist backend…"], statuses
+    assert any(s.startswith("Building the 3D mesh") for s in statuses) and statuses[-1] == "Done", statuses
     assert "`alch3mist job " in content and "**Seed:**" in content
 
 

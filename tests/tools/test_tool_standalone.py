@@ -19,9 +19,8 @@ TOOL_VALVES = {k: v for k, v in FAST_VALVES.items() if k in MODULE.Tools.Valves.
 
 def make(backend: BackendProcess, **valves: Any) -> Any:
     tools = MODULE.Tools()
-    tools.valves = MODULE.Tools.Valves(
-        BACKEND_URL=backend.base_url, BACKEND_API_KEY=BACKEND_KEY, **{**TOOL_VALVES, **valves}
-    )
+    settings = {"BACKEND_URL": backend.base_url, "BACKEND_API_KEY": BACKEND_KEY, **TOOL_VALVES, **valves}
+    tools.valves = MODULE.Tools.Valves(**settings)
     return tools
 
 
