@@ -5,8 +5,7 @@
 * SSE event latency: server event time (``at``) → the client has parsed the event.
 * Status polls: ``GET /v1/jobs/{id}`` from several client threads for a few seconds (requests/s, p50, p99).
 * End-to-end through the API ÷ the same chain called in-process (target ≤ 1.05): the same request and seed,
-  POST → ``done`` event against ``chain.run`` wall time. The server is stopped before the in-process runs, so
-  the two never share the CPU.
+  POST → ``done`` event against ``chain.run`` wall time, the two alternating run by run (never at the same time).
 
 Run: ``python -m bench.api [--runs N]``. It starts its own backend (``python -m alch3mist.api.main``).
 """
@@ -42,13 +41,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
+        chain = _load_chain(Path(tmp), args.cache_dir)
         server = _Server(Path(tmp) / "data", args.cache_dir.resolve(), Path(tmp) / "backend.log")
         try:
             server.start()
-            api = _measure_api(server.base_url, args)
+            api, in_process = _measure(server.base_url, chain, Path(tmp), args)
         finally:
             server.stop()
-        in_process = _measure_in_process(Path(tmp), args)
     _print_table(api, in_process, args)
 
 
@@ -100,18 +99,26 @@ class _Server:
 # ---------------------------------------------------------------------------------------------------- measurements
 
 
-def _measure_api(base_url: str, args: argparse.Namespace) -> dict[str, Any]:
+def _measure(base_url: str, chain: Any, tmp: Path, args: argparse.Namespace) -> tuple[dict[str, Any], list[float]]:
+    """API and in-process runs alternate (API first on even runs), so a drifting machine load hits both alike;
+    the server's worker sits idle on a condition variable while the in-process chain runs."""
     results: dict[str, Any] = {"start": [], "post": [], "sse": [], "e2e": []}
+    in_process: list[float] = []
     with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {KEY}"}, timeout=120) as client:
         _run_job(client, results={"start": [], "post": [], "sse": [], "e2e": []})  # warm-up
-        for _ in range(args.runs):
-            _run_job(client, results)
+        _run_in_process(chain, tmp / "warmup")
+        for index in range(args.runs):
+            for which in ("api", "direct") if index % 2 == 0 else ("direct", "api"):
+                if which == "api":
+                    _run_job(client, results)
+                else:
+                    in_process.append(_run_in_process(chain, tmp / f"run{index}"))
         job_id = client.get("/v1/jobs", params={"limit": 1}).json()["jobs"][0]["id"]
         results["poll_idle"] = _poll(base_url, job_id, args.poll_seconds, args.poll_clients)
         busy = client.post("/v1/jobs", json={**JOB, "steps": 100, "views": 0}).json()["id"]
         results["poll_busy"] = _poll(base_url, job_id, args.poll_seconds, args.poll_clients)
         client.delete(f"/v1/jobs/{busy}")
-    return results
+    return results, in_process
 
 
 def _run_job(client: httpx.Client, results: dict[str, Any]) -> None:
@@ -175,22 +182,22 @@ def _poll(base_url: str, job_id: str, seconds: float, clients: int) -> dict[str,
     }
 
 
-def _measure_in_process(tmp: Path, args: argparse.Namespace) -> list[float]:
-    from alch3mist.chain import GenerationRequest, build_chain
+def _load_chain(tmp: Path, cache_dir: Path) -> Any:
+    from alch3mist.chain import build_chain
     from alch3mist.config import Settings
 
-    settings = Settings(preset="tiny", cache_dir=args.cache_dir, data_dir=tmp / "in-process", engine_3d="preview")
-    chain = build_chain(settings)
-    request = GenerationRequest(**JOB)
-    chain.run(request, tmp / "in-process" / "warmup", cancel=threading.Event())
-    walls = []
-    for index in range(args.runs):
-        started = time.perf_counter()
-        manifest = chain.run(request, tmp / "in-process" / f"run{index}", cancel=threading.Event())
-        walls.append(time.perf_counter() - started)
-        if manifest.status != "succeeded":
-            raise RuntimeError(f"in-process run failed: {manifest.error}")
-    return walls
+    return build_chain(Settings(preset="tiny", cache_dir=cache_dir, data_dir=tmp / "in-process", engine_3d="preview"))
+
+
+def _run_in_process(chain: Any, out_dir: Path) -> float:
+    from alch3mist.chain import GenerationRequest
+
+    started = time.perf_counter()
+    manifest = chain.run(GenerationRequest(**JOB), out_dir, cancel=threading.Event())
+    wall = time.perf_counter() - started
+    if manifest.status != "succeeded":
+        raise RuntimeError(f"in-process run failed: {manifest.error}")
+    return wall
 
 
 # ---------------------------------------------------------------------------------------------------- report
@@ -201,8 +208,8 @@ def _ms(values: list[float]) -> str:
 
 
 def _print_table(api: dict[str, Any], in_process: list[float], args: argparse.Namespace) -> None:
-    cores = os.cpu_count()
-    print(f"API benchmark — tiny preset, preview engine, {args.runs} runs, {cores} CPU cores")
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"API benchmark — tiny preset, preview engine, {args.runs} runs, {os.cpu_count()} CPU cores, load {load}")
     print(f"{'measure':<40}{'median ms':>10}{'max ms':>10}")
     print(f"{'POST /v1/jobs answer':<40}{_ms(api['post'])}")
     print(f"{'POST -> job running (empty queue)':<40}{_ms(api['start'])}")
