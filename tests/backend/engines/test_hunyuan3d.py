@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from alch3mist.engines.base import EngineParams, check_glb
+from alch3mist.engines.base import EngineParams, EngineResult, check_glb
 from alch3mist.engines.hunyuan3d import Hunyuan3DEngine
 from alch3mist.errors import Cancelled, EngineError, EngineUnavailable, MeshError
 from alch3mist.stages.progress import StageControl
@@ -28,7 +28,7 @@ def _engine(url: str, **kwargs: object) -> Hunyuan3DEngine:
 
 def _run(
     engine: Hunyuan3DEngine, tmp_path: Path, params: EngineParams | None = None, control: StageControl | None = None
-):  # type: ignore[no-untyped-def]
+) -> EngineResult:
     return engine.generate(object_image(256), params or EngineParams(), tmp_path / "hy.glb", control or StageControl())
 
 

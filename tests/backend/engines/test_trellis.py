@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from alch3mist.engines.base import EngineParams, check_glb
+from alch3mist.engines.base import EngineParams, EngineResult, check_glb
 from alch3mist.engines.trellis import TrellisEngine
 from alch3mist.errors import Cancelled, EngineError, EngineUnavailable, MeshError
 from alch3mist.mesh.postprocess import postprocess_glb
@@ -27,7 +27,7 @@ def server(trellis_server: RunningServer) -> Iterator[RunningServer]:
 
 def _run(
     engine: TrellisEngine, tmp_path: Path, params: EngineParams | None = None, control: StageControl | None = None
-):  # type: ignore[no-untyped-def]
+) -> EngineResult:
     return engine.generate(
         object_image(256), params or EngineParams(), tmp_path / "trellis.glb", control or StageControl()
     )

@@ -6,6 +6,7 @@ import io
 import json
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -109,7 +110,7 @@ def test_other_tools_glb_is_baked_to_world_space_centred_and_unit_sized(handmade
     report = postprocess_glb(handmade, out, tmp_path / "texture.png", extras={"alch3mist": {"engine": "test"}})
 
     assert report.primitives == 2 and report.faces_in == report.faces == 6 + len(CUBE_FACES)
-    scene = trimesh.load(out, force="scene")
+    scene = _load(out, force="scene")
     bounds = scene.bounds
     assert np.allclose((bounds[0] + bounds[1]) / 2, 0, atol=1e-5)
     assert np.isclose((bounds[1] - bounds[0]).max(), 1.0, atol=1e-5)
@@ -132,8 +133,8 @@ def test_z_up_engine_output_is_turned_y_up(handmade: Path, tmp_path: Path) -> No
     y_up = postprocess_glb(handmade, tmp_path / "y.glb", None)
     z_up = postprocess_glb(handmade, tmp_path / "z.glb", None, PostprocessOptions(up_axis="z"))
     assert y_up.faces == z_up.faces
-    extent_y = np.ptp(trimesh.load(tmp_path / "y.glb", force="scene").bounds, axis=0)
-    extent_z = np.ptp(trimesh.load(tmp_path / "z.glb", force="scene").bounds, axis=0)
+    extent_y = np.ptp(_load(tmp_path / "y.glb", force="scene").bounds, axis=0)
+    extent_z = np.ptp(_load(tmp_path / "z.glb", force="scene").bounds, axis=0)
     assert np.allclose(extent_z, extent_y[[0, 2, 1]], atol=1e-5)  # old z became the height
 
 
@@ -153,7 +154,7 @@ def test_simplify_then_unwrap_in_a_subprocess_then_bake(tmp_path: Path) -> None:
 
     assert report.simplified and report.unwrapped and report.texture_map == "baked"
     assert report.faces <= 2_000 < report.faces_in
-    mesh = next(iter(trimesh.load(out, force="scene").geometry.values()))
+    mesh = next(iter(_load(out, force="scene").geometry.values()))
     assert isinstance(mesh.visual, trimesh.visual.TextureVisuals) and len(mesh.visual.uv) == len(mesh.vertices)
     baked = np.asarray(Image.open(texture).convert("RGB"), dtype=np.float64)
     assert baked.shape == (256, 256, 3)
@@ -176,3 +177,8 @@ def _json_chunk(path: Path) -> bytes:
     data = path.read_bytes()
     (length,) = struct.unpack_from("<I", data, 12)
     return data[20 : 20 + length]
+
+
+def _load(path: Path, **kwargs: Any) -> Any:
+    """trimesh.load, untyped (its declared return type is the Geometry base class)."""
+    return trimesh.load(path, **kwargs)
