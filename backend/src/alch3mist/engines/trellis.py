@@ -71,10 +71,14 @@ class TrellisEngine:
             return EngineHealth(name=self.name, available=available, detail=detail)
         try:
             response = httpx.get(f"{self.url}/info", timeout=min(self.connect_timeout_s, HEALTH_TIMEOUT_S))
+        except httpx.HTTPError as exc:
+            return EngineHealth(name=self.name, available=False, url=self.url, detail=f"unreachable: {exc}")
+        try:
             response.raise_for_status()
             named = response.json().get("named_endpoints", {})
-        except (httpx.HTTPError, ValueError) as exc:
-            return EngineHealth(name=self.name, available=False, url=self.url, detail=f"unreachable: {exc}")
+        except (httpx.HTTPError, ValueError, AttributeError):
+            detail = f"reachable, but not a Gradio app (HTTP {response.status_code} on /info)"
+            return EngineHealth(name=self.name, available=False, url=self.url, detail=detail)
         missing = [e for e in ENDPOINTS if e not in named]
         if missing:
             detail = f"reachable, but not a TRELLIS app (missing {', '.join(missing)})"
