@@ -110,6 +110,25 @@ def _adapter_name(name: str) -> str:
     return re.sub(r"[^0-9A-Za-z_-]", "_", name)
 
 
+def list_loras(lora_dir: Path) -> list[LoraInfo]:
+    """The ``.safetensors`` files in a LoRA folder, by name (file stem); no model needed."""
+    if not lora_dir.is_dir():
+        return []
+    return [
+        LoraInfo(name=path.stem, file=path.name, size_bytes=path.stat().st_size, rank=_rank_of(path))
+        for path in sorted(lora_dir.glob(f"*{LORA_SUFFIX}"))
+    ]
+
+
+def _rank_of(path: Path) -> int | None:
+    try:
+        rank = validate_lora_file(path)["rank"]
+    except InvalidLora as error:
+        logger.warning("listing %s although it cannot be used: %s", path.name, error)
+        return None
+    return int(rank) if rank is not None else None
+
+
 class LoraManager:
     """Owns the LoRA folder listing and the adapters loaded into the Kontext pipeline's transformer."""
 
@@ -126,22 +145,7 @@ class LoraManager:
 
     def available(self) -> list[LoraInfo]:
         """The ``.safetensors`` files in the LoRA folder, by name (file stem)."""
-        if not self._lora_dir.is_dir():
-            return []
-        infos = []
-        for path in sorted(self._lora_dir.glob(f"*{LORA_SUFFIX}")):
-            infos.append(
-                LoraInfo(name=path.stem, file=path.name, size_bytes=path.stat().st_size, rank=self._rank_of(path))
-            )
-        return infos
-
-    def _rank_of(self, path: Path) -> int | None:
-        try:
-            rank = validate_lora_file(path)["rank"]
-        except InvalidLora as error:
-            logger.warning("listing %s although it cannot be used: %s", path.name, error)
-            return None
-        return int(rank) if rank is not None else None
+        return list_loras(self._lora_dir)
 
     def activate(self, name: str | None, scale: float) -> None:
         """Make ``name`` the only active adapter at ``scale``; ``None`` or scale 0 runs the base Kontext model."""
