@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from typing import Any
 
 import httpx
@@ -46,10 +47,15 @@ def test_missing_or_wrong_key_is_401(
     assert response.headers["www-authenticate"] == "Bearer"
 
 
-def test_each_named_key_works_and_is_recorded_in_the_log(backend: BackendProcess, finished_job: Any) -> None:
-    for key in API_KEYS.values():
+def test_each_named_key_works_and_its_name_is_recorded_on_the_job(backend: BackendProcess, finished_job: Any) -> None:
+    for name, key in API_KEYS.items():
         with backend.client(key) as client:
             assert client.get(f"/v1/jobs/{finished_job['id']}").status_code == 200
+            job = submit(client, request="a nail of iron", views=0, user=f"keyed-{name}")
+            client.delete(f"/v1/jobs/{job['id']}")
+        with sqlite3.connect(backend.data_dir / "jobs.sqlite3") as db:
+            row = db.execute("SELECT key_name FROM jobs WHERE id = ?", (job["id"],)).fetchone()
+        assert row == (name,)
     assert httpx.get(f"{backend.base_url}/healthz").status_code == 200  # health needs no key
 
 
