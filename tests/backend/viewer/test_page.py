@@ -148,6 +148,17 @@ def test_url_page_csp_allows_only_the_backend() -> None:
     assert set(re.findall(r"https?://[^\s;]+", csp)) == {"https://gpu.example.org"}
 
 
+def test_large_posters_are_shrunk_in_the_self_contained_page() -> None:
+    big = io.BytesIO()
+    Image.effect_noise((1200, 1000), 64).convert("RGBA").save(big, format="PNG")
+    page = render_inline_page(title="t", glb_bytes=GLB, poster_png=big.getvalue(), download_name="m")
+    poster = parse(page).find("model-viewer")[0]["poster"] or ""
+    assert poster.startswith("data:image/jpeg;base64,")
+    shrunk = Image.open(io.BytesIO(base64.b64decode(poster.split(",", 1)[1])))
+    assert max(shrunk.size) == 768
+    assert len(poster) < len(big.getvalue()) / 4
+
+
 def test_inline_page_rejects_non_glb_and_non_png() -> None:
     with pytest.raises(MeshError):
         render_inline_page(title="t", glb_bytes=b"<html>", poster_png=None, download_name="m")

@@ -15,6 +15,7 @@ caller-supplied string is escaped by Jinja2's autoescape; URLs must be http(s) o
 from __future__ import annotations
 
 import base64
+import io
 import os
 import re
 from functools import lru_cache
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
+from PIL import Image
 
 from ..errors import MeshError
 
@@ -34,6 +36,8 @@ REPO_BUNDLE = Path(__file__).resolve().parents[4] / "model_viewer" / "vendor" / 
 VIEWER_HEIGHT_PX = 380
 GLB_MAGIC = b"glTF"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+POSTER_MAX_PX = 768  # self-contained mode: larger posters are shrunk (and stored as JPEG)
+POSTER_JPEG_QUALITY = 85
 
 # model-viewer fetches its Draco and KTX2 decoders (and a Lottie loader) from gstatic.com / jsdelivr.net unless told
 # otherwise. Our GLBs use neither (post-processing writes plain or meshopt-compressed GLBs), so those locations point
@@ -90,7 +94,7 @@ def render_inline_page(
         caption=caption,
         download_name=download_name,
         glb_src=_data_url("model/gltf-binary", glb_bytes),
-        poster_src=_data_url("image/png", poster_png) if poster_png is not None else None,
+        poster_src=_poster_data_url(poster_png) if poster_png is not None else None,
         bundle_url=None,
         bundle_js=_inline_bundle(bundle_path()),
         csp=_content_security_policy(),
@@ -150,6 +154,20 @@ def _content_security_policy(*urls: str | None) -> str:
 
 def _data_url(mime: str, data: bytes) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _poster_data_url(png: bytes) -> str:
+    """The poster as a data: URL; one larger than ``POSTER_MAX_PX`` is shrunk to a JPEG (it is stored in every chat
+    message that embeds the page, and the viewer is only ~700 px wide)."""
+    with Image.open(io.BytesIO(png)) as image:
+        if max(image.size) <= POSTER_MAX_PX:
+            return _data_url("image/png", png)
+        image.thumbnail((POSTER_MAX_PX, POSTER_MAX_PX), Image.Resampling.LANCZOS)
+        flat = Image.new("RGB", image.size, (255, 255, 255))
+        flat.paste(image, mask=image.getchannel("A") if image.mode == "RGBA" else None)
+    encoded = io.BytesIO()
+    flat.save(encoded, format="JPEG", quality=POSTER_JPEG_QUALITY)
+    return _data_url("image/jpeg", encoded.getvalue())
 
 
 def _safe_filename(name: str) -> str:
