@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["bench.chain", "bench.api", "bench.mesh", "bench.render"]
+BENCHMARKS = ["bench.chain", "bench.api", "bench.mesh", "bench.render", "bench.viewer"]
 
 
 def main() -> int:

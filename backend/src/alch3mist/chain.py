@@ -406,6 +406,7 @@ class Chain:
                 poster_png=poster.getvalue(),
                 download_name=f"{_slug(prompt.title)}.glb",
                 caption=caption,
+                bundle=self.settings.model_viewer_bundle,
             )
             path = run.out_dir / "viewer.html"
             path.write_text(page, encoding="utf-8")

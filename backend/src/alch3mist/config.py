@@ -26,7 +26,8 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Interface the API listens on.")
     port: int = Field(8765, description="Port the API listens on.")
     api_keys: SecretStr = Field(
-        SecretStr(""), description="Comma-separated API keys, each `name:key` or a bare key. Empty = no auth (dev only)."
+        SecretStr(""),
+        description="Comma-separated API keys, each `name:key` or a bare key. Empty = no auth (development only).",
     )
     public_url: str | None = Field(None, description="How browsers reach this service, e.g. https://gpu.example.org.")
     data_dir: Path = Field(default_factory=_default_home, description="Jobs database and artifacts.")
@@ -62,10 +63,17 @@ class Settings(BaseSettings):
     llm_timeout_s: float = Field(30.0, description="Timeout of one rewrite call.")
 
     # --- 3D engines ---
-    engine_3d: EngineName | Literal["auto"] = Field("auto", description="Default engine: auto = trellis on full, else preview.")
+    engine_3d: EngineName | Literal["auto"] = Field(
+        "auto", description="Default engine: auto = trellis on the full preset, else preview."
+    )
     trellis_url: str | None = Field(None, description="URL of a TRELLIS Gradio app.")
     hunyuan3d_url: str | None = Field(None, description="URL of a Hunyuan3D-2.x api_server.")
     engine_timeout_s: float = Field(600.0, description="Timeout of one 3D engine call.")
+
+    # --- viewer ---
+    model_viewer_bundle: Path | None = Field(
+        None, description="The @google/model-viewer UMD bundle (default: the repository's vendored copy)."
+    )
 
     @field_validator("public_url")
     @classmethod

@@ -13,9 +13,10 @@ import re
 from pathlib import Path
 
 import pytest
+from alch3mist.config import Settings
 from alch3mist.errors import MeshError
 from alch3mist.viewer import bundle_path, render_inline_page, render_url_page
-from alch3mist.viewer.page import BUNDLE_ENV, REPO_BUNDLE
+from alch3mist.viewer.page import REPO_BUNDLE
 from PIL import Image
 
 HOSTILE = "</title><script>alert('t')</script><img src=x onerror=alert(1)> & \"quotes\""
@@ -181,18 +182,15 @@ def test_vendored_bundle_is_the_pinned_release() -> None:
 def test_bundle_path_is_configurable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     custom = tmp_path / "mv.js"
     custom.write_text("/* model-viewer */")
-    monkeypatch.setenv(BUNDLE_ENV, str(custom))
-    assert bundle_path() == custom
-    monkeypatch.setenv(BUNDLE_ENV, str(tmp_path / "missing.js"))
+    monkeypatch.setenv("ALCH3MIST_MODEL_VIEWER_BUNDLE", str(custom))
+    assert bundle_path(Settings().model_viewer_bundle) == custom
+    assert bundle_path() == REPO_BUNDLE
     with pytest.raises(FileNotFoundError, match=r"vendor\.sh"):
-        bundle_path()
+        bundle_path(tmp_path / "missing.js")
 
 
-def test_a_bundle_that_could_break_out_of_its_script_tag_is_refused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_bundle_that_could_break_out_of_its_script_tag_is_refused(tmp_path: Path) -> None:
     evil = tmp_path / "mv.js"
     evil.write_text('var s = "</script><script>alert(1)//";')
-    monkeypatch.setenv(BUNDLE_ENV, str(evil))
     with pytest.raises(ValueError, match="inlined"):
-        render_inline_page(title="t", glb_bytes=GLB, poster_png=None, download_name="m")
+        render_inline_page(title="t", glb_bytes=GLB, poster_png=None, download_name="m", bundle=evil)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -28,9 +27,8 @@ from PIL import Image
 
 from ..errors import MeshError
 
-__all__ = ["BUNDLE_ENV", "bundle_path", "render_inline_page", "render_url_page"]
+__all__ = ["bundle_path", "render_inline_page", "render_url_page"]
 
-BUNDLE_ENV = "ALCH3MIST_MODEL_VIEWER_BUNDLE"
 BUNDLE_NAME = "model-viewer-umd.min.js"
 REPO_BUNDLE = Path(__file__).resolve().parents[4] / "model_viewer" / "vendor" / BUNDLE_NAME
 VIEWER_HEIGHT_PX = 380
@@ -52,13 +50,12 @@ DECODER_LOCATIONS = {
 }
 
 
-def bundle_path() -> Path:
-    """The vendored model-viewer UMD bundle: ``$ALCH3MIST_MODEL_VIEWER_BUNDLE``, else the repository's copy."""
-    configured = os.environ.get(BUNDLE_ENV)
-    path = Path(configured) if configured else REPO_BUNDLE
+def bundle_path(configured: Path | None = None) -> Path:
+    """The model-viewer UMD bundle: ``configured`` (Settings.model_viewer_bundle), else the repository's copy."""
+    path = configured or REPO_BUNDLE
     if not path.is_file():
         raise FileNotFoundError(
-            f"model-viewer bundle not found at {path}: run model_viewer/vendor.sh or set {BUNDLE_ENV}"
+            f"model-viewer bundle not found at {path}: run model_viewer/vendor.sh or set ALCH3MIST_MODEL_VIEWER_BUNDLE"
         )
     return path
 
@@ -82,7 +79,13 @@ def render_url_page(
 
 
 def render_inline_page(
-    *, title: str, glb_bytes: bytes, poster_png: bytes | None, download_name: str, caption: str = ""
+    *,
+    title: str,
+    glb_bytes: bytes,
+    poster_png: bytes | None,
+    download_name: str,
+    caption: str = "",
+    bundle: Path | None = None,
 ) -> str:
     """A self-contained viewer page: bundle inlined, GLB and poster as data: URLs — it makes no request at all."""
     if not glb_bytes.startswith(GLB_MAGIC):
@@ -96,7 +99,7 @@ def render_inline_page(
         glb_src=_data_url("model/gltf-binary", glb_bytes),
         poster_src=_poster_data_url(poster_png) if poster_png is not None else None,
         bundle_url=None,
-        bundle_js=_inline_bundle(bundle_path()),
+        bundle_js=_inline_bundle(bundle_path(bundle)),
         csp=_content_security_policy(),
     )
 

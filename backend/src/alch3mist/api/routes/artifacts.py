@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse
 
+from ...config import Settings
 from ...jobs.store import JobRecord, JobStore
 from ..deps import BearerDep, LinksDep, SettingsDep, StoreDep, authorize_link
 from ..errors import ApiError
@@ -81,7 +82,7 @@ def read_viewer(
     record = _job(store, job_id)
     glb = _job_file(store, record, "model.glb", missing=f"job {job_id} has no 3D model (status {record.status})")
     try:
-        html = _inline_page(store, record, glb) if inline else _url_page(store, record, links)
+        html = _inline_page(store, record, glb, settings) if inline else _url_page(store, record, links)
     except FileNotFoundError as exc:  # the vendored bundle is missing (only the inline page needs it here)
         raise ApiError(503, "viewer_unavailable", str(exc)) from exc
     return HTMLResponse(html, headers={"Content-Disposition": "inline", **_CACHE})
@@ -101,13 +102,13 @@ def read_viewer_bundle(
     from ...viewer import page
 
     try:
-        bundle = page.bundle_path()
+        bundle = page.bundle_path(settings.model_viewer_bundle)
     except FileNotFoundError as exc:
         raise ApiError(503, "viewer_unavailable", str(exc)) from exc
     return FileResponse(bundle, media_type=_MEDIA_TYPES[".js"], headers={"Cache-Control": "private, max-age=86400"})
 
 
-def _inline_page(store: JobStore, record: JobRecord, glb: Path) -> str:
+def _inline_page(store: JobStore, record: JobRecord, glb: Path, settings: Settings) -> str:
     """The page the chain wrote (``viewer.html``), or one rendered now for a job that stopped before it."""
     written = store.job_dir(record.id) / "viewer.html"
     if written.is_file():
@@ -122,6 +123,7 @@ def _inline_page(store: JobStore, record: JobRecord, glb: Path) -> str:
         poster_png=poster.read_bytes() if poster else None,
         download_name=f"{_slug(title)}.glb",
         caption=caption,
+        bundle=settings.model_viewer_bundle,
     )
 
 
