@@ -36,6 +36,7 @@ def test_preview_run_writes_a_validated_labelled_glb_and_its_texture_map(stage: 
 
     assert result.glb_path == tmp_path / "model.glb" and result.texture_map_path == tmp_path / "texture.png"
     assert result.engine == "preview" and result.is_preview and result.metadata["label"] == PREVIEW_LABEL
+    assert result.metadata["warnings"] == []
     assert result.metadata["validation"]["errors"] == 0 and validate_glb(result.glb_path).errors == 0
     assert result.faces > 1000 and result.vertices > 500
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.glb", "texture.png"]
@@ -65,6 +66,17 @@ def test_optional_meshopt_copy_for_the_viewer(tmp_path: Path) -> None:
     assert compressed.is_file() and compression["bytes_after"] < compression["bytes_before"]
     assert b"EXT_meshopt_compression" in compressed.read_bytes()[:4096]
     assert validate_glb(compressed).errors == 0  # the validator knows the extension only as "unsupported" (info)
+
+
+def test_picture_without_plain_background_becomes_a_relief_with_a_warning(
+    stage: ImageTo3DStage, tmp_path: Path
+) -> None:
+    noise = np.random.default_rng(0).integers(0, 256, size=(128, 128, 3), dtype=np.uint8)
+    result = stage.run(
+        Image.fromarray(noise), engine="preview", params=EngineParams(), out_dir=tmp_path, control=StageControl()
+    )
+    assert result.metadata["warnings"] and "whole picture" in result.metadata["warnings"][0]
+    assert result.metadata["validation"]["errors"] == 0
 
 
 def test_all_background_image_is_refused(stage: ImageTo3DStage, tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 TEXTURE_SLOTS = ("baseColorTexture", "metallicRoughnessTexture", "normalTexture", "emissiveTexture", "occlusionTexture")
+WARNING_PREFIXES = ("dropped", "UV unwrap failed", "a primitive has both")  # notes that are also warnings
 BAKE_SAMPLES = 400_000  # colour samples taken on the original surface for baking
 BAKE_OVERSAMPLING = 2.0  # surface samples per texel when rasterising the unwrapped mesh
 
@@ -57,6 +58,7 @@ class PostprocessReport:
     glb_bytes: int = 0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # what a person should know: something was lost or replaced
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -105,6 +107,7 @@ def postprocess_glb(
         glb_bytes=glb_bytes,
         seconds=round(time.perf_counter() - started, 3),
         notes=notes,
+        warnings=[note for note in notes if note.startswith(WARNING_PREFIXES)],
     )
 
 

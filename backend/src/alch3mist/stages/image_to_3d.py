@@ -106,6 +106,7 @@ class ImageTo3DStage:
         control.report(1.0, "mesh ready")
         metadata = {
             **({"label": PREVIEW_LABEL} if chosen.is_preview else {}),
+            "warnings": [*raw.metadata.get("warnings", []), *report.warnings],
             "engine": raw.metadata,
             "postprocess": report.as_dict(),
             "validation": validation,
