@@ -112,7 +112,7 @@ def build_transformer(tiny: bool, device: torch.device, dtype: torch.dtype) -> A
     try:
         with torch.device(device):
             torch.manual_seed(0)
-            transformer = FluxTransformer2DModel(**config)
+            transformer: Any = FluxTransformer2DModel(**config)
     finally:
         torch.set_default_dtype(previous)
     transformer.requires_grad_(False)

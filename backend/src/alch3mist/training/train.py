@@ -32,12 +32,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ..errors import Alch3mistError, InvalidRequest, OutOfMemory
 from .dataset import DatasetError, PairRecord, centre_crop_resize, read_records
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -188,6 +189,8 @@ def main(args: argparse.Namespace) -> int:
 
 def train(args: argparse.Namespace) -> TrainResult:
     """The whole run, as numbered steps. ``args`` as from ``add_arguments`` (after ``_check_args``)."""
+    import torch
+
     started = time.perf_counter()
     # 1. Read the pairs and load the Kontext pipeline (the transformer is the only trained module)
     records = read_records(args.data)
@@ -252,6 +255,7 @@ def _loop(
     resolution: tuple[int, int],
     sample: tuple[Any, str] | None,
 ) -> None:
+    import torch
     from tqdm.auto import tqdm
 
     transformer = pipe.transformer
@@ -293,6 +297,7 @@ def _load_kontext(preset: str | None, dtype: torch.dtype) -> Any:
     Same sources as ``models.registry``: the VAE, text encoders, tokenizers and scheduler from the FLUX.1-dev repo
     (identical in the Kontext repo), the transformer from the Kontext repo; tiny or full.
     """
+    import torch
     from diffusers import FluxKontextPipeline, FluxTransformer2DModel
 
     from ..config import Settings
@@ -318,6 +323,8 @@ def _load_kontext(preset: str | None, dtype: torch.dtype) -> Any:
 
 def _park(pipe: Any, device: torch.device) -> None:
     """Move the text encoders and the VAE off the GPU once their outputs are cached."""
+    import torch
+
     if device.type != "cuda":
         return
     for module in (pipe.vae, pipe.text_encoder, pipe.text_encoder_2):
@@ -326,12 +333,16 @@ def _park(pipe: Any, device: torch.device) -> None:
 
 
 def _weight_dtype(mixed_precision: str, device: torch.device) -> torch.dtype:
+    import torch
+
     if mixed_precision == "bf16" or (mixed_precision == "auto" and device.type == "cuda"):
         return torch.bfloat16
     return torch.float32
 
 
 def _target_layers(transformer: torch.nn.Module) -> list[tuple[str, torch.nn.Linear]]:
+    import torch
+
     return [
         (name, module)
         for name, module in transformer.named_modules()
@@ -369,6 +380,8 @@ def _add_lora(transformer: Any, rank: int, alpha: int | None) -> None:
 
 
 def _make_optimizer(params: list[torch.nn.Parameter], args: argparse.Namespace) -> torch.optim.Optimizer:
+    import torch
+
     if not args.use_8bit_adam:
         return torch.optim.AdamW(params, lr=args.lr, weight_decay=args.adam_weight_decay)
     try:
@@ -463,9 +476,11 @@ def _validation_sample(data: Path, record: PairRecord, size: tuple[int, int]) ->
     return image, record.caption
 
 
-@torch.no_grad()
 def _encode_latents(vae: Any, pixels: torch.Tensor) -> torch.Tensor:
-    latents: torch.Tensor = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mode()
+    import torch
+
+    with torch.no_grad():
+        latents: torch.Tensor = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mode()
     shift, scale = float(vae.config.shift_factor), float(vae.config.scaling_factor)
     return (latents - shift) * scale
 
@@ -479,6 +494,7 @@ def _cache_pairs(
     dtype: torch.dtype,
     max_len: int,
 ) -> PairCache:
+    import torch
     from tqdm.auto import tqdm
 
     for module in (pipe.vae, pipe.text_encoder, pipe.text_encoder_2):
@@ -509,11 +525,15 @@ def _cache_pairs(
 
 def _step_generator(seed: int, micro_index: int) -> torch.Generator:
     """The generator of one micro-batch's noise and timesteps, seeded by (seed, micro-batch index)."""
+    import torch
+
     return torch.Generator(device="cpu").manual_seed(seed * 1_000_003 + micro_index)
 
 
 def _batch_indices(micro_index: int, batch_size: int, pairs: int, seed: int) -> list[int]:
     """Epoch-wise shuffled pair indices: position p of the endless stream is permutation(p // pairs)[p % pairs]."""
+    import torch
+
     indices = []
     for position in range(micro_index * batch_size, (micro_index + 1) * batch_size):
         epoch, offset = divmod(position, pairs)
@@ -533,6 +553,7 @@ def kontext_loss(
     sigma_override: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Flow-matching loss of one batch, Kontext-style: condition tokens appended, loss on target tokens only."""
+    import torch
     from diffusers import FluxKontextPipeline
     from diffusers.training_utils import compute_density_for_timestep_sampling, compute_loss_weighting_for_sd3
 
@@ -587,20 +608,22 @@ def kontext_loss(
     return error.mean(dim=1).mean()
 
 
-@torch.no_grad()
 def _held_in_loss(
     transformer: Any, cache: PairCache, scheduler: Any, args: argparse.Namespace, device: torch.device
 ) -> float:
     """The loss on every training pair at fixed noise and sigmas 0.25/0.5/0.75 — comparable across steps."""
+    import torch
+
     transformer.eval()
     total = 0.0
     sigmas = (0.25, 0.5, 0.75)
     for index in range(len(cache)):
         for k, sigma in enumerate(sigmas):
             generator = torch.Generator(device="cpu").manual_seed(10_000 + index * len(sigmas) + k)
-            loss = kontext_loss(
-                transformer, cache, scheduler, [index], generator, args, device, sigma_override=torch.tensor([sigma])
-            )
+            with torch.no_grad():
+                loss = kontext_loss(
+                    transformer, cache, scheduler, [index], generator, args, device, torch.tensor([sigma])
+                )
             total += float(loss)
     return total / (len(cache) * len(sigmas))
 
@@ -673,6 +696,8 @@ def save_checkpoint(
 
 
 def _flatten_optimizer(state_dict: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    import torch
+
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, Any] = {}
     for index, entries in state_dict["state"].items():
@@ -730,16 +755,18 @@ def _resume(work: Path, transformer: Any, optimizer: torch.optim.Optimizer, args
 # --- output ---------------------------------------------------------------------------------------------------
 
 
-def save_lora(transformer: Any, out: Path, rank: int, alpha: int | None, dtype: torch.dtype = torch.float32) -> None:
+def save_lora(transformer: Any, out: Path, rank: int, alpha: int | None, dtype: torch.dtype | None = None) -> None:
     """Write the adapter in diffusers' format (``transformer.``-prefixed keys), atomically, and check it.
 
     ``alpha / rank`` is folded into ``lora_B``: loaders that ignore alpha metadata (or read none) then apply the
     LoRA exactly as trained.
     """
+    import torch
     from diffusers import FluxKontextPipeline
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
 
+    dtype = dtype or torch.float32
     scale = (alpha if alpha is not None else rank) / rank
     state = get_peft_model_state_dict(transformer, adapter_name=ADAPTER_NAME)
     layers = {
@@ -782,7 +809,6 @@ def _tensorboard(folder: Path) -> Any:
     return SummaryWriter(log_dir=str(folder))
 
 
-@torch.no_grad()
 def _validate(
     pipe: Any,
     work: Path,
@@ -794,6 +820,7 @@ def _validate(
 ) -> Path:
     """Edit the first pair's original with its caption and the LoRA being trained; save + log the image."""
     import numpy as np
+    import torch
 
     image, caption = sample
     transformer = pipe.transformer
@@ -824,6 +851,8 @@ def _validate(
 @contextmanager
 def _oom_advice(args: argparse.Namespace, resolution: tuple[int, int]) -> Iterator[None]:
     """Turn CUDA out-of-memory into OutOfMemory naming the knobs still left to turn."""
+    import torch
+
     try:
         yield
     except torch.OutOfMemoryError as error:
