@@ -172,6 +172,7 @@ class Worker:
                         f"user {record.user!r} already has {active} queued or running jobs (the limit is "
                         f"{max_active_per_user}); wait for one to finish or cancel one"
                     )
+            record.created_at = time.time()  # under the lock: creation order = queue order (FIFO)
             self.store.insert(record)
             self._queue.append(record.id)
             self._wakeup.notify_all()
