@@ -19,7 +19,6 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import html
 import io
 import json
 import logging
@@ -116,11 +115,20 @@ async def emit_status(emitter: EventEmitter, description: str, done: bool = Fals
         await emitter({"type": "status", "data": {"description": description, "done": done, "hidden": False}})
 
 
-def md_text(text: str, limit: int = 2000) -> str:
-    """Escape user- or model-written text for Open WebUI's markdown: no HTML, no links, no formatting."""
+def md_text(text: Any, limit: int = 2000) -> str:
+    """Escape user- or model-written text for Open WebUI's markdown: no HTML, no links, no formatting, no math.
+
+    Backslash escapes (Open WebUI shows them as the literal character) for markdown's and HTML's special characters;
+    never for ``(``, ``)`` or ``[``: Open WebUI's KaTeX extension reads ``\\(``, ``\\)`` and ``\\[`` as math.
+    An escaped ``]`` is enough to stop a link.
+    """
     text = " ".join(str(text).split())[:limit]
-    text = html.escape(text, quote=False)
-    return re.sub(r"([\\`*_{}\[\]()#+!|~>])", r"\\\1", text)
+    return re.sub(r"([\\`*_{}\]#+!|~<>&$])", r"\\\1", text)
+
+
+def md_code(text: Any) -> str:
+    """Text for inside a markdown code span (where backslash escapes do not apply): no backticks, one line."""
+    return " ".join(str(text).replace("`", "'").split())[:200]
 
 
 def message_text(content: Any) -> str:
@@ -393,11 +401,11 @@ class Pipe:
             response = await generate_chat_completion(request, {**body, "model": base}, owner, bypass_filter=True)
         except Exception as exc:  # noqa: BLE001 — Open WebUI raises plain Exception ("Model not found")
             log.warning("alch3mist: base chat model %s failed: %s", base, exc)
-            return f"The base chat model `{md_text(base)}` could not answer: {md_text(str(exc))}"
+            return f"The base chat model `{md_code(base)}` could not answer: {md_text(str(exc))}"
         if isinstance(response, dict) or hasattr(response, "body_iterator"):
             return response
         detail = getattr(response, "body", b"")
-        return f"The base chat model `{md_text(base)}` could not answer: {md_text(detail.decode('utf-8', 'replace'))}"
+        return f"The base chat model `{md_code(base)}` could not answer: {md_text(detail.decode('utf-8', 'replace'))}"
 
     async def _answer_task(self, body: dict[str, Any], task: str, user: dict[str, Any] | None, request: Any) -> Any:
         """Titles, tags and follow-up suggestions: the base chat model answers them; nothing is generated."""
@@ -491,19 +499,19 @@ class Pipe:
                 timeout=self.valves.REWRITE_TIMEOUT,
             )
         except TimeoutError:
-            return None, f"the rewrite model `{md_text(model)}` did not answer within {self.valves.REWRITE_TIMEOUT:g} s"
+            return None, f"the rewrite model `{md_code(model)}` did not answer within {self.valves.REWRITE_TIMEOUT:g} s"
         except Exception as exc:  # noqa: BLE001 — Open WebUI raises plain Exception ("Model not found")
-            return None, f"the rewrite model `{md_text(model)}` failed ({md_text(str(exc), 200)})"
+            return None, f"the rewrite model `{md_code(model)}` failed ({md_text(str(exc), 200)})"
         if not isinstance(response, dict):
             detail = (getattr(response, "body", b"") or b"").decode("utf-8", "replace")
-            return None, f"the rewrite model `{md_text(model)}` failed ({md_text(detail, 200)})"
+            return None, f"the rewrite model `{md_code(model)}` failed ({md_text(detail, 200)})"
         try:
             content = response["choices"][0]["message"]["content"] or ""
             return parse_rewrite(content), ""
         except (KeyError, IndexError, TypeError):
-            return None, f"the rewrite model `{md_text(model)}` returned no message"
+            return None, f"the rewrite model `{md_code(model)}` returned no message"
         except ValueError as exc:
-            return None, f"the rewrite model `{md_text(model)}` gave no valid prompt: {md_text(str(exc), 300)}"
+            return None, f"the rewrite model `{md_code(model)}` gave no valid prompt: {md_text(str(exc), 300)}"
 
     async def _store_file(
         self, client: httpx.AsyncClient, url: str, filename: str, request: Any, user: Any, metadata: dict[str, Any]

@@ -15,7 +15,6 @@ description: The Alch3mist chat model for the standalone Open WebUI Pipelines se
 # message as short lines, images are the backend's signed URLs, and the viewer is a link. Same behaviour otherwise
 # as pipelines/alch3mist_pipe.py (the Open WebUI Function); one self-contained file.
 
-import html
 import json
 import logging
 import os
@@ -79,9 +78,19 @@ class RewrittenPrompt(BaseModel):
 
 
 def md_text(text: Any, limit: int = 2000) -> str:
-    """Escape user- or model-written text for markdown: no HTML, no links, no formatting."""
-    text = html.escape(" ".join(str(text).split())[:limit], quote=False)
-    return re.sub(r"([\\`*_{}\[\]()#+!|~>])", r"\\\1", text)
+    """Escape user- or model-written text for Open WebUI's markdown: no HTML, no links, no formatting, no math.
+
+    Backslash escapes (Open WebUI shows them as the literal character) for markdown's and HTML's special characters;
+    never for ``(``, ``)`` or ``[``: Open WebUI's KaTeX extension reads ``\\(``, ``\\)`` and ``\\[`` as math.
+    An escaped ``]`` is enough to stop a link.
+    """
+    text = " ".join(str(text).split())[:limit]
+    return re.sub(r"([\\`*_{}\]#+!|~<>&$])", r"\\\1", text)
+
+
+def md_code(text: Any) -> str:
+    """Text for inside a markdown code span (where backslash escapes do not apply): no backticks, one line."""
+    return " ".join(str(text).replace("`", "'").split())[:200]
 
 
 def message_text(content: Any) -> str:
@@ -231,7 +240,7 @@ class Pipeline:
         try:
             return self._chat(v.BASE_CHAT_MODEL, messages, 120.0)
         except (httpx.HTTPError, KeyError, IndexError, ValueError) as exc:
-            return f"The base chat model `{md_text(v.BASE_CHAT_MODEL)}` could not answer: {md_text(exc, 200)}"
+            return f"The base chat model `{md_code(v.BASE_CHAT_MODEL)}` could not answer: {md_text(exc, 200)}"
 
     def _generate(self, request_text: str, messages: list[dict[str, Any]], body: dict[str, Any]) -> Iterator[str]:
         v = self.valves
@@ -279,7 +288,7 @@ class Pipeline:
                     prompt = parse_rewrite(answer)
                 except (httpx.HTTPError, KeyError, IndexError, ValueError) as exc:
                     yield (
-                        f"*Note: the rewrite model `{md_text(v.REWRITE_MODEL)}` gave no valid prompt "
+                        f"*Note: the rewrite model `{md_code(v.REWRITE_MODEL)}` gave no valid prompt "
                         f"({md_text(exc, 200)}); the backend's own rewriter wrote the prompts instead.*\n\n"
                     )
             if prompt:

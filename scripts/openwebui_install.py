@@ -57,6 +57,8 @@ def install_function(
     if not function.get("is_active"):
         function = _check(client.post(f"/api/v1/functions/id/{function_id}/toggle"), f"activate {function_id}")
     _check(client.post(f"/api/v1/functions/id/{function_id}/valves/update", json=valves), f"valves of {function_id}")
+    # Open WebUI caches its model list; reading it refreshes the cache, so the new model can be chatted with now.
+    _check(client.get("/api/models"), "refresh the model list")
     return dict(function)
 
 

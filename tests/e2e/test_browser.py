@@ -134,6 +134,10 @@ def _chat_in_the_browser(owui: OpenWebUI, browser: Any) -> None:
         driver.switch_to.default_content()
     height = driver.execute_script("return arguments[0].getBoundingClientRect().height", frame)
     assert height >= 300, f"the viewer iframe is only {height} px high"
+    # The summary reads as text: escaped prompts show no markdown, HTML or KaTeX math.
+    page_text = driver.find_element(By.TAG_NAME, "body").text
+    assert "Base prompt:" in page_text and "Seed: 7" in page_text, page_text[-2000:]
+    assert not driver.find_elements(By.CSS_SELECTOR, ".katex"), "an escaped prompt was rendered as math"
     time.sleep(2.0)  # let the first frames render before the screenshot
     shot(driver, "browser-2-viewer.png")
     driver.execute_script("window.scrollTo(0, 0)")

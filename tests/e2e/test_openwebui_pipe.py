@@ -91,7 +91,7 @@ def test_plain_message_goes_to_the_base_model_and_never_to_the_backend(
     assert response.status_code == 200, response.text
     assert response.json()["choices"][0]["message"]["content"] == "You said: hello, alchemist"
     assert len(backend_jobs(e2e_backend)) == before
-    seen = [r["body"]["model"] for r in httpx.get(f"{llm.base_url}/_requests").json()["requests"]]
+    seen = [r["body"]["model"] for r in httpx.get(f"{llm.base_url}/_requests").json()]
     assert seen == ["chat"]
 
 
@@ -191,8 +191,8 @@ def test_html_and_script_in_the_request_never_reach_html(owui: OpenWebUI) -> Non
     )
     _, _, message = owui.chat("alch3mist", hostile)
     content = message["content"]
-    for raw in ("<script", "<img", "](javascript:", "onerror=alert(1)>"):
-        assert raw not in content, raw
+    assert not re.search(r"(?<!\\)<(script|img)", content), content  # only escaped (shown as text)
+    assert not re.search(r"(?<!\\)\]\(javascript:", content), content
     for embed in message.get("embeds") or []:
         assert '<script>alert("x")' not in embed and "<img src=x" not in embed
 
@@ -299,6 +299,6 @@ def test_user_valves_stay_within_the_admins_limits(owui: OpenWebUI, e2e_backend:
         with owui.client() as client:
             client.post("/api/v1/functions/id/alch3mist/valves/user/update", json={"views": -1, "seed": E2E_SEED})
     content = message["content"].replace("\\", "")
-    assert "views 30 is above the admin's limit; 16 was used" in content
+    assert "Views 30 is above the admin's limit; 16 was used" in content
     job = job_of(e2e_backend, JOB_MARKER.search(message["content"]).group(1))  # type: ignore[union-attr]
     assert job["seed"] == 8

@@ -13,9 +13,10 @@ pytestmark = pytest.mark.e2e
 
 def test_tool_spec_is_what_a_model_needs(owui: OpenWebUI) -> None:
     with owui.client() as client:
-        response = client.get("/api/v1/tools/id/alch3mist_tool/specs")
+        # 0.12.4 keeps a local tool's specs in its record (GET .../id/{id}/specs is for MCP servers only).
+        response = client.get("/api/v1/tools/export")
         assert response.status_code == 200, response.text
-        specs = response.json()
+        specs = next(tool["specs"] for tool in response.json() if tool["id"] == "alch3mist_tool")
     assert [spec["name"] for spec in specs] == ["generate_3d_asset"]
     (spec,) = specs
     assert "3D model" in spec["description"] and "material" in spec["description"]

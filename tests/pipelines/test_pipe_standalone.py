@@ -140,8 +140,10 @@ def test_rewrite_answers_are_validated() -> None:
 
 
 def test_markdown_escaping() -> None:
-    text = MODULE.md_text("<script>alert(1)</script> [x](javascript:alert(1)) ![i](http://e/x.png)")
-    assert "<" not in text and "](" not in text
+    text = MODULE.md_text(r"<script>alert(1)</script> [x](javascript:alert(1)) ![i](http://e/x.png) $x$ \(y\)")
+    assert not re.search(r"(?<!\\)[<>]", text) and not re.search(r"(?<!\\)\]\(", text)  # no HTML tag, no link
+    assert not re.search(r"(?<!\\)\$", text) and "\\\\(" in text  # no math: $ and \ are escaped
+    assert "(y" in text  # parentheses stay as they are (an escaped one would open KaTeX math)
 
 
 def test_non_images_are_refused() -> None:
