@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from alch3mist.errors import Cancelled, InvalidRequest, UnknownLora
 from alch3mist.models.registry import LoadedModels
-from alch3mist.stages.material_edit import MaterialEditStage
+from alch3mist.stages.material_edit import MaterialEditStage, fit_to_area
 from alch3mist.stages.progress import StageControl
 from PIL import Image
 
@@ -95,3 +95,8 @@ def test_first_block_cache_works_with_kontext(tiny_models: LoadedModels) -> None
         assert edit(tiny_models).size == (side, side)  # Kontext opens no cache context itself: the stage must
     finally:
         transformer.disable_cache()
+
+
+@pytest.mark.parametrize(("size", "expected"), [((4000, 3000), (74, 54)), ((64, 64), (64, 64)), ((10, 1000), (6, 640))])
+def test_a_large_input_is_brought_down_to_the_edit_area_first(size: tuple[int, int], expected: tuple[int, int]) -> None:
+    assert fit_to_area(Image.new("RGB", size), 64 * 64, multiple_of=2).size == expected

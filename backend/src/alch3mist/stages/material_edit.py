@@ -58,6 +58,10 @@ class MaterialEditStage:
         # 3. Seed on the device the latents are drawn on
         generator = torch.Generator(device=self.models.device)
         source = image.convert("RGB")
+        if not defaults.kontext_auto_resize:
+            # Kontext encodes its input at the size it is given when not snapping it to its ~1 MP resolutions:
+            # bring a large input down to the output's area first.
+            source = fit_to_area(source, defaults.kontext_max_area, multiple_of=pipe.vae_scale_factor * 2)
 
         # 4. Denoise, reporting each step and stopping at the next one when cancelled
         def denoise() -> Any:
@@ -84,6 +88,19 @@ class MaterialEditStage:
         edited: Image.Image = result.images[0]
         logger.info("material edit %dx%d, %d steps, seed %d", edited.width, edited.height, steps, seed)
         return edited
+
+
+def fit_to_area(image: Image.Image, max_area: int, multiple_of: int) -> Image.Image:
+    """``image`` resized to about ``max_area`` pixels at its aspect ratio, sides a multiple of ``multiple_of``.
+
+    The same arithmetic as FluxKontextPipeline's output size.
+    """
+    aspect_ratio = image.width / image.height
+    width = max(multiple_of, round((max_area * aspect_ratio) ** 0.5) // multiple_of * multiple_of)
+    height = max(multiple_of, round((max_area / aspect_ratio) ** 0.5) // multiple_of * multiple_of)
+    if (width, height) == image.size:
+        return image
+    return image.resize((width, height), Image.Resampling.LANCZOS)
 
 
 def _cache_context(transformer: Any) -> contextlib.AbstractContextManager[Any]:
