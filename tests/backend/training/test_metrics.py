@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from alch3mist.models.registry import LoadedModels
 from alch3mist.training.metrics import ClipScorer, colourfulness, hf_energy, image_stats, sharpness
 from PIL import Image, ImageFilter
 
@@ -28,43 +27,6 @@ def test_image_statistics_rank_images_as_expected() -> None:
     assert hf_energy(board) > 0.9 > hf_energy(blurred)
     assert sharpness(board) > 10 * sharpness(blurred)
     assert set(image_stats(board)) == {"colourfulness", "hf_energy", "sharpness"}
-
-
-@pytest.fixture(scope="module")
-def tiny_clip_folder(tiny_models: LoadedModels, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random tiny CLIPModel saved with the tiny preset's CLIP tokenizer and an image processor: a local folder."""
-    import torch
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
-
-    tokenizer = tiny_models.flux.tokenizer
-    config = CLIPConfig(
-        text_config={
-            "vocab_size": len(tokenizer),
-            "hidden_size": 32,
-            "intermediate_size": 37,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 4,
-            "max_position_embeddings": 77,
-            "bos_token_id": 0,
-            "eos_token_id": 1,
-            "pad_token_id": 1,
-        },
-        vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 37,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 4,
-            "image_size": 32,
-            "patch_size": 8,
-        },
-        projection_dim=16,
-    )
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny-clip")
-    CLIPModel(config).eval().save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
-    return folder
 
 
 def test_clip_similarity_from_a_local_folder(tiny_clip_folder: Path) -> None:
