@@ -105,3 +105,33 @@ def test_the_cli_wires_the_three_commands() -> None:
     }
     for argv, handler in commands.items():
         assert parser.parse_args(list(argv)).handler is handler
+
+
+def test_an_imported_dataset_is_evaluated_from_its_held_out_originals(
+    trained: train.TrainResult, tmp_path: Path
+) -> None:
+    from alch3mist.prompting.schema import TRIGGER_WORD
+    from alch3mist.training import dataset
+
+    originals, transformed = tmp_path / "orig", tmp_path / "edit"
+    originals.mkdir()
+    transformed.mkdir()
+    for i in range(3):
+        picture = Image.new("RGB", (64, 64), (235, 235, 235))
+        picture.paste((60 * i, 90, 160), (16, 16, 48, 48))
+        picture.save(originals / f"p{i}.png")
+        picture.rotate(90).save(transformed / f"p{i}.png")
+        (transformed / f"p{i}.txt").write_text(f"{TRIGGER_WORD} make it lapis lazuli", encoding="utf-8")
+    data = tmp_path / "data"
+    argv = ["--originals", str(originals), "--transformed", str(transformed), "--out", str(data), "--test-size", "1"]
+    assert dataset.main(parse(dataset, argv)) == 0
+
+    out = tmp_path / "report"
+    argv = ["--lora", str(trained.out), "--data", str(data), "--out", str(out), "--preset", "tiny"]
+    assert evaluate.main(parse(evaluate, [*argv, "--engine", "preview", "--views", "1", "--view-size", "64"])) == 0
+    (case,) = json.loads((out / "report.json").read_text(encoding="utf-8"))["cases"]
+    assert case["base_prompt"] is None and case["edit_prompt"] == f"{TRIGGER_WORD} make it lapis lazuli"
+    for run in case["runs"]:  # no FLUX.1-dev: the held-out original is the chain's input image
+        assert run["status"] == "succeeded"
+        with Image.open(out / run["base"]) as base, Image.open(data / "test" / "img0_003.png") as original:
+            assert ImageChops.difference(base.convert("RGB"), original.convert("RGB")).getbbox() is None
