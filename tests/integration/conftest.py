@@ -1,8 +1,7 @@
-"""Real backend processes for the integration tests: the service on 127.0.0.1, tiny preset, preview engine.
+"""Real backend processes for the integration tests: ``alch3mist serve --preset tiny`` on 127.0.0.1.
 
-``BackendProcess`` starts the service as a deployment does (``python -m alch3mist.api.main`` runs
-``serve(Settings())``, the function ``alch3mist serve`` calls, configured by ``ALCH3MIST_*`` environment
-variables, in a scratch working directory so no developer ``.env`` leaks in), waits for
+``BackendProcess`` starts the service exactly as an operator does (the ``alch3mist`` console script, configured
+by ``ALCH3MIST_*`` environment variables, in a scratch working directory so no developer ``.env`` leaks in), waits for
 ``/healthz``, and can be stopped politely, killed with SIGKILL and restarted on the same data directory.
 The tiny models are shared with the rest of the suite through ``.cache/alch3mist-tests``.
 """
@@ -53,9 +52,6 @@ class BackendProcess:
             "ALCH3MIST_DATA_DIR": str(data_dir),
             "ALCH3MIST_CACHE_DIR": str(TINY_CACHE_DIR),
             "ALCH3MIST_ENGINE_3D": "preview",
-            "ALCH3MIST_PRESET": "tiny",
-            "ALCH3MIST_HOST": "127.0.0.1",
-            "ALCH3MIST_PORT": str(self.port),
             "ALCH3MIST_LINK_SECRET": LINK_SECRET,
             "OMP_NUM_THREADS": "1",
             **env,
@@ -65,8 +61,8 @@ class BackendProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> BackendProcess:
-        # ``serve(Settings())`` — what ``alch3mist serve`` calls — configured by the environment like a deployment.
-        command = [sys.executable, "-m", "alch3mist.api.main"]
+        alch3mist = Path(sys.executable).with_name("alch3mist")  # the console script of this environment
+        command = [str(alch3mist), "serve", "--preset", "tiny", "--host", "127.0.0.1", "--port", str(self.port)]
         cwd = self.data_dir.parent / f"cwd-{self.port}"
         cwd.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
