@@ -123,6 +123,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--logit-std", type=float, default=1.0, help="Std for logit_normal weighting.")
     parser.add_argument("--mode-scale", type=float, default=1.29, help="Scale for mode weighting.")
     parser.add_argument("--max-sequence-length", type=int, default=512, help="T5 tokens per caption.")
+    parser.add_argument(
+        "--held-in-pairs", type=int, default=16, help="Pairs the fixed-noise held-in loss is measured on (start/end)."
+    )
     parser.add_argument("--seed", type=int, default=0, help="Seed of the LoRA init and of every step's draws.")
     parser.add_argument(
         "--checkpointing-steps", type=int, default=250, help="Save a resumable checkpoint every N steps."
@@ -137,7 +140,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    positive = ("rank", "batch_size", "gradient_accumulation_steps", "checkpointing_steps", "checkpoints_total_limit")
+    positive = (
+        "rank",
+        "batch_size",
+        "gradient_accumulation_steps",
+        "checkpointing_steps",
+        "checkpoints_total_limit",
+        "held_in_pairs",
+    )
     for name in positive:
         if getattr(args, name) < 1:
             raise InvalidRequest(f"--{name.replace('_', '-')} must be at least 1")
@@ -195,6 +205,7 @@ def train(args: argparse.Namespace) -> TrainResult:
     # 1. Read the pairs and load the Kontext pipeline (the transformer is the only trained module)
     records = read_records(args.data)
     resolution = _training_size(args.data, records, args.resolution)
+    work = _prepare_work_dir(args)  # refuses leftover checkpoints before the slow part
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     weight_dtype = _weight_dtype(args.mixed_precision, device)
     pipe = _load_kontext(args.preset, weight_dtype)
@@ -209,7 +220,6 @@ def train(args: argparse.Namespace) -> TrainResult:
         _park(pipe, device)
 
     # 3. Add the LoRA (seeded init), cast the base to the training dtype, optimiser
-    work = _prepare_work_dir(args)
     torch.manual_seed(args.seed)
     transformer.to(device=device, dtype=weight_dtype)
     _add_lora(transformer, args.rank, args.alpha)
@@ -611,13 +621,14 @@ def kontext_loss(
 def _held_in_loss(
     transformer: Any, cache: PairCache, scheduler: Any, args: argparse.Namespace, device: torch.device
 ) -> float:
-    """The loss on every training pair at fixed noise and sigmas 0.25/0.5/0.75 — comparable across steps."""
+    """The loss on the first ``--held-in-pairs`` pairs at fixed noise and sigmas 0.25/0.5/0.75 (comparable)."""
     import torch
 
     transformer.eval()
     total = 0.0
     sigmas = (0.25, 0.5, 0.75)
-    for index in range(len(cache)):
+    pairs: int = min(len(cache), args.held_in_pairs)
+    for index in range(pairs):
         for k, sigma in enumerate(sigmas):
             generator = torch.Generator(device="cpu").manual_seed(10_000 + index * len(sigmas) + k)
             with torch.no_grad():
@@ -625,7 +636,7 @@ def _held_in_loss(
                     transformer, cache, scheduler, [index], generator, args, device, torch.tensor([sigma])
                 )
             total += float(loss)
-    return total / (len(cache) * len(sigmas))
+    return total / (pairs * len(sigmas))
 
 
 # --- work folder, checkpoints and resume ----------------------------------------------------------------------
