@@ -60,7 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     dataset = commands.add_parser("dataset", help="Build the LoRA's (original, transformed) training pairs.")
     dataset_commands = dataset.add_subparsers(title="dataset commands", metavar="COMMAND")
-    _add_module_command(dataset_commands, "build", "alch3mist.training.dataset", "Generate pairs from a prompt file.")
+    _add_module_command(
+        dataset_commands,
+        "build",
+        "alch3mist.training.dataset",
+        "Generate pairs from a prompt file, or import pairs made elsewhere (--originals/--transformed).",
+    )
 
     lora = commands.add_parser("lora", help="Train, evaluate and list Alch3mist LoRAs.")
     lora_commands = lora.add_subparsers(title="lora commands", metavar="COMMAND")
