@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import time
 from pathlib import Path
 
@@ -43,8 +45,18 @@ def test_kill9_during_a_job_then_restart_accounts_for_every_job(tmp_path: Path) 
             assert expired.status_code == 401 and "expired" in expired.json()["error"]["message"]
             renewed = client.get(f"/v1/jobs/{finished[0]['id']}").json()["artifacts"]["glb"]
             assert httpx.get(renewed).status_code == 200
+
+            # A graceful stop (SIGTERM) during a job: the job stops at a step and says why.
+            last = submit(client, request="a crown of gold", steps=100)
+            _wait_until_running(client, last["id"])
     finally:
         second.stop()
+    # uvicorn shuts down cleanly, then re-raises SIGTERM: the exit status is -15 after a complete shutdown
+    assert second.process is not None and second.process.returncode in (0, -15), second.log_tail()
+    assert "Application shutdown complete" in second.log_tail(200)
+    with sqlite3.connect(tmp_path / "data" / "jobs.sqlite3") as db:
+        status, error = db.execute("SELECT status, error FROM jobs WHERE id = ?", (last["id"],)).fetchone()
+    assert status == "failed" and json.loads(error)["message"] == "backend stopped while this job was running"
 
 
 def _wait_until_running(client: httpx.Client, job_id: str) -> None:
