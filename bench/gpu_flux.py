@@ -140,7 +140,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=None, help="Denoising steps (default 28; --tiny: 2).")
     parser.add_argument("--size", type=int, default=None, help="Image side in pixels (default 1024; --tiny: 64).")
     parser.add_argument("--runs", type=int, default=2, help="Timed runs per stage, after one warm-up run.")
-    parser.add_argument("--compile", action="store_true", help="Regional torch.compile of both transformers.")
+    parser.add_argument(
+        "--compile", action="store_true", help="Regional torch.compile of both transformers (meant for resident)."
+    )
     parser.add_argument(
         "--first-block-cache", type=float, default=None, metavar="THRESHOLD", help="Enable First Block Cache."
     )
@@ -178,14 +180,15 @@ def build_full(args: argparse.Namespace) -> LoadedModels:
     from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
     dtype = torch.bfloat16
+    scheduler, tokenizer, tokenizer_2 = build_scheduler(), build_clip_tokenizer(), build_t5_tokenizer()
     with _default_dtype_and_device(dtype, "cuda"):
         flux = FluxPipeline(
-            scheduler=build_scheduler(),
+            scheduler=scheduler,
             vae=AutoencoderKL(**FLUX_VAE),
             text_encoder=CLIPTextModel(CLIPTextConfig(**CLIP_L)),
-            tokenizer=build_clip_tokenizer(),
+            tokenizer=tokenizer,
             text_encoder_2=T5EncoderModel(T5Config(**T5_XXL)),
-            tokenizer_2=build_t5_tokenizer(),
+            tokenizer_2=tokenizer_2,
             transformer=FluxTransformer2DModel(**FLUX_TRANSFORMER),
         )
         kontext_transformer = FluxTransformer2DModel(**FLUX_TRANSFORMER)
@@ -243,11 +246,7 @@ def options_label(args: argparse.Namespace) -> str:
 
 
 def bench_plan(models: LoadedModels, plan: str, args: argparse.Namespace) -> list[Result]:
-    if models.device == "cuda":
-        for module in unique_modules(models):
-            module.to("cpu")  # every plan starts from host memory, as after loading
-        torch.cuda.empty_cache()
-    apply_memory_plan(models, plan)
+    apply_memory_plan(models, plan)  # undoes the previous plan's hooks and placement
     base_stage, edit_stage = BaseImageStage(models), MaterialEditStage(models)
     control = StageControl()
     holder: dict[str, Image.Image] = {}
