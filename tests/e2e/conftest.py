@@ -136,10 +136,10 @@ class OpenWebUI:
             base_url=self.base_url, headers={"Authorization": f"Bearer {token or self.token}"}, timeout=300
         )
 
-    def set_user_seed(self, token: str, seed: int = E2E_SEED) -> None:
-        """Fix a user's seed (UserValves) for the pipe: see E2E_SEED."""
+    def set_user_seed(self, token: str, seed: int = E2E_SEED, function_id: str = "alch3mist") -> None:
+        """Fix a user's seed (UserValves, kept per function) for the pipe: see E2E_SEED."""
         with self.client(token) as client:
-            response = client.post("/api/v1/functions/id/alch3mist/valves/user/update", json={"seed": seed})
+            response = client.post(f"/api/v1/functions/id/{function_id}/valves/user/update", json={"seed": seed})
             assert response.status_code == 200, response.text
 
     # -- chats, the way the web UI drives them -------------------------------------------------------------------

@@ -27,6 +27,7 @@ def install_variant(owui: OpenWebUI, backend: BackendProcess, function_id: str, 
     base = {"BACKEND_URL": backend.base_url, "BACKEND_API_KEY": BACKEND_KEY, **FAST_VALVES, "BASE_CHAT_MODEL": "chat"}
     with owui.client() as client:
         installer.install_function(client, function_id, f"Alch3mist {function_id}", source, "variant", base | valves)
+    owui.set_user_seed(owui.token, function_id=function_id)
     return function_id
 
 
@@ -173,8 +174,8 @@ def test_late_stage_failure_keeps_the_images_and_explains(owui: OpenWebUI, e2e_b
     _, _, message = owui.chat(model, TRIGGER_REQUEST)
     content = message["content"]
     assert {name for name, _ in FILE_LINK.findall(content)} >= {"base_image", "textured_image"}
-    assert "The generation failed at: Building the 3D mesh" in content
-    assert "The results above were finished before the failure" in content
+    assert "The generation failed at: Building the 3D mesh" in content, content
+    assert "The results above were finished before the failure" in content, content
     assert not message.get("embeds")
 
 
@@ -217,7 +218,7 @@ def test_a_failing_rewrite_model_falls_back_to_the_backend_and_says_so(
     assert "the rewrite model `garbage` gave no valid prompt" in content
     assert "the backend's own rewriter wrote the prompts instead" in content
     job = job_of(e2e_backend, JOB_MARKER.search(content).group(1))  # type: ignore[union-attr]
-    assert job["prompt"]["rewriter"] in ("offline", "llm")
+    assert job["prompt"] and job["prompt"]["rewriter"] in ("offline", "llm"), job
 
 
 def upload(owui: OpenWebUI, name: str, data: bytes, content_type: str) -> dict[str, Any]:

@@ -149,3 +149,10 @@ def test_markdown_escaping() -> None:
 def test_non_images_are_refused() -> None:
     assert MODULE.decode_image("data:image/png;base64,aGVsbG8=")[0] is None  # "hello" is no PNG
     assert MODULE.decode_image("https://example.com/x.png")[0] is None
+
+
+def test_late_stage_failure_keeps_the_images(e2e_backend: BackendProcess) -> None:
+    # The backend's TRELLIS URL is a closed port: a TRELLIS job fails at the mesh stage.
+    content = asyncio.run(run(make_pipe(e2e_backend, DEFAULT_ENGINE_3D="trellis"), "Alch3mist, a teapot of bronze"))
+    assert {name for name, _ in re.findall(r"!\[(\w+)\]\((http[^)]+)\)", content)} >= {"base_image", "textured_image"}
+    assert "**The generation failed at: Building the 3D mesh**" in content, content
