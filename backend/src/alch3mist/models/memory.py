@@ -84,6 +84,21 @@ def apply_memory_plan(models: LoadedModels, plan: str) -> None:
     logger.info("memory plan: %s on %s", plan, models.device)
 
 
+def apply_fitting_plan(models: LoadedModels, plan: str) -> None:
+    """Apply ``plan``, or the next lighter one while placing the weights runs out of CUDA memory (VRAM other
+    processes took since it was measured)."""
+    while True:
+        try:
+            apply_memory_plan(models, plan)
+            return
+        except torch.OutOfMemoryError as error:
+            lighter = next_lighter_plan(plan)
+            if lighter is None:
+                raise _out_of_memory(plan, None) from error
+            logger.warning("CUDA out of memory placing the models for plan %s; trying %s", plan, lighter)
+            plan = lighter
+
+
 def _check_plan(models: LoadedModels, plan: str) -> None:
     if plan not in PLANS:
         raise ModelLoadError(f"unknown memory plan {plan!r}; choose one of {', '.join(PLANS)}")

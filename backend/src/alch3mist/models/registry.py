@@ -15,7 +15,7 @@ import torch
 from ..config import Preset, Settings
 from ..errors import ModelLoadError
 from .lora import LoraManager
-from .memory import apply_memory_plan, choose_memory_plan, free_vram_bytes
+from .memory import apply_fitting_plan, choose_memory_plan, free_vram_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -101,8 +101,8 @@ def load_models(settings: Settings, preset: Preset | None = None) -> LoadedModel
         defaults=TINY_DEFAULTS if resolved == "tiny" else FULL_DEFAULTS,
     )
     plan = settings.memory_plan if settings.memory_plan != "auto" else choose_memory_plan(free_vram_bytes())
-    apply_memory_plan(models, plan)
-    logger.info("models ready: preset=%s device=%s dtype=%s plan=%s", resolved, device, dtype, plan)
+    apply_fitting_plan(models, plan)
+    logger.info("models ready: preset=%s device=%s dtype=%s plan=%s", resolved, device, dtype, models.memory_plan)
     return models
 
 
