@@ -76,10 +76,10 @@ def ensure_tiny_models(cache_dir: Path) -> TinyPaths:
     # cache never see (or leave) a half-written one.
     staging = Path(tempfile.mkdtemp(prefix=f".{TINY_VERSION}-", dir=root.parent))
     try:
-        logger.info("building the tiny preset in %s (first use; about a second)", root)
-        _build_and_save(tiny_paths(staging / "x").flux.parent)
+        logger.info("building the tiny preset in %s (first use; a few seconds)", root)
+        _build_and_save(tiny_paths(staging))
         try:
-            os.rename(staging / "x" / TINY_VERSION, root)
+            os.rename(staging / TINY_VERSION, root)
         except OSError:
             if not _is_complete(paths):
                 raise
@@ -92,10 +92,9 @@ def _is_complete(paths: TinyPaths) -> bool:
     return (paths.flux / "model_index.json").is_file() and (paths.kontext / "transformer" / "config.json").is_file()
 
 
-def _build_and_save(root: Path) -> None:
+def _build_and_save(paths: TinyPaths) -> None:
     from diffusers import FluxPipeline
 
-    paths = tiny_paths(root.parent)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
         tokenizer, tokenizer_2 = build_clip_tokenizer(), build_t5_tokenizer()
