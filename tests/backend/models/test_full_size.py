@@ -5,6 +5,9 @@ The memory-plan thresholds in alch3mist.models.memory rest on these sizes.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 from alch3mist.models.memory import MODEL_OFFLOAD_MIN_FREE, RESIDENT_MIN_FREE
 from diffusers import AutoencoderKL, FluxTransformer2DModel
@@ -33,3 +36,13 @@ def test_full_size_components_have_the_published_sizes_and_fit_the_memory_plans(
     assert resident < RESIDENT_MIN_FREE - 8 * 1024**3  # room left for 1 MP activations and the VAE decode
     assert transformer * bf16 < MODEL_OFFLOAD_MIN_FREE - 4 * 1024**3
     assert transformer * bf16 > 22 * 1024**3  # why a 24 GB card gets group offload, not model offload
+
+
+def test_the_gpu_benchmark_runs_on_the_cpu_with_the_tiny_preset(tmp_path: Path) -> None:
+    from bench import gpu_flux
+
+    out = tmp_path / "results.json"
+    gpu_flux.main(["--tiny", "--runs", "1", "--first-block-cache", "0.05", "--out", str(out)])
+    results = json.loads(out.read_text())
+    assert [(r["plan"], r["stage"]) for r in results] == [("resident", "FLUX.1-dev"), ("resident", "Kontext")]
+    assert all(r["median"] > 0 and r["options"] == "fp32 tiny + FBC 0.05" for r in results)
