@@ -58,8 +58,10 @@ stop() {
   for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
   echo "up: stopped. Logs: $STATE/backend.log, $STATE/openwebui.log"
+  exit "${1:-0}"
 }
-trap stop INT TERM EXIT
+trap 'stop 0' INT TERM
+trap 'stop $?' EXIT
 
 # 1. The backend.
 echo "up: starting the backend (preset $PRESET) on $BACKEND_URL — log $STATE/backend.log"
@@ -121,3 +123,4 @@ cat <<EOF
 EOF
 wait -n "${PIDS[@]}" || true
 echo "up: a server exited; see $STATE/backend.log and $STATE/openwebui.log" >&2
+exit 1
