@@ -82,7 +82,7 @@ def load_models(settings: Settings, preset: Preset | None = None) -> LoadedModel
         )
     device = "cuda" if cuda else "cpu"
     dtype = torch.bfloat16 if cuda else torch.float32
-    flux_id, kontext_id = _model_ids(settings, resolved)
+    flux_id, kontext_id = model_ids_for(settings, resolved)
 
     flux = _load_flux(flux_id, dtype)
     kontext = _load_kontext(flux, kontext_id, dtype)
@@ -106,7 +106,8 @@ def load_models(settings: Settings, preset: Preset | None = None) -> LoadedModel
     return models
 
 
-def _model_ids(settings: Settings, preset: ResolvedPreset) -> tuple[str, str]:
+def model_ids_for(settings: Settings, preset: ResolvedPreset) -> tuple[str, str]:
+    """(FLUX.1-dev, FLUX.1 Kontext) hub ids or folders for a preset; builds the tiny models on first use."""
     if preset == "full":
         return settings.flux_model, settings.kontext_model
     from .tiny import ensure_tiny_models

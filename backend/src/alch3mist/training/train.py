@@ -312,11 +312,11 @@ def _load_kontext(preset: str | None, dtype: torch.dtype) -> Any:
 
     from ..config import Settings
     from ..errors import ModelLoadError
-    from ..models.registry import _model_ids, resolve_preset
+    from ..models.registry import model_ids_for, resolve_preset
 
     overrides: dict[str, Any] = {} if preset is None else {"preset": preset}
     settings = Settings(**overrides)
-    flux_id, kontext_id = _model_ids(settings, resolve_preset(settings.preset, torch.cuda.is_available()))
+    flux_id, kontext_id = model_ids_for(settings, resolve_preset(settings.preset, torch.cuda.is_available()))
     try:
         transformer = FluxTransformer2DModel.from_pretrained(
             kontext_id, subfolder="transformer", dtype=dtype, use_safetensors=True
