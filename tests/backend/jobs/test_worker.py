@@ -85,7 +85,8 @@ def test_cancel_queued_at_once_and_running_at_the_next_step(worker_factory: Any)
     record, _ = worker.cancel(slow.id)
     assert record.status == "running" and "cancelling" in record.message
     stopped = _wait(worker, slow.id, ("cancelled", "failed", "succeeded"))
-    assert stopped.status == "cancelled" and stopped.error and stopped.error["stage"] == "base_image"
+    assert stopped.status == "cancelled", stopped.error
+    assert stopped.error is not None and stopped.error["stage"] == "base_image"
     assert time.monotonic() - asked < 15
     with pytest.raises(JobNotActive):
         worker.cancel(slow.id)

@@ -195,7 +195,7 @@ class Worker:
         snapshot: JobRecord | None
         with self._lock:
             running = self._running
-            if running is not None and running.record.id == job_id:
+            if running is not None and running.record.id == job_id and not running.record.finished:
                 running.cancel_requested = True
                 running.cancel.set()
                 running.record.message = "cancelling: stopping at the next step"
