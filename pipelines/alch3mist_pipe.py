@@ -321,7 +321,7 @@ class Pipe:
         )
         texture_size: int = Field(0, ge=0, le=4096, description="Your texture side (0 = the admin's default).")
         views: int = Field(-1, ge=-1, le=36, description="Your number of views (-1 = the admin's default).")
-        seed: int = Field(-1, ge=-1, le=2**32 - 1, description="A fixed seed (-1 = random).")
+        seed: int = Field(-1, ge=-1, le=2**31 - 1, description="A fixed seed (-1 = random).")
 
     def __init__(self) -> None:
         self.type = "pipe"

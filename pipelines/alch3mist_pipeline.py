@@ -181,7 +181,7 @@ class Pipeline:
         DEFAULT_SIZE: int = Field(0, ge=0, le=2048, description="Base image side in pixels; 0 = backend default.")
         DEFAULT_TEXTURE_SIZE: int = Field(0, ge=0, le=4096, description="Texture side; 0 = backend default.")
         DEFAULT_VIEW_SIZE: int = Field(0, ge=0, le=2048, description="Side of each view in pixels; 0 = default.")
-        DEFAULT_SEED: int = Field(-1, ge=-1, le=2**32 - 1, description="A fixed seed for every job (-1 = random).")
+        DEFAULT_SEED: int = Field(-1, ge=-1, le=2**31 - 1, description="A fixed seed for every job (-1 = random).")
         CONNECT_TIMEOUT: float = Field(10.0, gt=0, description="Seconds to wait for one call.")
         JOB_TIMEOUT: int = Field(1800, gt=0, description="Seconds a generation may take before it is cancelled.")
         POLL_EVERY: float = Field(1.0, gt=0, description="Seconds between job status checks.")

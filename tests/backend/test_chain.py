@@ -137,3 +137,12 @@ def test_info_describes_the_loaded_chain(tiny_chain: Chain) -> None:
     assert (info.preset, info.device, info.default_engine) == ("tiny", "cpu", "preview")
     assert {engine.name for engine in info.engines} >= {"preview"}
     assert info.defaults["views"] == 8
+
+
+def test_a_job_without_a_seed_gets_an_int32_seed_every_engine_accepts(tiny_chain: Chain, tmp_path: Path) -> None:
+    from alch3mist.config import MAX_SEED
+
+    seeds = {tiny_chain._new_manifest(GenerationRequest(request=REQUEST)).seed for _ in range(200)}
+    assert max(seeds) <= MAX_SEED and len(seeds) > 190
+    with pytest.raises(ValueError, match="less than or equal"):
+        GenerationRequest(request=REQUEST, seed=MAX_SEED + 1)

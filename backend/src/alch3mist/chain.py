@@ -26,7 +26,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from .api.schemas import STAGES, LoraChoice, LoraInfo, StageName
-from .config import Settings
+from .config import MAX_SEED, Settings
 from .engines.base import EngineHealth, EngineParams
 from .errors import Alch3mistError, Cancelled, InvalidRequest, UnknownLora
 from .prompting.schema import MaterialPrompt
@@ -64,7 +64,7 @@ class GenerationRequest(BaseModel):
     edit_prompt: str | None = None
     title: str | None = None
     base_image: Image.Image | None = Field(None, description="Input or parent base image: skips FLUX.1-dev.")
-    seed: int | None = Field(None, ge=0, le=2**32 - 1)
+    seed: int | None = Field(None, ge=0, le=MAX_SEED)
     engine_3d: str | None = None
     lora: LoraChoice | None = None
     steps: int | None = Field(None, ge=1, le=100)
@@ -459,7 +459,7 @@ class Chain:
         d = self.models.defaults
         return Manifest(
             request=req.request,
-            seed=req.seed if req.seed is not None else secrets.randbelow(2**32),
+            seed=req.seed if req.seed is not None else secrets.randbelow(MAX_SEED + 1),
             preset=self.models.preset,
             device=self.models.device,
             memory_plan=self.models.memory_plan,

@@ -13,6 +13,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 Preset = Literal["tiny", "full", "auto"]
 MemoryPlanName = Literal["auto", "resident", "model_offload", "group_offload", "sequential_offload"]
 EngineName = Literal["preview", "trellis", "hunyuan3d"]
+# Seeds are int32 end to end: TRELLIS' and Hunyuan3D's servers (and many UIs) take no larger.
+MAX_SEED = 2**31 - 1
 
 
 def _default_home() -> Path:

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from ..config import MAX_SEED
 from ..prompting.schema import MaterialPrompt
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -27,7 +28,7 @@ class JobCreate(BaseModel):
     edit_prompt: str | None = Field(None, description="Already-rewritten Kontext instruction (starts with Alch3mist).")
     title: str | None = Field(None, max_length=80, description="Short title when prompts are given directly.")
     image: str | None = Field(None, description="Optional input image, base64 (PNG/JPEG/WebP): skips FLUX.1-dev.")
-    seed: int | None = Field(None, ge=0, le=2**32 - 1)
+    seed: int | None = Field(None, ge=0, le=MAX_SEED)
     engine_3d: str | None = Field(None, description="preview | trellis | hunyuan3d; None = server default.")
     lora: LoraChoice | None = None
     steps: int | None = Field(None, ge=1, le=100, description="FLUX.1-dev steps.")

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from PIL import Image
 from pydantic import BaseModel, Field
 
+from ..config import MAX_SEED
 from ..errors import EngineUnavailable, MeshError
 from ..stages.progress import StageControl
 
@@ -27,7 +28,7 @@ GLB_MAGIC = b"glTF"
 class EngineParams(BaseModel):
     """Per-job knobs; an engine ignores the ones it has no use for (and says so in its metadata)."""
 
-    seed: int = Field(0, ge=0, le=2**31 - 1)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     texture_size: int = Field(1024, ge=256, le=4096)
     simplify: float = Field(0.95, ge=0.0, lt=1.0, description="Fraction of faces to remove (TRELLIS' mesh_simplify).")
     target_faces: int | None = Field(None, ge=100, description="Face budget (Hunyuan3D face_count, post-processing).")
