@@ -26,19 +26,10 @@ from typing import Any
 import torch
 from alch3mist.training import train as lora_train
 
-# black-forest-labs/FLUX.1-Kontext-dev, transformer/config.json
-KONTEXT_TRANSFORMER = {
-    "patch_size": 1,
-    "in_channels": 64,
-    "num_layers": 19,
-    "num_single_layers": 38,
-    "attention_head_dim": 128,
-    "num_attention_heads": 24,
-    "joint_attention_dim": 4096,
-    "pooled_projection_dim": 768,
-    "guidance_embeds": True,
-    "axes_dims_rope": (16, 56, 56),
-}
+from bench.gpu_flux import FLUX_TRANSFORMER
+
+# The real Kontext transformer's config (identical to FLUX.1-dev's), kept in one place.
+KONTEXT_TRANSFORMER = FLUX_TRANSFORMER
 # The tiny preset's transformer (alch3mist.models.tiny.build_transformer).
 TINY_TRANSFORMER = {
     "patch_size": 1,

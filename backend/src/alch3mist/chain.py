@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from .api.schemas import STAGES, LoraChoice, LoraInfo, StageName
+from .api.schemas import STAGES, ChainInfo, LoraChoice, StageName
 from .config import MAX_SEED, Settings
-from .engines.base import EngineHealth, EngineParams
+from .engines.base import EngineParams
 from .errors import Alch3mistError, Cancelled, InvalidRequest, UnknownLora
 from .prompting.schema import MaterialPrompt
 from .stages.progress import StageControl
@@ -116,18 +116,6 @@ class Manifest(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     error: ManifestError | None = None
     versions: dict[str, str] = Field(default_factory=dict)
-
-
-class ChainInfo(BaseModel):
-    preset: Literal["tiny", "full"]
-    device: str
-    memory_plan: str
-    models: dict[str, str]
-    engines: list[EngineHealth]
-    default_engine: str
-    loras: list[LoraInfo]
-    default_lora: str | None
-    defaults: dict[str, Any]
 
 
 EventSink = Callable[[ChainEvent], None]

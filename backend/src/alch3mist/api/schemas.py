@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from ..config import MAX_SEED
+from ..engines.base import EngineHealth
 from ..prompting.schema import MaterialPrompt
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -117,14 +118,6 @@ class JobEvent(BaseModel):
     at: datetime | None = Field(None, description="When it happened on the server (UTC).")
 
 
-class EngineInfo(BaseModel):
-    name: str
-    available: bool
-    is_preview: bool
-    url: str | None = None
-    detail: str = ""
-
-
 class LoraInfo(BaseModel):
     name: str
     file: str
@@ -132,19 +125,24 @@ class LoraInfo(BaseModel):
     rank: int | None = None
 
 
-class Info(BaseModel):
-    version: str
+class ChainInfo(BaseModel):
+    """What the loaded chain runs: preset, device, memory plan, models, 3D engines with their health, LoRAs."""
+
     preset: Literal["tiny", "full"]
     device: str
     memory_plan: str
     models: dict[str, str]
-    engines: list[EngineInfo]
+    engines: list[EngineHealth]
     default_engine: str
     loras: list[LoraInfo]
     default_lora: str | None
+    defaults: dict[str, Any]
+
+
+class Info(ChainInfo):
+    version: str
     queue_length: int
     running: str | None
-    defaults: dict[str, Any]
 
 
 class Health(BaseModel):

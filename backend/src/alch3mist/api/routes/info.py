@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 
 from ..deps import CallerDep, ChainDep, WorkerDep
@@ -22,10 +20,8 @@ def read_health(request: Request) -> Health:
 @router.get("/v1/info", response_model=Info, responses={401: {"model": ErrorResponse, "description": "Bad key."}})
 def read_info(request: Request, _caller: CallerDep, chain: ChainDep, worker: WorkerDep) -> Info:
     """Preset, device, memory plan, models, 3D engines (with health), LoRAs, defaults, queue length."""
-    chain_info: Any = chain.info()
-    data = chain_info.model_dump(mode="json") if hasattr(chain_info, "model_dump") else dict(chain_info)
     return Info(
-        **data,
+        **dict(chain.info()),
         version=request.app.version,
         queue_length=worker.queue_length(),
         running=worker.running_id(),
