@@ -158,7 +158,7 @@ class Tools:
         ):
             if value:
                 job[key] = value
-        if isinstance(seed, int) and seed >= 0:
+        if isinstance(seed, int) and 0 <= seed < 2**31:  # the backend's seeds are int32
             job["seed"] = seed
         if user.get("email") or user.get("id"):
             job["user"] = str(user.get("email") or user.get("id"))[:200]

