@@ -17,6 +17,9 @@ with ``data: [DONE]``). The *model name* picks the behaviour:
 ``slow``                   like ``rewriter`` after a delay: ``X-Slow-Seconds`` header, ``?delay_s=`` query or the
                            server's ``--slow-seconds`` (at most 60 s); it stops early if the client goes away
 ``chat``                   a short deterministic plain-text answer echoing the last user message
+``tool-caller``            native function calling: a request carrying ``tools`` gets one ``tool_calls`` entry for the
+                           first tool with arguments ``{"request": <last user message>}``; once a ``tool`` message
+                           answers it, a short plain-text reply quoting that result
 
 The request is the text between ``<<<REQUEST`` and ``REQUEST>>>`` in the latest user message that has them
 (the format of ``alch3mist.prompting.llm``), else the whole last user message.
@@ -49,7 +52,17 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 logger = logging.getLogger("llm_server")
 
-MODELS = ("rewriter", "no-json-mode", "rewriter-invalid-once", "garbage", "wrong-schema", "messy", "slow", "chat")
+MODELS = (
+    "rewriter",
+    "no-json-mode",
+    "rewriter-invalid-once",
+    "garbage",
+    "wrong-schema",
+    "messy",
+    "slow",
+    "chat",
+    "tool-caller",
+)
 MAX_SLOW_SECONDS = 60.0
 INVALID_JSON = '{"subject": "a cow", "materials": ["gold"], "base_prompt": "A single cow'  # cut short
 GARBAGE = "Sure! Here is a lovely poem about materials instead of JSON: gold is bold, clay is grey."
@@ -114,14 +127,16 @@ def create_app(api_key: str | None = None, slow_seconds: float = 5.0) -> FastAPI
             )
         if model == "slow" and await _sleep_unless_gone(request, _delay(state, request)):
             return _error(499, "client closed the request", "client_closed")
-        content = _answer(state, model, body["messages"])
         completion_id = f"chatcmpl-test{next(state.counter):06d}"
+        tool_call = _tool_call(completion_id, body) if model == "tool-caller" else None
+        content = "" if tool_call else _answer(state, model, body["messages"])
         if body.get("stream"):
             usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return StreamingResponse(
-                _chunks(completion_id, model, content, body["messages"], usage), media_type="text/event-stream"
+                _chunks(completion_id, model, content, body["messages"], usage, tool_call),
+                media_type="text/event-stream",
             )
-        return JSONResponse(_completion(completion_id, model, content, body["messages"]))
+        return JSONResponse(_completion(completion_id, model, content, body["messages"], tool_call))
 
     @app.get("/_requests")
     async def recorded_requests() -> list[dict[str, Any]]:
@@ -148,6 +163,9 @@ def create_app(api_key: str | None = None, slow_seconds: float = 5.0) -> FastAPI
 def _answer(state: ServerState, model: str, messages: list[Any]) -> str:
     if model == "chat":
         return f"You said: {_last_user_text(messages)[:500]}"
+    if model == "tool-caller":
+        results = [_text_of(m) for m in messages if isinstance(m, dict) and m.get("role") == "tool"]
+        return f"The tool answered: {results[-1][:300]}" if results else f"You said: {_last_user_text(messages)[:500]}"
     if model == "garbage":
         return GARBAGE
     if model == "wrong-schema":
@@ -170,6 +188,19 @@ def _material_prompt_json(request: str) -> str:
     except InvalidRequest as exc:  # an empty request: answer like a model that has nothing to work with
         return json.dumps({"error": exc.message})
     return json.dumps(prompt.model_dump(exclude={"rewriter"}), ensure_ascii=False)
+
+
+def _tool_call(completion_id: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    """The call a tool-calling model makes: the first offered tool, unless a tool already answered this turn."""
+    tools = body.get("tools") or []
+    messages = body["messages"]
+    last_user = max((i for i, m in enumerate(messages) if _is_user(m)), default=-1)
+    answered = any(isinstance(m, dict) and m.get("role") == "tool" for m in messages[last_user + 1 :])
+    if not tools or answered:
+        return None
+    name = tools[0].get("function", {}).get("name", "")
+    arguments = json.dumps({"request": _last_user_text(messages)}, ensure_ascii=False)
+    return {"id": f"call_{completion_id[-6:]}", "type": "function", "function": {"name": name, "arguments": arguments}}
 
 
 def extract_request(messages: list[Any]) -> str:
@@ -241,7 +272,12 @@ def _usage(messages: list[Any], content: str) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def _completion(completion_id: str, model: str, content: str, messages: list[Any]) -> dict[str, Any]:
+def _completion(
+    completion_id: str, model: str, content: str, messages: list[Any], tool_call: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+    if tool_call is not None:
+        message.update(content=None, tool_calls=[tool_call])
     return {
         "id": completion_id,
         "object": "chat.completion",
@@ -251,9 +287,9 @@ def _completion(completion_id: str, model: str, content: str, messages: list[Any
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": content, "refusal": None},
+                "message": message,
                 "logprobs": None,
-                "finish_reason": "stop",
+                "finish_reason": "tool_calls" if tool_call else "stop",
             }
         ],
         "usage": _usage(messages, content),
@@ -261,7 +297,12 @@ def _completion(completion_id: str, model: str, content: str, messages: list[Any
 
 
 async def _chunks(
-    completion_id: str, model: str, content: str, messages: list[Any], include_usage: bool
+    completion_id: str,
+    model: str,
+    content: str,
+    messages: list[Any],
+    include_usage: bool,
+    tool_call: dict[str, Any] | None = None,
 ) -> AsyncIterator[str]:
     created = int(time.time())
 
@@ -279,11 +320,18 @@ async def _chunks(
             payload["usage"] = usage
         return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
-    yield chunk({"role": "assistant", "content": "", "refusal": None}, None)
-    for piece in _pieces(content):
-        yield chunk({"content": piece}, None)
-        await asyncio.sleep(0)
-    yield chunk({}, "stop")
+    if tool_call is not None:  # name first, then the arguments, as OpenAI streams a call
+        head = {**tool_call, "index": 0, "function": {"name": tool_call["function"]["name"], "arguments": ""}}
+        yield chunk({"role": "assistant", "content": None, "tool_calls": [head]}, None)
+        arguments = {"index": 0, "function": {"arguments": tool_call["function"]["arguments"]}}
+        yield chunk({"tool_calls": [arguments]}, None)
+        yield chunk({}, "tool_calls")
+    else:
+        yield chunk({"role": "assistant", "content": "", "refusal": None}, None)
+        for piece in _pieces(content):
+            yield chunk({"content": piece}, None)
+            await asyncio.sleep(0)
+        yield chunk({}, "stop")
     if include_usage:
         yield chunk({}, None, _usage(messages, content))
     yield "data: [DONE]\n\n"

@@ -144,3 +144,32 @@ def test_runs_as_a_script() -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+TOOLS = [{"type": "function", "function": {"name": "generate_3d_asset", "parameters": {"type": "object"}}}]
+
+
+def test_tool_caller_calls_the_first_tool_then_answers_its_result(server: RunningServer) -> None:
+    ask = [{"role": "user", "content": "a chair made of crocodile leather"}]
+
+    first = chat(server, model="tool-caller", tools=TOOLS, messages=ask).json()["choices"][0]
+
+    assert first["finish_reason"] == "tool_calls" and first["message"]["content"] is None
+    (call,) = first["message"]["tool_calls"]
+    assert call["function"]["name"] == "generate_3d_asset"
+    assert json.loads(call["function"]["arguments"]) == {"request": "a chair made of crocodile leather"}
+
+    answered = [*ask, first["message"], {"role": "tool", "tool_call_id": call["id"], "content": "made a chair"}]
+    second = chat(server, model="tool-caller", tools=TOOLS, messages=answered).json()["choices"][0]
+    assert second["finish_reason"] == "stop" and "made a chair" in second["message"]["content"]
+
+
+def test_tool_caller_streams_the_call_as_openai_does(server: RunningServer) -> None:
+    body = {"model": "tool-caller", "stream": True, "tools": TOOLS, "messages": [{"role": "user", "content": "a vase"}]}
+    with httpx.stream("POST", f"{server.url}/chat/completions", json=body, headers={"Authorization": "Bearer k"}) as r:
+        raw = r.read().decode()
+    chunks = [json.loads(block[len("data: ") :]) for block in raw.split("\n\n") if block and block != "data: [DONE]"]
+    deltas = [c["choices"][0]["delta"] for c in chunks]
+    assert deltas[0]["tool_calls"][0]["function"] == {"name": "generate_3d_asset", "arguments": ""}
+    assert json.loads(deltas[1]["tool_calls"][0]["function"]["arguments"]) == {"request": "a vase"}
+    assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
