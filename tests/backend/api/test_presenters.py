@@ -43,3 +43,12 @@ def test_artifact_events_name_the_field_and_the_file() -> None:
     failed = _record(status="failed", error={"code": "x", "message": "m", "stage": "mesh"})
     done = to_event(JobUpdate("done", failed), LINKS)
     assert done.job is not None and done.job.error is not None and done.job.error.stage == "mesh"
+
+
+def test_a_job_shows_the_lora_asked_for_until_it_ran_then_the_one_that_ran() -> None:
+    asked = {"lora": {"name": None, "scale": 1.0}}
+    queued = to_public(_record(params=asked), 1, LINKS)
+    assert queued.lora is not None and queued.lora.scale == 1.0
+
+    ran_without = to_public(_record(status="succeeded", params=asked, manifest={"lora": None}), None, LINKS)
+    assert ran_without.lora is None  # the server had no LoRA: the job must not claim one

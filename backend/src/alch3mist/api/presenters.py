@@ -149,7 +149,7 @@ def _prompt(record: JobRecord) -> MaterialPrompt | None:
 
 
 def _lora(record: JobRecord) -> LoraChoice | None:
-    data: Any = record.lora or record.params.get("lora")
+    data: Any = record.lora if record.manifest else record.params.get("lora")
     if not isinstance(data, dict):
         return None
     try:

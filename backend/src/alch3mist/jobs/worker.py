@@ -450,7 +450,7 @@ def _apply_manifest(record: JobRecord, manifest: Any) -> None:
     record.prompt = _as_dict(data.get("prompt")) or record.prompt
     record.seed = data.get("seed", record.seed)
     record.engine_3d = data.get("engine_3d") or data.get("engine") or record.engine_3d
-    record.lora = _as_dict(data.get("lora")) or record.lora
+    record.lora = _as_dict(data.get("lora"))  # what ran: None when no LoRA was used, whatever was asked
     for warning in data.get("warnings") or []:
         if warning not in record.warnings:
             record.warnings.append(str(warning))
