@@ -7,12 +7,15 @@
 #       chromium fonts-dejavu-core
 #   * node + npm when absent (model_viewer/vendor.sh, the glTF validator)
 #       nodejs npm
+#   * `docker-compose config` checks compose.yaml in the tests, offline and without a Docker engine
+#       docker-compose
 # Usage: scripts/install-system-deps.sh   (as root, or a user with sudo; CI runs it as root)
 set -euo pipefail
 
 PACKAGES=(
   libegl1 libegl-mesa0 libgl1-mesa-dri libgl1 libglx-mesa0
   chromium fonts-dejavu-core
+  docker-compose
 )
 command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs)
 command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
