@@ -16,6 +16,7 @@ from typing import Any
 
 from .api.schemas import STAGES, LoraChoice
 from .config import Settings
+from .errors import report_errors
 
 logger = logging.getLogger("alch3mist")
 
@@ -33,16 +34,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
-        return handler(args)
+        return report_errors(lambda: handler(args))
     except KeyboardInterrupt:
         logger.error("interrupted")
         return 130
-    except Exception as exc:  # the CLI's edge: one clear line, never a bare traceback
-        from .errors import Alch3mistError
-
-        if isinstance(exc, Alch3mistError):
-            logger.error("%s", exc.message)
-            return 2
+    except Exception as exc:  # the CLI's edge: an unexpected failure is logged with its traceback, then exit 1
         logger.exception("unexpected error: %s", exc)
         return 1
 

@@ -1,4 +1,5 @@
-"""Exceptions of the backend. They become HTTP errors only at the API edge (``api/errors.py``).
+"""Exceptions of the backend. They become HTTP errors only at the API edge (``api/errors.py``) and exit statuses
+only at the command line's (``report_errors``).
 
 Alch3mistError                 every error we raise on purpose; ``code`` is the machine-readable name
 ├── InvalidRequest             the caller's mistake (empty/huge prompt, bad image, bad option)  -> 4xx
@@ -16,10 +17,14 @@ Alch3mistError                 every error we raise on purpose; ``code`` is the 
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 
 class Alch3mistError(Exception):
     code = "error"
     http_status = 500
+    exit_status = 1
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -29,6 +34,7 @@ class Alch3mistError(Exception):
 class InvalidRequest(Alch3mistError):
     code = "invalid_request"
     http_status = 422
+    exit_status = 2
 
 
 class UnknownLora(InvalidRequest):
@@ -46,6 +52,7 @@ class ModelLoadError(Alch3mistError):
 class OutOfMemory(Alch3mistError):
     code = "out_of_memory"
     http_status = 503
+    exit_status = 3
 
 
 class RewriteError(Alch3mistError):
@@ -84,3 +91,13 @@ class StageFailed(Alch3mistError):
 class Cancelled(Alch3mistError):
     code = "cancelled"
     http_status = 409
+
+
+def report_errors(command: Callable[[], int]) -> int:
+    """Run a command's body; an ``Alch3mistError`` becomes one line on stderr and its ``exit_status``
+    (2 bad input, 3 out of memory, 1 anything else), never a traceback."""
+    try:
+        return command()
+    except Alch3mistError as error:
+        sys.stderr.write(f"error: {error.message}\n")
+        return error.exit_status

@@ -37,7 +37,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import Alch3mistError, InvalidRequest
+from ..errors import InvalidRequest, report_errors
 from ..prompting.schema import TRIGGER_WORD
 
 logger = logging.getLogger(__name__)
@@ -649,14 +649,7 @@ def build(args: argparse.Namespace, models: Any = None) -> int:
 
 def main(args: argparse.Namespace) -> int:
     """Build (or import) a dataset; 0 on success, 2 with a message on bad input, 1 on other failures."""
-    try:
-        return build(args)
-    except InvalidRequest as error:
-        sys.stderr.write(f"error: {error.message}\n")
-        return 2
-    except Alch3mistError as error:
-        sys.stderr.write(f"error: {error.message}\n")
-        return 1
+    return report_errors(lambda: build(args))
 
 
 if __name__ == "__main__":  # pragma: no cover - python -m alch3mist.training.dataset

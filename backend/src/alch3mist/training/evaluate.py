@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import Alch3mistError, InvalidRequest
+from ..errors import InvalidRequest, report_errors
 from ..prompting.schema import TRIGGER_WORD
 from .dataset import DatasetError, PairRecord, read_test_records
 from .metrics import IMAGE_STAT_NAMES, ClipScorer, image_stats
@@ -116,15 +116,12 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run the evaluation; 0 on success, 2 with a message on bad input, 1 on other failures."""
-    try:
-        _check_args(args)
-        report = evaluate(args)
-    except InvalidRequest as error:
-        sys.stderr.write(f"error: {error.message}\n")
-        return 2
-    except Alch3mistError as error:
-        sys.stderr.write(f"error: {error.message}\n")
-        return 1
+    return report_errors(lambda: _evaluate_and_log(args))
+
+
+def _evaluate_and_log(args: argparse.Namespace) -> int:
+    _check_args(args)
+    report = evaluate(args)
     failed = [run for case in report.cases for run in case.runs if run.status != "succeeded"]
     logger.info("report: %s (%d prompts, %d failed runs)", args.out / REPORT_HTML, len(report.cases), len(failed))
     return 1 if failed else 0

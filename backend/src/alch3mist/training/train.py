@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import Alch3mistError, InvalidRequest, OutOfMemory
+from ..errors import InvalidRequest, OutOfMemory, report_errors
 from .dataset import DatasetError, PairRecord, centre_crop_resize, read_records
 
 if TYPE_CHECKING:
@@ -171,18 +171,12 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Train; 0 on success, 2 with a message on bad input, 3 on out-of-memory, 1 on other failures."""
-    try:
-        _check_args(args)
-        result = train(args)
-    except InvalidRequest as error:
-        sys.stderr.write(f"error: {error.message}\n")
-        return 2
-    except OutOfMemory as error:
-        sys.stderr.write(f"error: {error.message}\n")
-        return 3
-    except Alch3mistError as error:
-        sys.stderr.write(f"error: {error.message}\n")
-        return 1
+    return report_errors(lambda: _train_and_log(args))
+
+
+def _train_and_log(args: argparse.Namespace) -> int:
+    _check_args(args)
+    result = train(args)
     logger.info(
         "LoRA written to %s after %d steps (%.1f s); held-in loss %.4f -> %.4f",
         result.out,
