@@ -935,6 +935,8 @@ class Pipe:
         if lora:
             name, scale = md_text(lora.get("name") or "server default"), md_text(lora.get("scale", 1.0))
             lines.append(f"- **LoRA:** {name} × {scale}")
+        else:
+            lines.append("- **LoRA:** none (Kontext without a material LoRA)")
         if glb_link:
             lines.append(f"- **Download:** [3D model (GLB)]({glb_link})")
         viewer = artifacts.get("viewer")

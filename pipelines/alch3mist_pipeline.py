@@ -380,6 +380,8 @@ class Pipeline:
                 lines.append(
                     f"- **LoRA:** {md_text(lora.get('name') or 'server default')} × {md_text(lora.get('scale'))}"
                 )
+            else:
+                lines.append("- **LoRA:** none (Kontext without a material LoRA)")
             if artifacts.get("glb"):
                 lines.append(f"- **Download:** [3D model (GLB)]({rebase(artifacts['glb'], public)})")
             if artifacts.get("viewer"):
