@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.conftest import API_KEYS, BackendProcess, free_port
+from tests.integration.conftest import API_KEYS, BackendProcess, free_port, wait_until_healthy
 from tests.servers.llm_server import RunningServer, running_llm_server
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -101,18 +101,7 @@ class OpenWebUI:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + OWUI_STARTUP_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"Open WebUI exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                if httpx.get(f"{self.base_url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(1.0)
-        else:
-            raise RuntimeError(f"Open WebUI did not start in {OWUI_STARTUP_S} s:\n{self.log_tail()}")
+        wait_until_healthy(self.process, f"{self.base_url}/health", "Open WebUI", OWUI_STARTUP_S, 1.0, self.log_tail)
         self.token = installer.sign_in(self.base_url, ADMIN["email"], ADMIN["password"], ADMIN["name"])
         return self
 

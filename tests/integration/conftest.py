@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,23 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_until_healthy(
+    process: subprocess.Popen[bytes], url: str, name: str, timeout_s: float, every_s: float, log_tail: Callable[[], str]
+) -> None:
+    """Poll ``url`` until it answers 200; fail with the server's log if it exits or the time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.returncode}:\n{log_tail()}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(every_s)
+    raise RuntimeError(f"{name} did not become healthy in {timeout_s} s:\n{log_tail()}")
 
 
 class BackendProcess:
@@ -71,18 +88,8 @@ class BackendProcess:
         return self
 
     def _wait_healthy(self) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
         assert self.process is not None
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"backend exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                if httpx.get(f"{self.base_url}/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"backend did not become healthy in {STARTUP_TIMEOUT_S} s:\n{self.log_tail()}")
+        wait_until_healthy(self.process, f"{self.base_url}/healthz", "backend", STARTUP_TIMEOUT_S, 0.3, self.log_tail)
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
