@@ -7,8 +7,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from alch3mist.api.schemas import STAGES, LoraChoice
 from alch3mist.chain import Chain, ChainEvent, GenerationRequest
+from alch3mist.domain import STAGES, LoraChoice
 from alch3mist.engines.registry import build_engines
 from alch3mist.errors import InvalidRequest, UnknownLora
 from alch3mist.prompting.rewrite import PromptRewriter

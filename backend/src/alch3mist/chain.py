@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from .api.schemas import STAGES, ChainInfo, LoraChoice, StageName
 from .config import MAX_SEED, Settings
+from .domain import STAGES, ChainInfo, LoraChoice, StageName
 from .engines.base import EngineParams
 from .errors import Alch3mistError, Cancelled, InvalidRequest, UnknownLora
 from .prompting.schema import MaterialPrompt

@@ -14,8 +14,8 @@ from pathlib import Path
 from types import FrameType, ModuleType
 from typing import Any
 
-from .api.schemas import STAGES, LoraChoice
 from .config import Settings
+from .domain import STAGES, LoraChoice
 from .errors import report_errors
 
 logger = logging.getLogger("alch3mist")

@@ -2,17 +2,22 @@
 only at the command line's (``report_errors``).
 
 Alch3mistError                 every error we raise on purpose; ``code`` is the machine-readable name
-├── InvalidRequest             the caller's mistake (empty/huge prompt, bad image, bad option)  -> 4xx
+├── InvalidRequest             the caller's mistake (empty/huge prompt, bad image, bad option)           -> 422
 │   ├── UnknownLora            the LoRA name is not in the LoRA folder (message lists the ones that are)
-│   └── InvalidLora            not safetensors, corrupt, or for another base model
+│   ├── InvalidLora            not safetensors, corrupt, or for another base model
+│   └── InvalidParent          ``parent`` names no job of this caller's, or one without a base image yet
+├── JobNotFound                no job with that id (or it belongs to another owner)                       -> 404
+├── JobNotActive               cancelling a job that has already finished                                 -> 409
+├── QueueFull                  the caller already has too many queued or running jobs                      -> 429
 ├── ModelLoadError             weights missing / unreadable
-├── OutOfMemory                CUDA OOM even on the lightest memory plan (message says which knob to turn)
+├── OutOfMemory                CUDA OOM even on the lightest memory plan (message says which knob to turn) -> 503
 ├── RewriteError               the LLM rewriter failed (the caller falls back to the offline one)
-├── EngineError                a 3D engine failed; names the engine and its URL
-│   └── EngineUnavailable      the engine's server is down or timed out
+├── EngineError                a 3D engine failed; names the engine and its URL                           -> 502
+│   └── EngineUnavailable      the engine's server is down or timed out                                   -> 503
 ├── MeshError                  a GLB is invalid / empty
-├── StageFailed                a stage of the chain failed; ``stage`` says which, earlier artifacts are kept
 └── Cancelled                  the job was cancelled; raised at the next step boundary
+
+A stage that fails does not raise out of the chain: ``Chain.run`` records the stage and its error in the manifest.
 """
 
 from __future__ import annotations
@@ -43,6 +48,25 @@ class UnknownLora(InvalidRequest):
 
 class InvalidLora(InvalidRequest):
     code = "invalid_lora"
+
+
+class InvalidParent(InvalidRequest):
+    code = "invalid_parent"
+
+
+class JobNotFound(Alch3mistError):
+    code = "job_not_found"
+    http_status = 404
+
+
+class JobNotActive(Alch3mistError):
+    code = "job_finished"
+    http_status = 409
+
+
+class QueueFull(Alch3mistError):
+    code = "too_many_jobs"
+    http_status = 429
 
 
 class ModelLoadError(Alch3mistError):
@@ -77,15 +101,6 @@ class EngineUnavailable(EngineError):
 
 class MeshError(Alch3mistError):
     code = "mesh_error"
-
-
-class StageFailed(Alch3mistError):
-    code = "stage_failed"
-
-    def __init__(self, stage: str, cause: BaseException) -> None:
-        super().__init__(f"stage '{stage}' failed: {cause}")
-        self.stage = stage
-        self.cause = cause
 
 
 class Cancelled(Alch3mistError):

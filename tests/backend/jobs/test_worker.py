@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 from alch3mist.config import Settings
+from alch3mist.errors import JobNotActive, JobNotFound, QueueFull
 from alch3mist.jobs.store import JobRecord, JobStore, new_job_id
-from alch3mist.jobs.worker import RESTART_REASON, JobNotActive, JobNotFound, QueueFull, Worker
+from alch3mist.jobs.worker import RESTART_REASON, Worker
 
 FAST = {"request": "a cow with crocodile skin", "seed": 7, "steps": 2, "edit_steps": 2, "views": 0}
 SLOW = {**FAST, "steps": 100}  # ~0.2 s a step on a loaded 2-core CPU: long enough to act on while it runs

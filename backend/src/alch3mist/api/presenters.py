@@ -19,10 +19,11 @@ from urllib.parse import quote
 
 from pydantic import ValidationError
 
+from ..domain import LoraChoice
 from ..jobs.store import JobRecord
 from ..jobs.worker import JobUpdate
 from ..prompting.schema import MaterialPrompt
-from .schemas import Artifacts, JobError, JobEvent, JobPublic, LoraChoice
+from .schemas import Artifacts, JobError, JobEvent, JobPublic
 from .signing import LinkSigner
 
 __all__ = ["ARTIFACT_FIELDS", "Links", "artifact_key", "to_event", "to_public"]

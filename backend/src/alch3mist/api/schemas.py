@@ -8,17 +8,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from ..config import MAX_SEED
-from ..engines.base import EngineHealth
+from ..domain import ChainInfo, JobStatus, LoraChoice, StageName
 from ..prompting.schema import MaterialPrompt
-
-JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-StageName = Literal["rewrite", "base_image", "material_edit", "mesh", "views", "viewer"]
-STAGES: tuple[StageName, ...] = ("rewrite", "base_image", "material_edit", "mesh", "views", "viewer")
-
-
-class LoraChoice(BaseModel):
-    name: str | None = Field(None, description="LoRA in the LoRA folder; None = the server default.")
-    scale: float = Field(1.0, ge=0.0, le=2.0, description="0 runs the edit without the LoRA (baseline).")
 
 
 class JobCreate(BaseModel):
@@ -116,27 +107,6 @@ class JobEvent(BaseModel):
     url: str | None = Field(None, description="Signed, expiring URL of the artifact (the viewer page for viewer).")
     job: JobPublic | None = None
     at: datetime | None = Field(None, description="When it happened on the server (UTC).")
-
-
-class LoraInfo(BaseModel):
-    name: str
-    file: str
-    size_bytes: int
-    rank: int | None = None
-
-
-class ChainInfo(BaseModel):
-    """What the loaded chain runs: preset, device, memory plan, models, 3D engines with their health, LoRAs."""
-
-    preset: Literal["tiny", "full"]
-    device: str
-    memory_plan: str
-    models: dict[str, str]
-    engines: list[EngineHealth]
-    default_engine: str
-    loras: list[LoraInfo]
-    default_lora: str | None
-    defaults: dict[str, Any]
 
 
 class Info(ChainInfo):

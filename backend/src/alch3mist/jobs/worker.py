@@ -36,17 +36,14 @@ from typing import Any, Literal, Protocol
 
 from PIL import Image
 
-from ..api.schemas import STAGES
 from ..config import Settings
-from ..errors import Alch3mistError
+from ..domain import STAGES
+from ..errors import Alch3mistError, JobNotActive, JobNotFound, QueueFull
 from .store import JobRecord, JobStore
 
 __all__ = [
     "RESTART_REASON",
-    "JobNotActive",
-    "JobNotFound",
     "JobUpdate",
-    "QueueFull",
     "Subscription",
     "Worker",
     "generation_request",
@@ -61,21 +58,6 @@ PROGRESS_INTERVAL_S = 0.25  # at most this often a progress tick is published / 
 STOP_GRACE_S = 30.0  # how long a timed-out / stopping stage gets to reach a step boundary
 
 UpdateType = Literal["status", "stage", "progress", "artifact", "warning", "done"]
-
-
-class JobNotFound(Alch3mistError):
-    code = "job_not_found"
-    http_status = 404
-
-
-class JobNotActive(Alch3mistError):
-    code = "job_finished"
-    http_status = 409
-
-
-class QueueFull(Alch3mistError):
-    code = "too_many_jobs"
-    http_status = 429
 
 
 class ChainLike(Protocol):

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ..api.schemas import LoraInfo
+from ..domain import LoraInfo
 from ..errors import InvalidLora, UnknownLora
 
 logger = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ import torch
 from ..errors import ModelLoadError, OutOfMemory
 
 if TYPE_CHECKING:
-    from .registry import LoadedModels
+    from .loaded import LoadedModels
 
 logger = logging.getLogger(__name__)
 

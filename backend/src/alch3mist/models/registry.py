@@ -7,55 +7,30 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
 from ..config import Preset, Settings
 from ..errors import ModelLoadError
+from .loaded import FULL_DEFAULTS, TINY_DEFAULTS, LoadedModels, ResolvedPreset
 from .lora import LoraManager
 from .memory import apply_fitting_plan, choose_memory_plan, free_vram_bytes
 
+__all__ = [
+    "FULL_DEFAULTS",
+    "TINY_DEFAULTS",
+    "GenerationDefaults",
+    "LoadedModels",
+    "ResolvedPreset",
+    "kontext_from_flux",
+    "load_models",
+    "model_ids_for",
+    "resolve_preset",
+]
+
 logger = logging.getLogger(__name__)
 
-ResolvedPreset = Literal["tiny", "full"]
-
-
-@dataclass
-class GenerationDefaults:
-    """Per-preset defaults a job falls back to when it does not say."""
-
-    steps: int
-    guidance: float
-    size: int
-    edit_steps: int
-    edit_guidance: float
-    kontext_max_area: int
-    # Kontext snaps its input image to one of the resolutions it was trained on (all ~1 MP); the tiny preset keeps
-    # its toy-sized input instead, or a 64x64 image would be encoded at 1 MP.
-    kontext_auto_resize: bool = True
-
-
-FULL_DEFAULTS = GenerationDefaults(
-    steps=28, guidance=3.5, size=1024, edit_steps=28, edit_guidance=2.5, kontext_max_area=1024**2
-)
-TINY_DEFAULTS = GenerationDefaults(
-    steps=2, guidance=3.5, size=64, edit_steps=2, edit_guidance=2.5, kontext_max_area=96 * 96, kontext_auto_resize=False
-)
-
-
-@dataclass
-class LoadedModels:
-    preset: ResolvedPreset
-    device: str
-    dtype: torch.dtype
-    memory_plan: str
-    flux: Any  # diffusers.FluxPipeline (diffusers ships no type hints)
-    kontext: Any  # diffusers.FluxKontextPipeline, sharing flux's VAE, text encoders and tokenizers
-    loras: LoraManager
-    model_ids: dict[str, str]
-    defaults: GenerationDefaults
 
 
 def resolve_preset(preset: Preset, cuda_available: bool) -> ResolvedPreset:

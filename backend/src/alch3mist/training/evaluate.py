@@ -210,8 +210,8 @@ def _case(record: PairRecord) -> CaseResult:
 def _run_one(
     chain: Chain, args: argparse.Namespace, record: PairRecord, lora: str, scale: float, scorer: ClipScorer | None
 ) -> RunResult:
-    from ..api.schemas import LoraChoice
     from ..chain import GenerationRequest
+    from ..domain import LoraChoice
 
     folder = Path(record.id) / f"scale_{scale:g}"
     fields: dict[str, Any] = {

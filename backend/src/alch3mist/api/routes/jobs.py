@@ -10,13 +10,13 @@ from fastapi import APIRouter, Query, Request, Response
 from PIL import Image
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from ...errors import InvalidRequest
+from ...domain import JobStatus
+from ...errors import InvalidParent, InvalidRequest
 from ...jobs.store import JobRecord, JobStore, new_job_id
 from ...jobs.worker import INPUT_IMAGE, JobUpdate, Worker, generation_request
 from ..deps import CallerDep, ChainDep, EndUserDep, LinksDep, SettingsDep, StoreDep, WorkerDep
-from ..errors import ApiError
 from ..presenters import Links, to_event, to_public
-from ..schemas import ErrorResponse, JobCreate, JobList, JobPublic, JobStatus
+from ..schemas import ErrorResponse, JobCreate, JobList, JobPublic
 from ..uploads import decode_image
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -185,10 +185,10 @@ def _input_image(body: JobCreate, store: JobStore, params: dict[str, Any]) -> Im
         return None
     parent = store.get(body.parent)
     if parent is None:
-        raise ApiError(422, "unknown_parent", f"parent: no job with id {body.parent!r}")
+        raise InvalidParent(f"parent: no job with id {body.parent!r}")
     base = store.job_dir(parent.id) / "base.png"
     if not base.is_file():
-        raise ApiError(422, "parent_not_ready", f"parent: job {parent.id} has no base image (status {parent.status})")
+        raise InvalidParent(f"parent: job {parent.id} has no base image (status {parent.status})")
     if params.get("seed") is None:
         params["seed"] = parent.seed if parent.seed is not None else parent.params.get("seed")
     with Image.open(base) as image:
