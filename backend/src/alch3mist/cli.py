@@ -1,4 +1,4 @@
-"""``alch3mist`` — the command line: generate, serve, info, dataset build, lora train/eval/list."""
+"""``alch3mist`` — the command line: generate, retexture, serve, info, dataset build, lora train/eval/list."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from types import FrameType, ModuleType
 from typing import Any
 
 from .config import Settings
-from .domain import STAGES, LoraChoice
+from .domain import LoraChoice
 from .errors import report_errors
 
 logger = logging.getLogger("alch3mist")
@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     _add_generate(commands)
+    _add_module_command(commands, "retexture", "alch3mist.texturing.retexture", "Texture a given mesh (a request).")
     _add_serve(commands)
     info = commands.add_parser("info", help="Show the preset, device, engines and LoRAs this machine would use.")
     _add_preset(info)
@@ -182,7 +183,7 @@ class _StageBars:
             return
         bar = self._bars.get(event.stage)
         if bar is None:
-            position = STAGES.index(event.stage)
+            position = len(self._bars)  # stages start in order; a flow may skip some or have its own
             bar = self._tqdm(total=100, desc=f"{event.stage:>13}", position=position, leave=True, bar_format=_BAR)
             self._bars[event.stage] = bar
         if event.type == "progress":

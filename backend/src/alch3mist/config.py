@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     hunyuan3d_url: str | None = Field(None, description="URL of a Hunyuan3D-2.x api_server.")
     engine_timeout_s: float = Field(600.0, description="Timeout of one 3D engine call.")
 
+    # --- texturing a given mesh (alch3mist retexture; texture stage) ---
+    mesh_max_bytes: int = Field(64 * 1024 * 1024, description="Largest mesh file accepted for texturing (bytes).")
+    mesh_max_faces: int = Field(300_000, description="Most faces of a mesh to texture (more: refused or decimated).")
+
     # --- viewer ---
     model_viewer_bundle: Path | None = Field(
         None, description="The @google/model-viewer UMD bundle (default: the repository's vendored copy)."

@@ -14,7 +14,8 @@ from .engines.base import EngineHealth
 __all__ = ["STAGES", "ChainInfo", "JobStatus", "LoraChoice", "LoraInfo", "StageName"]
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-StageName = Literal["rewrite", "base_image", "material_edit", "mesh", "views", "viewer"]
+# "texture" is the retexture flow's stage (an uploaded mesh textured by multi-view Kontext edits); STAGES is the chain.
+StageName = Literal["rewrite", "base_image", "material_edit", "mesh", "texture", "views", "viewer"]
 STAGES: tuple[StageName, ...] = ("rewrite", "base_image", "material_edit", "mesh", "views", "viewer")
 
 

@@ -5,7 +5,9 @@ Alch3mistError                 every error we raise on purpose; ``code`` is the 
 ├── InvalidRequest             the caller's mistake (empty/huge prompt, bad image, bad option)           -> 422
 │   ├── UnknownLora            the LoRA name is not in the LoRA folder (message lists the ones that are)
 │   ├── InvalidLora            not safetensors, corrupt, or for another base model
-│   └── InvalidParent          ``parent`` names no job of this caller's, or one without a base image yet
+│   ├── InvalidParent          ``parent`` names no job of this caller's, or one without a base image yet
+│   └── InvalidMesh            a mesh to texture is unreadable, empty, a point cloud, or needs what we lack
+│       └── MeshTooLarge       the mesh file or its face count is over the limit (the message offers decimation) -> 413
 ├── JobNotFound                no job with that id (or it belongs to another owner)                       -> 404
 ├── JobNotActive               cancelling a job that has already finished                                 -> 409
 ├── QueueFull                  the caller already has too many queued or running jobs                      -> 429
@@ -52,6 +54,15 @@ class InvalidLora(InvalidRequest):
 
 class InvalidParent(InvalidRequest):
     code = "invalid_parent"
+
+
+class InvalidMesh(InvalidRequest):
+    code = "invalid_mesh"
+
+
+class MeshTooLarge(InvalidMesh):
+    code = "mesh_too_large"
+    http_status = 413
 
 
 class JobNotFound(Alch3mistError):
