@@ -13,7 +13,7 @@ import torch
 
 from ..config import Preset, Settings
 from ..errors import ModelLoadError
-from .loaded import FULL_DEFAULTS, TINY_DEFAULTS, LoadedModels, ResolvedPreset
+from .loaded import FULL_DEFAULTS, TINY_DEFAULTS, GenerationDefaults, LoadedModels, ResolvedPreset
 from .lora import LoraManager
 from .memory import apply_fitting_plan, choose_memory_plan, free_vram_bytes
 
