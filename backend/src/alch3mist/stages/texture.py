@@ -24,7 +24,7 @@ from PIL import Image
 from ..errors import InvalidRequest
 from ..mesh.gbuffer import CameraKind, MeshArrays
 from ..mesh.glb import GENERATOR, export_glb
-from ..mesh.postprocess import PostprocessOptions, postprocess_glb
+from ..mesh.postprocess import PostprocessOptions, PostprocessReport, postprocess_glb
 from ..mesh.validate import validate_glb, validator_available
 from ..texturing.fill import fill_unseen, texture_from_texels
 from ..texturing.mesh_input import LoadedMesh
@@ -38,11 +38,13 @@ from .image_to_3d import _sub_control
 from .progress import StageControl
 
 if TYPE_CHECKING:
+    import trimesh
+
     from ..models.loaded import LoadedModels
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TextureOptions", "TextureResult", "TextureStage"]
+__all__ = ["TextureOptions", "TextureResult", "TextureStage", "write_textured_glb"]
 
 LABEL = "texturing"
 MIN_VIEWS, MAX_VIEWS = 2, 16
@@ -106,21 +108,6 @@ class TextureResult:
     timings_s: dict[str, float] = field(default_factory=dict)
     validation: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-
-    def summary(self) -> dict[str, Any]:
-        """JSON-ready facts for a manifest."""
-        return {
-            "coverage": round(self.coverage, 4),
-            "uv_source": self.uv_source,
-            "uv_reason": self.uv_reason,
-            "metallic": self.pbr.metallic,
-            "roughness": self.pbr.roughness,
-            "pbr_source": self.pbr.source,
-            "faces": self.faces,
-            "vertices": self.vertices,
-            "timings_s": self.timings_s,
-            "validation": self.validation,
-        }
 
 
 class TextureStage:
@@ -220,7 +207,7 @@ class TextureStage:
         factors = pbr_factors(materials, _mesh_factors(mesh))
         glb_path, texture_path = out_dir / GLB_NAME, out_dir / TEXTURE_NAME
         with _timed(timings, "glb"):
-            report = self._write_glb(layout.mesh, texture, factors, mesh, out_dir, glb_path, texture_path)
+            report = write_textured_glb(layout.mesh, texture, factors, mesh, glb_path, texture_path)
             validation = self._validate(glb_path)
         control.report(PROGRESS["glb"], "textured GLB ready")
 
@@ -268,52 +255,54 @@ class TextureStage:
         if options.lora_scale < 0:
             raise InvalidRequest(f"the LoRA scale must be 0 or more, got {options.lora_scale}")
 
-    @staticmethod
-    def _write_glb(
-        layout_mesh: Any,
-        texture: Image.Image,
-        factors: PbrFactors,
-        source: LoadedMesh,
-        out_dir: Path,
-        glb_path: Path,
-        texture_path: Path,
-    ) -> Any:
-        import trimesh
-
-        material = trimesh.visual.material.PBRMaterial(
-            name="alch3mist-texture",
-            baseColorTexture=texture,
-            metallicFactor=factors.metallic,
-            roughnessFactor=factors.roughness,
-            doubleSided=True,  # open meshes are textured from both sides
-        )
-        textured = trimesh.Trimesh(
-            vertices=layout_mesh.vertices,
-            faces=layout_mesh.faces,
-            visual=trimesh.visual.TextureVisuals(uv=layout_mesh.visual.uv, material=material),
-            process=False,
-        )
-        extras = {
-            "alch3mist": {
-                "stage": "texture",
-                "source_format": source.source_format,
-                "to_source": np.round(source.to_source, 9).tolist(),  # back to the file's own coordinates
-            }
-        }
-        raw = out_dir / RAW_NAME
-        generator = f"{GENERATOR} (texture stage)"
-        export_glb(trimesh.Scene(textured), raw, generator=generator, extras=extras)
-        options = PostprocessOptions(texture_cap=texture.width, unwrap="never")
-        try:
-            return postprocess_glb(raw, glb_path, texture_path, options, generator=generator, extras=extras)
-        finally:
-            raw.unlink(missing_ok=True)
-
     def _validate(self, glb_path: Path) -> dict[str, Any]:
         if not validator_available() and not self.require_validator:
             logger.warning("glTF validator not installed: %s handed out unvalidated", glb_path.name)
             return {"validator": None, "note": "gltf-validator not installed (scripts/setup-engine-test-servers.sh)"}
         return validate_glb(glb_path).as_dict()
+
+
+def write_textured_glb(
+    mesh: trimesh.Trimesh,
+    texture: Image.Image,
+    factors: PbrFactors,
+    source: LoadedMesh,
+    glb_path: Path,
+    texture_path: Path,
+) -> PostprocessReport:
+    """``mesh`` (with UVs) + ``texture`` as a PBR GLB at ``glb_path``, through the GLB post-processing (which also
+    writes ``texture_path``). The GLB's ``asset.extras.alch3mist.to_source`` maps it back to the file's coordinates.
+    """
+    import trimesh as trimesh_module
+
+    material = trimesh_module.visual.material.PBRMaterial(
+        name="alch3mist-texture",
+        baseColorTexture=texture,
+        metallicFactor=factors.metallic,
+        roughnessFactor=factors.roughness,
+        doubleSided=True,  # open meshes are textured from both sides
+    )
+    textured = trimesh_module.Trimesh(
+        vertices=mesh.vertices,
+        faces=mesh.faces,
+        visual=trimesh_module.visual.TextureVisuals(uv=getattr(mesh.visual, "uv", None), material=material),
+        process=False,
+    )
+    extras = {
+        "alch3mist": {
+            "stage": "texture",
+            "source_format": source.source_format,
+            "to_source": np.round(source.to_source, 9).tolist(),
+        }
+    }
+    raw = glb_path.with_name(RAW_NAME)
+    generator = f"{GENERATOR} (texture stage)"
+    export_glb(trimesh_module.Scene(textured), raw, generator=generator, extras=extras)
+    options = PostprocessOptions(texture_cap=texture.width, unwrap="never")
+    try:
+        return postprocess_glb(raw, glb_path, texture_path, options, generator=generator, extras=extras)
+    finally:
+        raw.unlink(missing_ok=True)
 
 
 def _mesh_factors(mesh: LoadedMesh) -> PbrFactors | None:

@@ -20,29 +20,42 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from PIL import Image
+from pydantic import BaseModel, Field
 
-# The chain's manifest and events (one format for every run), its helpers, and the CLI's progress bars and Ctrl-C
-from ..chain import ChainEvent, EventSink, Manifest, ManifestError, _slug, _versions, _write_json
+# The chain's events and error record (one format for every run), its helpers, and the CLI's progress bars and Ctrl-C
+from ..chain import ChainEvent, EventSink, ManifestError, _slug, _versions, _write_json
 from ..cli import _cancel_on_signal, _StageBars
 from ..config import MAX_SEED, Settings
 from ..domain import LoraChoice, StageName
 from ..errors import Alch3mistError, Cancelled, InvalidRequest, UnknownLora
+from ..mesh.gbuffer import CameraKind
+from ..prompting.schema import MaterialPrompt
 from ..stages.image_to_3d import open_image
 from ..stages.progress import StageControl
 from ..stages.texture import TextureOptions, TextureResult, TextureStage
 from .mesh_input import LoadedMesh, MeshLimits, load_mesh
 
 if TYPE_CHECKING:
-    from ..models.registry import LoadedModels
+    from ..models.loaded import GenerationDefaults, LoadedModels
     from ..prompting.rewrite import PromptRewriter
-    from ..prompting.schema import MaterialPrompt
 
-__all__ = ["RETEXTURE_STAGES", "RetextureRequest", "Retexturer", "add_arguments", "main"]
+__all__ = [
+    "RETEXTURE_STAGES",
+    "InputMeshFacts",
+    "RetextureManifest",
+    "RetextureParameters",
+    "RetextureRequest",
+    "Retexturer",
+    "TextureFacts",
+    "add_arguments",
+    "main",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +84,123 @@ class RetextureRequest:
     options: TextureOptions = field(default_factory=TextureOptions)
     views: int = 8  # turntable renders of the result (0 = none)
     view_size: int = 512
+
+
+class RetextureParameters(BaseModel):
+    """The knobs one retexture run used, every default resolved once (from the request, else the preset's)."""
+
+    texture_views: int = Field(description="Views edited and projected.")
+    texture_view_size: int = Field(description="Side of each edited view, pixels.")
+    texture_size: int
+    elevation: float = Field(description="The views alternate this many degrees above and below the horizon.")
+    camera: CameraKind
+    delight: bool = Field(description="The neutral render's shading was divided out of the edited views.")
+    edit_steps: int
+    edit_guidance: float
+    kontext_max_area: int
+    reference_image: bool
+    views: int = Field(description="Turntable renders of the result (0 = none).")
+    view_size: int
+
+    @classmethod
+    def resolve(cls, req: RetextureRequest, defaults: GenerationDefaults) -> RetextureParameters:
+        options = req.options
+        return cls(
+            texture_views=options.views,
+            texture_view_size=options.view_size,
+            texture_size=options.texture_size,
+            elevation=options.elevation,
+            camera=options.camera,
+            delight=options.delight,
+            edit_steps=defaults.edit_steps if options.steps is None else options.steps,
+            edit_guidance=defaults.edit_guidance if options.guidance is None else options.guidance,
+            kontext_max_area=defaults.kontext_max_area,
+            reference_image=req.reference is not None,
+            views=req.views,
+            view_size=req.view_size,
+        )
+
+
+class InputMeshFacts(BaseModel):
+    """The mesh as given, and what loading it changed."""
+
+    format: str
+    faces: int = Field(description="Triangles in the file.")
+    primitives: int = Field(description="Mesh instances merged into one.")
+    had_uv: bool
+    to_source: list[list[float]] = Field(description="4x4 matrix from model.glb's frame back to the file's.")
+    notes: list[str]
+
+    @classmethod
+    def of(cls, mesh: LoadedMesh) -> InputMeshFacts:
+        return cls(
+            format=mesh.source_format,
+            faces=mesh.source_faces,
+            primitives=mesh.source_primitives,
+            had_uv=mesh.has_uv,
+            to_source=mesh.to_source.round(9).tolist(),
+            notes=mesh.notes,
+        )
+
+
+class TextureFacts(BaseModel):
+    """What the texture stage reported."""
+
+    coverage: float = Field(description="Share of the texture's surface texels some view saw (the rest filled).")
+    uv_source: str = Field(description="mesh: its own UVs were kept; xatlas: a new atlas.")
+    uv_reason: str | None = Field(None, description="Why the mesh's own UVs were not kept.")
+    metallic: float
+    roughness: float
+    pbr_source: str
+    faces: int
+    vertices: int
+    timings_s: dict[str, float]
+    validation: dict[str, Any]
+
+    @classmethod
+    def of(cls, result: TextureResult) -> TextureFacts:
+        return cls(
+            coverage=round(result.coverage, 4),
+            uv_source=result.uv_source,
+            uv_reason=result.uv_reason,
+            metallic=result.pbr.metallic,
+            roughness=result.pbr.roughness,
+            pbr_source=result.pbr.source,
+            faces=result.faces,
+            vertices=result.vertices,
+            timings_s=result.timings_s,
+            validation=result.validation,
+        )
+
+
+class RetextureManifest(BaseModel):
+    """Everything needed to understand and reproduce one retexture run; written as ``manifest.json``.
+
+    The same fields as the chain's ``Manifest`` where they mean the same; ``input_mesh`` and ``texture`` instead of
+    the engine's ``mesh``.
+    """
+
+    flow: Literal["retexture"] = "retexture"
+    status: Literal["succeeded", "failed", "cancelled"] = "succeeded"
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    request: str | None = None
+    prompt: MaterialPrompt | None = None
+    seed: int
+    preset: str
+    device: str
+    memory_plan: str
+    models: dict[str, str]
+    lora: LoraChoice | None = None
+    parameters: RetextureParameters
+    input_mesh: InputMeshFacts
+    texture: TextureFacts | None = None
+    timings_s: dict[str, float] = Field(default_factory=dict)
+    model_seconds: float = Field(0.0, description="Time inside the model/renderer calls alone.")
+    total_seconds: float = 0.0
+    artifacts: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    error: ManifestError | None = None
+    versions: dict[str, str] = Field(default_factory=dict)
 
 
 class Retexturer:
@@ -104,7 +234,7 @@ class Retexturer:
         out_dir: Path,
         on_event: EventSink | None = None,
         cancel: threading.Event | None = None,
-    ) -> Manifest:
+    ) -> RetextureManifest:
         """Rewrite → texture → views → viewer into ``out_dir``; the manifest says what ran and what failed."""
         out_dir.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
@@ -144,14 +274,14 @@ class Retexturer:
         return prompt
 
     def _texture(self, run: _Run, req: RetextureRequest, mesh: LoadedMesh, prompt: MaterialPrompt) -> TextureResult:
-        lora = run.manifest.lora
-        options = TextureOptions(
-            **{
-                **req.options.__dict__,
-                "seed": run.manifest.seed,
-                "lora": lora.name if lora else None,
-                "lora_scale": lora.scale if lora else 0.0,
-            }
+        lora, parameters = run.manifest.lora, run.manifest.parameters
+        options = replace(
+            req.options,
+            seed=run.manifest.seed,
+            steps=parameters.edit_steps,
+            guidance=parameters.edit_guidance,
+            lora=lora.name if lora else None,
+            lora_scale=lora.scale if lora else 0.0,
         )
         with run.stage("texture") as control:
             result = run.timed(
@@ -165,7 +295,7 @@ class Retexturer:
                     control=control,
                 )
             )
-        run.manifest.mesh = {"input": _input_facts(mesh), "texture": result.summary()}
+        run.manifest.texture = TextureFacts.of(result)
         for warning in result.warnings:
             run.warn("texture", warning)
         for path in (result.glb_path, result.texture_path, result.input_grid, result.edited_grid):
@@ -205,14 +335,12 @@ class Retexturer:
 
     # --- helpers ----------------------------------------------------------------------------------------------
 
-    def _manifest(self, req: RetextureRequest, mesh: LoadedMesh) -> Manifest:
+    def _manifest(self, req: RetextureRequest, mesh: LoadedMesh) -> RetextureManifest:
         import secrets
 
         lora_name = self._lora_name(req)
         scale = req.lora.scale if req.lora else self.settings.default_lora_scale
-        defaults = self.models.defaults
-        options = req.options
-        return Manifest(
+        return RetextureManifest(
             request=req.request,
             seed=req.seed if req.seed is not None else secrets.randbelow(MAX_SEED + 1),
             preset=self.models.preset,
@@ -220,22 +348,8 @@ class Retexturer:
             memory_plan=self.models.memory_plan,
             models=self.models.model_ids,
             lora=LoraChoice(name=lora_name, scale=scale) if lora_name else None,
-            parameters={
-                "flow": "retexture",
-                "mesh_format": mesh.source_format,
-                "texture_views": options.views,
-                "texture_view_size": options.view_size,
-                "texture_size": options.texture_size,
-                "elevation": options.elevation,
-                "camera": options.camera,
-                "delight": options.delight,
-                "edit_steps": options.steps or defaults.edit_steps,
-                "edit_guidance": defaults.edit_guidance if options.guidance is None else options.guidance,
-                "kontext_max_area": defaults.kontext_max_area,
-                "reference_image": req.reference is not None,
-                "views": req.views,
-                "view_size": req.view_size,
-            },
+            parameters=RetextureParameters.resolve(req, self.models.defaults),
+            input_mesh=InputMeshFacts.of(mesh),
             versions=_versions(),
         )
 
@@ -246,17 +360,6 @@ class Retexturer:
         if default and default in {info.name for info in self.models.loras.available()}:
             return default
         return None
-
-
-def _input_facts(mesh: LoadedMesh) -> dict[str, Any]:
-    return {
-        "format": mesh.source_format,
-        "faces": mesh.source_faces,
-        "primitives": mesh.source_primitives,
-        "had_uv": mesh.has_uv,
-        "to_source": mesh.to_source.round(9).tolist(),
-        "notes": mesh.notes,
-    }
 
 
 class _Stopped(Exception):
@@ -270,7 +373,7 @@ class _Run:
     out_dir: Path
     on_event: EventSink
     cancel: threading.Event
-    manifest: Manifest
+    manifest: RetextureManifest
     done_weight: float = 0.0
 
     def emit(self, event: ChainEvent) -> None:
@@ -394,7 +497,7 @@ def main(args: argparse.Namespace) -> int:
     for warning in manifest.warnings:
         logger.warning("%s", warning)
     summary = {"status": manifest.status, "out": str(args.out.resolve()), "seed": manifest.seed}
-    summary["coverage"] = manifest.mesh.get("texture", {}).get("coverage")
+    summary["coverage"] = manifest.texture.coverage if manifest.texture else None
     summary["artifacts"] = [name for name in manifest.artifacts if not name.startswith("views/view_")]
     sys.stdout.write(json.dumps(summary, indent=2) + "\n")
     if manifest.error is not None:

@@ -33,7 +33,7 @@ MAX_OVERLAP = 0.02  # share of texels claimed by two faces above which the layou
 MAX_COLLAPSED = 0.01  # share of surface area whose UV triangles have no area
 CHECK_SIZE = 512  # raster used to measure overlap
 CANDIDATES_PER_CHUNK = 4_000_000  # texel candidates tested at once (bounds memory: ~40 bytes each)
-EDGE_EPS = 1e-7  # barycentric slack: texel centres exactly on a shared edge belong to both faces
+EDGE_EPS = 1e-5  # barycentric slack (float32 maps): texel centres on a shared edge belong to both faces
 
 
 @dataclass(eq=False)
@@ -92,58 +92,93 @@ def rasterise_uv(mesh: MeshArrays, size: int) -> TexelSurface:
         raise ValueError(f"texture size must be within 1..16384, got {size}")
     # Texel space: x = u·size, y = (1 − v)·size; texel (i, j) is the unit square [j, j+1] × [i, i+1].
     corners = np.stack([mesh.uv[:, 0] * size, (1.0 - mesh.uv[:, 1]) * size], axis=1)[mesh.faces]
-    x0, y0 = corners[:, 0, 0], corners[:, 0, 1]
-    e1, e2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
-    det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
-    usable = np.abs(det) > 1e-12
-    col0 = np.clip(np.ceil(corners[:, :, 0].min(axis=1) - 0.5), 0, size).astype(np.int64)
-    col1 = np.clip(np.floor(corners[:, :, 0].max(axis=1) - 0.5), -1, size - 1).astype(np.int64)
-    row0 = np.clip(np.ceil(corners[:, :, 1].min(axis=1) - 0.5), 0, size).astype(np.int64)
-    row1 = np.clip(np.floor(corners[:, :, 1].max(axis=1) - 0.5), -1, size - 1).astype(np.int64)
-    widths = np.maximum(col1 - col0 + 1, 0)
-    counts = np.where(usable, widths * np.maximum(row1 - row0 + 1, 0), 0)
+    col0, widths, row0, counts = _texel_boxes(corners, size)
+    to_bary = _barycentric_maps(corners)  # 6 × (F,): b1 = m0·x + m1·y + m2, b2 = m3·x + m4·y + m5
 
     owner = np.full(size * size, -1, dtype=np.int32)
-    bary_flat = np.zeros((size * size, 3), dtype=np.float32)
+    bary_flat = np.zeros((size * size, 2), dtype=np.float32)
     claims = np.zeros(size * size, dtype=np.int32)
     for faces in _chunks(counts):
+        # every texel of each face's bounding box, as (face, col, row); np.repeat is the fast way to expand
         per_face = counts[faces]
-        face_of = np.repeat(faces, per_face)
-        local = np.arange(len(face_of)) - np.repeat(np.cumsum(per_face) - per_face, per_face)
-        cols = col0[face_of] + local % widths[face_of]
-        rows = row0[face_of] + local // widths[face_of]
-        px, py = cols + 0.5 - x0[face_of], rows + 0.5 - y0[face_of]
-        inv = 1.0 / det[face_of]
-        b1 = (px * e2[face_of, 1] - py * e2[face_of, 0]) * inv
-        b2 = (py * e1[face_of, 0] - px * e1[face_of, 1]) * inv
+        face_of = np.repeat(faces.astype(np.int32), per_face)
+        local = np.arange(len(face_of), dtype=np.int32) - np.repeat((np.cumsum(per_face) - per_face), per_face)
+        width = np.repeat(widths[faces], per_face)
+        cols = np.repeat(col0[faces], per_face) + local % width
+        rows = np.repeat(row0[faces], per_face) + local // width
+        centre_x, centre_y = cols.astype(np.float32) + 0.5, rows.astype(np.float32) + 0.5
+        b1 = to_bary[0][face_of] * centre_x + to_bary[1][face_of] * centre_y + to_bary[2][face_of]
+        b2 = to_bary[3][face_of] * centre_x + to_bary[4][face_of] * centre_y + to_bary[5][face_of]
         inside = (b1 >= -EDGE_EPS) & (b2 >= -EDGE_EPS) & (b1 + b2 <= 1 + EDGE_EPS)
         flat = rows[inside] * size + cols[inside]
         claims += np.bincount(flat, minlength=size * size).astype(np.int32)
         owner[flat] = face_of[inside]
-        b1, b2 = b1[inside], b2[inside]
-        bary_flat[flat] = np.stack([1.0 - b1 - b2, b1, b2], axis=1)
+        bary_flat[flat, 0], bary_flat[flat, 1] = b1[inside], b2[inside]
 
     covered = np.nonzero(owner >= 0)[0]
     face = owner[covered]
-    bary = np.clip(bary_flat[covered].astype(np.float64), 0.0, 1.0)
-    bary /= bary.sum(axis=1, keepdims=True)
-    vertex_ids = mesh.faces[face]
-    position = np.einsum("ni,nij->nj", bary, mesh.vertices[vertex_ids])
+    b12 = np.clip(bary_flat[covered], 0.0, 1.0)
+    b12 /= np.maximum(b12.sum(axis=1, keepdims=True), 1.0)  # (b1, b2) inside the triangle: b1 + b2 ≤ 1
+    bary = np.column_stack([1.0 - b12[:, 0] - b12[:, 1], b12]).astype(np.float32)
     assert mesh.vertex_normals is not None
-    normal = np.einsum("ni,nij->nj", bary, mesh.vertex_normals[vertex_ids])
+    position = _blend(mesh.vertices, mesh.faces, face, bary)
+    normal = _blend(mesh.vertex_normals, mesh.faces, face, bary)
     normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12)
     overlap = float(np.count_nonzero(claims[covered] > 1) / max(len(covered), 1))
     return TexelSurface(
         size=size,
         rows=(covered // size).astype(np.int32),
         cols=(covered % size).astype(np.int32),
-        face=face.astype(np.int32),
-        barycentric=bary.astype(np.float32),
-        position=position.astype(np.float32),
-        normal=normal.astype(np.float32),
-        face_normal=mesh.face_normals[face].astype(np.float32),
+        face=face,
+        barycentric=bary,
+        position=position,
+        normal=normal,
+        face_normal=mesh.face_normals.astype(np.float32)[face],
         overlap=overlap,
     )
+
+
+def _texel_boxes(
+    corners: NDArray[np.float64], size: int
+) -> tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.int32], NDArray[np.int64]]:
+    """Per face: first column, box width, first row, and texel count of the texel centres its bounding box holds."""
+    x, y = corners[:, :, 0], corners[:, :, 1]
+    col0 = np.clip(np.ceil(x.min(axis=1) - 0.5), 0, size)
+    col1 = np.clip(np.floor(x.max(axis=1) - 0.5), -1, size - 1)
+    row0 = np.clip(np.ceil(y.min(axis=1) - 0.5), 0, size)
+    row1 = np.clip(np.floor(y.max(axis=1) - 0.5), -1, size - 1)
+    widths = np.maximum(col1 - col0 + 1, 0).astype(np.int32)
+    heights = np.maximum(row1 - row0 + 1, 0).astype(np.int32)
+    e1, e2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
+    has_area = np.abs(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]) > 1e-12
+    counts = np.where(has_area, widths.astype(np.int64) * heights, 0)
+    return col0.astype(np.int32), widths, row0.astype(np.int32), counts
+
+
+def _barycentric_maps(corners: NDArray[np.float64]) -> list[NDArray[np.float32]]:
+    """The affine maps (x, y) → (b1, b2) of the UV triangles as six (F,) float32 coefficient arrays (separate arrays:
+    gathering contiguous 1-D tables per texel is the fast way); zeros for triangles without area."""
+    e1, e2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
+    det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+    inv = np.divide(1.0, det, out=np.zeros_like(det), where=np.abs(det) > 1e-12)
+    x0, y0 = corners[:, 0, 0], corners[:, 0, 1]
+    # b1 = (dx·e2y − dy·e2x) / det, b2 = (dy·e1x − dx·e1y) / det with dx = x − x0, dy = y − y0
+    m0, m1 = e2[:, 1] * inv, -e2[:, 0] * inv
+    m3, m4 = -e1[:, 1] * inv, e1[:, 0] * inv
+    coefficients = (m0, m1, -(m0 * x0 + m1 * y0), m3, m4, -(m3 * x0 + m4 * y0))
+    return [np.asarray(c, dtype=np.float32) for c in coefficients]
+
+
+def _blend(
+    values: NDArray[np.float64], faces: NDArray[np.int64], face: NDArray[np.int32], bary: NDArray[np.float32]
+) -> NDArray[np.float32]:
+    """(N, 3) per-vertex ``values`` blended at each texel's barycentrics, as ``v0 + b1·(v1 − v0) + b2·(v2 − v0)``
+    from per-face arrays: gathering from three small (F, 3) tables is several times faster than from (V, 3) through
+    the face indices, and this runs for millions of texels."""
+    corners = values[faces].astype(np.float32)  # (F, 3, 3)
+    base, edge1, edge2 = corners[:, 0], corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
+    blended: NDArray[np.float32] = base[face] + edge1[face] * bary[:, 1:2] + edge2[face] * bary[:, 2:]
+    return blended
 
 
 def _chunks(counts: NDArray[np.int64]) -> list[NDArray[np.int64]]:
