@@ -11,6 +11,7 @@ BENCHMARKS: list[tuple[str, list[str]]] = [
     ("bench.api", []),
     ("bench.mesh", []),
     ("bench.render", []),
+    ("bench.texture", []),
     ("bench.viewer", []),
     ("bench.train", ["--tiny"]),
     ("bench.gpu_flux", ["--tiny"]),

@@ -186,15 +186,21 @@ def _sniff_format(data: bytes, name: str) -> MeshFormat:
     head = data[:4096].lstrip()
     if head.startswith(b"{") and b'"asset"' in data[:1_000_000]:
         return "gltf"
-    if suffix == "obj" or (suffix not in MESH_FORMATS and _looks_like_obj(head)):
+    if _looks_like_obj(head):
         return "obj"
     what = f"a .{suffix} file" if suffix else "this file"
     raise InvalidMesh(f"{name}: {what} is not a mesh we can read; send a GLB, glTF (embedded), OBJ or PLY file")
 
 
 def _looks_like_obj(head: bytes) -> bool:
-    lines = [line.strip() for line in head.splitlines() if line.strip() and not line.startswith(b"#")]
-    return any(line.startswith(b"v ") for line in lines) and any(line.startswith(b"f ") for line in lines)
+    """Text whose first statements are OBJ's (vertices, groups, materials…), whatever the file is called."""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    statements = [line.split()[0] for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    known = {"v", "vt", "vn", "vp", "f", "l", "p", "o", "g", "s", "usemtl", "mtllib"}
+    return "v" in statements and all(statement in known for statement in statements[:20])
 
 
 def _gltf_document(data: bytes, kind: MeshFormat, name: str) -> dict[str, Any]:
