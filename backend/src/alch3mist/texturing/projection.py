@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from ..mesh.gbuffer import GBuffer
+from ..mesh.gbuffer import Camera, GBuffer
 from .uv import TexelSurface
 
 __all__ = ["EditedView", "Projection", "back_project"]
@@ -111,57 +111,75 @@ def back_project(
 def _project_view(
     texels: TexelSurface, view: EditedView, sharpness: float, feather_px: float
 ) -> tuple[NDArray[np.int64], NDArray[np.float32], NDArray[np.float32]]:
-    """(texel indices seen, their weights, their colours) for one view. float32 throughout: it is the hot loop."""
+    """(texel indices seen, their weights, their colours) for one view. The hot loop: float32 and int32 arrays, the
+    images padded by one pixel all round so the footprint never needs clamping, and a cheap nearest-pixel test that
+    drops the far side of the object before the four-pixel work."""
     gbuffer, camera = view.gbuffer, view.gbuffer.camera
     height, width = gbuffer.mask.shape
+    stride = width + 2  # the padded images' row length
 
-    # 1. Texels facing the camera (either side: inside-out and open meshes are seen from their back too)
-    towards = camera.directions_to_camera(texels.position)
-    cosine = np.einsum("ij,ij->i", texels.normal, towards)
-    candidates = np.nonzero(np.abs(cosine) > MIN_FACING)[0]
+    # 1. Where every texel lands, and how squarely the camera sees it (either side: inside-out and open meshes
+    #    are seen from their back too)
+    pixels, depth = camera.project(texels.position)
+    x, y = pixels[:, 0] - 0.5, pixels[:, 1] - 0.5  # pixel-index space: pixel (i, j)'s centre is at (j, i)
+    cosine, face_cosine = _cosines(texels, camera)
+    candidates = np.nonzero(
+        (np.abs(cosine) > MIN_FACING) & (x > -0.5) & (x < width - 0.5) & (y > -0.5) & (y < height - 0.5) & (depth > 0)
+    )[0]
     facing = np.abs(cosine[candidates])
-    side = np.sign(np.einsum("ij,ij->i", texels.face_normal[candidates], towards[candidates]))
-
-    # 2. Where they land in the image (pixel-index space: pixel (i, j)'s centre is at (j, i))
-    pixels, depth = camera.project(texels.position[candidates])
-    x, y = pixels[:, 0] - 0.5, pixels[:, 1] - 0.5
-    inside = (x > -0.5) & (x < width - 0.5) & (y > -0.5) & (y < height - 0.5) & (depth > 0)
-    candidates, facing, side, x, y, depth = (a[inside] for a in (candidates, facing, side, x, y, depth))
-
-    # 3. The bilinear footprint, keeping the pixels that show this surface: same depth within the slope-aware
-    #    tolerance and the same side of the surface facing the camera (signed depth compares both at once)
+    x, y, depth = x[candidates], y[candidates], depth[candidates]
+    # depth signed by the side of the surface the camera sees: one comparison checks both "same depth" and
+    # "same side" (the far side of a thin shell has the same depth but faces away)
+    signed_depth = np.sign(face_cosine[candidates]) * depth
     slope = np.minimum(np.sqrt(np.maximum(1.0 - facing**2, 0.0)) / np.maximum(facing, 1e-6), MAX_SLOPE)
     tolerance = camera.pixel_footprint(depth) * (1.0 + 1.5 * slope)
-    signed_depth = side * depth
-    surface = _signed_depth_image(gbuffer).ravel()
-    colours = view.colours.reshape(-1, 3)
-    col0 = np.clip(np.floor(x), 0, width - 1).astype(np.int64)
-    row0 = np.clip(np.floor(y), 0, height - 1).astype(np.int64)
-    fx, fy = np.clip(x - col0, 0.0, 1.0), np.clip(y - row0, 0.0, 1.0)
-    col1, row1 = np.minimum(col0 + 1, width - 1), np.minimum(row0 + 1, height - 1)
+    surface = _padded(_signed_depth_image(gbuffer), np.nan).ravel()
+
+    # 2. The nearest pixel must show this surface: drops what is hidden before the bilinear work
+    nearest = (np.rint(y).astype(np.int32) + 1) * stride + np.rint(x).astype(np.int32) + 1
+    shown = np.abs(surface[nearest] - signed_depth) <= 3.0 * tolerance
+    candidates, facing, x, y, signed_depth, tolerance, nearest = (
+        a[shown] for a in (candidates, facing, x, y, signed_depth, tolerance, nearest)
+    )
+
+    # 3. The bilinear footprint, keeping the pixels that show this surface
+    colours = _padded(view.colours, 0.0).reshape(-1, 3)
+    col0, row0 = np.floor(x), np.floor(y)
+    fx, fy = x - col0, y - row0
+    corner = (row0.astype(np.int32) + 1) * stride + col0.astype(np.int32) + 1
     colour = np.zeros((len(candidates), 3), dtype=np.float32)
     support = np.zeros(len(candidates), dtype=np.float32)
-    for rows, cols, share in (
-        (row0, col0, (1 - fx) * (1 - fy)),
-        (row0, col1, fx * (1 - fy)),
-        (row1, col0, (1 - fx) * fy),
-        (row1, col1, fx * fy),
-    ):
-        flat = rows * width + cols
-        share = np.where(np.abs(surface[flat] - signed_depth) <= tolerance, share, 0.0).astype(np.float32)
+    for offset, share in ((0, (1 - fx) * (1 - fy)), (1, fx * (1 - fy)), (stride, (1 - fx) * fy), (stride + 1, fx * fy)):
+        flat = corner + offset
+        share = np.where(np.abs(surface[flat] - signed_depth) <= tolerance, share, np.float32(0.0))
         colour += share[:, None] * colours[flat]
         support += share
     seen = support >= MIN_SUPPORT
-    colour = colour[seen] / support[seen, None]
 
     # 4. Weights: view angle, distance from edges, footprint support
-    feather = _edge_feather(gbuffer, feather_px).ravel()
-    nearest = np.rint(y[seen]).astype(np.int64).clip(0, height - 1) * width + np.rint(x[seen]).astype(np.int64).clip(
-        0, width - 1
-    )
-    weight = facing[seen] ** sharpness * feather[nearest] * support[seen]
+    feather = _padded(_edge_feather(gbuffer, feather_px), 0.0).ravel()
+    weight = facing[seen] ** sharpness * feather[nearest[seen]] * support[seen]
     keep = weight > 0
-    return candidates[seen][keep], weight[keep].astype(np.float32), colour[keep].astype(np.float32)
+    colour = colour[seen][keep] / support[seen][keep, None]
+    return candidates[seen][keep], weight[keep].astype(np.float32), colour.astype(np.float32)
+
+
+def _cosines(texels: TexelSurface, camera: Camera) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """(N,) cosines between the direction to the camera and each texel's interpolated and face normal."""
+    if camera.kind == "orthographic":  # one direction: a matrix-vector product
+        towards = (-camera.forward).astype(np.float32)
+        return texels.normal @ towards, texels.face_normal @ towards
+    directions = camera.directions_to_camera(texels.position)
+    return (
+        np.einsum("ij,ij->i", texels.normal, directions).astype(np.float32),
+        np.einsum("ij,ij->i", texels.face_normal, directions).astype(np.float32),
+    )
+
+
+def _padded(image: NDArray[np.float32], value: float) -> NDArray[np.float32]:
+    """``image`` with a one-pixel border of ``value`` all round."""
+    pad = ((1, 1), (1, 1)) + ((0, 0),) * (image.ndim - 2)
+    return np.pad(image.astype(np.float32, copy=False), pad, constant_values=value)
 
 
 def _signed_depth_image(gbuffer: GBuffer) -> NDArray[np.float32]:
