@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,19 +11,11 @@ import pytest
 import trimesh
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[3]
-CLI = [sys.executable, "-m", "alch3mist.cli"]
+from tests.backend.test_cli import _alch3mist as run_cli
 
 
 def alch3mist(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "ALCH3MIST_CACHE_DIR": str(REPO / ".cache" / "alch3mist-tests"),
-        "ALCH3MIST_DATA_DIR": str(tmp_path / "data"),
-        "ALCH3MIST_PRESET": "tiny",
-        "ALCH3MIST_LLM_URL": "",
-    }
-    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=600, check=False)
+    return run_cli(*args, tmp_path=tmp_path)  # the generate tests' runner: tiny preset, test cache, no LLM
 
 
 def test_retexture_writes_what_generate_writes_and_a_manifest(tmp_path: Path) -> None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 import sys
 import tempfile
 import threading
@@ -41,8 +40,9 @@ from PIL import Image
 
 from ..errors import MeshError
 
-# The multiview renderer's child-process plumbing: the same start, event protocol, cancel, timeout and failure report.
-from .render import CHILD_EXIT_S, _check_opengl, _child_env, _child_failure, _drive_child, _emit, _reap, _tail
+# The multiview renderer's child-process plumbing: the same start, event protocol, cancel, timeout, failure report
+# and OpenGL check.
+from .render import _check_opengl, _emit, run_child
 
 if TYPE_CHECKING:
     import trimesh
@@ -487,7 +487,7 @@ def render_gbuffers(
             if on_view is not None:
                 on_view(index, buffer)
 
-        _run_child(job, folder / "mesh.npz", len(cameras), on_ids, cancel, timeout_s)
+        run_child(__name__, job, len(cameras), folder / "mesh.npz", on_view=on_ids, cancel=cancel, timeout_s=timeout_s)
     return buffers
 
 
@@ -612,32 +612,6 @@ def _depth_range(vertices: NDArray[np.float64], camera: Camera) -> list[float]:
     if camera.kind == "perspective":
         near = max(near, far * 1e-4)
     return [near, far]
-
-
-def _run_child(
-    job: dict[str, Any],
-    label_path: Path,
-    expected: int,
-    on_ids: Callable[[int, Path], None],
-    cancel: threading.Event | None,
-    timeout_s: float,
-) -> None:
-    with tempfile.TemporaryFile() as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", __name__],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            env=_child_env(),
-            text=True,
-        )
-        try:
-            paths = _drive_child(proc, job, on_ids, cancel, deadline=time.monotonic() + timeout_s)
-            proc.wait(timeout=CHILD_EXIT_S)
-        finally:
-            _reap(proc)
-        if proc.returncode != 0 or len(paths) != expected:
-            raise _child_failure(label_path, proc.returncode, _tail(stderr))
 
 
 # --------------------------------------------------------------------------------------------------------------------

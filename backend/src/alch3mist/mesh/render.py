@@ -105,9 +105,25 @@ def render_glb(
         raise ValueError(f"size must be within 16..4096, got {size}")
     out_dir.mkdir(parents=True, exist_ok=True)
     job = {"glb": str(glb_path), "out_dir": str(out_dir), "size": size, "views": [asdict(v) for v in views]}
+    return run_child(__name__, job, len(views), glb_path, on_view=on_view, cancel=cancel, timeout_s=timeout_s)
+
+
+def run_child(
+    module: str,
+    job: dict[str, Any],
+    expected: int,
+    subject: Path,
+    *,
+    on_view: ViewCallback | None,
+    cancel: threading.Event | None,
+    timeout_s: float,
+) -> list[Path]:
+    """Run ``python -m module`` with ``job`` (JSON on its stdin) and follow its events until ``expected`` views are
+    reported; failures become ``MeshError`` naming ``subject`` (and the packages to install when OpenGL is missing).
+    Shared by this renderer and the G-buffer rasteriser (``mesh.gbuffer``)."""
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-m", __name__],
+            [sys.executable, "-m", module],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=stderr,
@@ -119,8 +135,8 @@ def render_glb(
             proc.wait(timeout=CHILD_EXIT_S)
         finally:
             _reap(proc)
-        if proc.returncode != 0 or len(paths) != len(views):
-            raise _child_failure(glb_path, proc.returncode, _tail(stderr))
+        if proc.returncode != 0 or len(paths) != expected:
+            raise _child_failure(subject, proc.returncode, _tail(stderr))
     return paths
 
 

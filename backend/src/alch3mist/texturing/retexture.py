@@ -366,6 +366,8 @@ class _Stopped(Exception):
     """Internal: a stage failed or was cancelled; the manifest already says so."""
 
 
+# Adapted from alch3mist.chain._Run and Chain._stage/_stop/_timed: the same events and manifest records, for this
+# flow's stages and weights (the chain's are keyed to its six stages); one runner for both once the chain runs it.
 @dataclass
 class _Run:
     """Per-run state: where artifacts go, who hears about them, the manifest being filled in."""
