@@ -186,3 +186,22 @@ def test_each_format_loads_from_a_path_and_from_bytes(tmp_path: Path, kind: str)
     for source in (path, path.read_bytes()):
         loaded = load_mesh(source, limits=LIMITS, filename=path.name)
         assert loaded.source_format == kind and len(loaded.mesh.faces) == 12
+
+
+@pytest.mark.parametrize("kind", ["glb", "obj", "ply"])
+def test_corrupted_files_only_ever_raise_invalid_mesh(kind: str) -> None:
+    """Random byte flips and truncations of a valid file: a clear InvalidMesh or a mesh, never another error."""
+    data = textured_box().export(file_type=kind)
+    original = data if isinstance(data, bytes) else data.encode()
+    rng = np.random.default_rng(7)
+    for _ in range(60):
+        corrupt = bytearray(original)
+        for position in rng.integers(0, len(corrupt), rng.integers(1, 9)):
+            corrupt[position] = int(rng.integers(0, 256))
+        if rng.random() < 0.2:
+            corrupt = corrupt[: int(rng.integers(1, len(corrupt)))]
+        try:
+            loaded = load_mesh(bytes(corrupt), limits=LIMITS, filename=f"corrupt.{kind}")
+        except InvalidMesh:
+            continue
+        assert len(loaded.mesh.faces) > 0 and np.isfinite(loaded.mesh.vertices).all()

@@ -67,6 +67,6 @@ def test_bad_input_is_one_clear_line_and_exit_2(tmp_path: Path, make: object, ar
     result = alch3mist("retexture", str(mesh), "gold", "--out", str(tmp_path / "out"), *args, tmp_path=tmp_path)
     assert result.returncode == 2, result.stderr
     assert says in result.stderr and "Traceback" not in result.stderr
-    if "views" not in says:  # a wrong file is refused before any model loads
-        assert time.perf_counter() - started < 30
-        assert not (tmp_path / "out").exists()
+    # refused before any model loads: quickly, and nothing written
+    assert time.perf_counter() - started < 30
+    assert not (tmp_path / "out").exists()

@@ -31,7 +31,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import InvalidMesh, MeshTooLarge
-from ..mesh.gbuffer import MeshArrays
 
 if TYPE_CHECKING:
     import trimesh
@@ -108,9 +107,6 @@ class LoadedMesh:
         uv = getattr(self.mesh.visual, "uv", None)
         return uv is not None and len(uv) == len(self.mesh.vertices)
 
-    def arrays(self) -> MeshArrays:
-        return MeshArrays.from_trimesh(self.mesh)
-
 
 def load_mesh(
     source: bytes | Path,
@@ -130,23 +126,24 @@ def load_mesh(
     if kind in ("glb", "gltf"):
         _check_gltf_document(_gltf_document(data, kind, name), name)
     # 4. Parse and bake every instance into world space
-    meshes = _world_meshes(_parse(data, kind, name), name)
-    source_faces = sum(len(m.faces) for m in meshes)
-    material = _first_material(meshes)
+    parts = _world_meshes(_parse(data, kind, name), name)
+    source_faces = sum(len(part.faces) for part in parts)
+    material = _first_material(parts)
     # 5. One mesh, one texture
-    mesh = _merge(meshes, notes)
+    mesh = _merge(parts, notes)
     # 6. Face limit: refuse, or decimate when asked
     mesh = _within_face_limit(mesh, limits, name, notes)
-    # 7. Clean: degenerate faces out, orientation fixed where it is knowable, non-manifold edges noted
-    mesh = _clean(mesh, name, notes)
-    # 8. y up, centred, unit size — remembering the way back
+    # 7. y up, centred, unit size — remembering the way back
     to_source = _normalise(mesh, up_axis, notes)
+    # 8. Clean (at unit size, so "degenerate" means the same for every file): degenerate faces out, orientation
+    #    fixed where it is knowable, non-manifold edges noted
+    mesh = _clean(mesh, name, notes)
     logger.info("mesh %s: %s, %d faces in, %d faces out", name, kind, source_faces, len(mesh.faces))
     return LoadedMesh(
         mesh=mesh,
         source_format=kind,
         source_faces=source_faces,
-        source_primitives=len(meshes),
+        source_primitives=len(parts),
         to_source=to_source,
         material=material,
         notes=notes,
@@ -247,23 +244,39 @@ def _parse(data: bytes, kind: MeshFormat, name: str) -> trimesh.Scene:
     return loaded
 
 
-def _world_meshes(scene: trimesh.Scene, name: str) -> list[trimesh.Trimesh]:
+@dataclass(eq=False)
+class _Part:
+    """One mesh instance in world space: only what texturing uses (the file's textures are never decoded)."""
+
+    vertices: NDArray[np.float64]
+    faces: NDArray[np.int64]
+    uv: NDArray[np.float64] | None
+    material: Any
+
+
+def _world_meshes(scene: trimesh.Scene, name: str) -> list[_Part]:
     """Every triangle-mesh instance with its node transform applied; clear errors for point clouds and empties."""
     import trimesh
 
-    meshes: list[trimesh.Trimesh] = []
+    parts: list[_Part] = []
     others: list[str] = []
     for node in scene.graph.nodes_geometry:
         transform, geometry_name = scene.graph[node]
         geometry = scene.geometry[geometry_name]
-        if isinstance(geometry, trimesh.Trimesh) and len(geometry.faces):
-            mesh = geometry.copy()
-            mesh.apply_transform(transform)
-            meshes.append(mesh)
-        else:
+        if not (isinstance(geometry, trimesh.Trimesh) and len(geometry.faces)):
             others.append(type(geometry).__name__)
-    if meshes:
-        return meshes
+            continue
+        vertices = np.asarray(geometry.vertices, dtype=np.float64)
+        faces = np.asarray(geometry.faces, dtype=np.int64)
+        if faces.ndim != 2 or faces.shape[1] != 3 or faces.min() < 0 or faces.max() >= len(vertices):
+            raise InvalidMesh(f"{name} is corrupt: a face refers to a vertex that does not exist")
+        uv = getattr(geometry.visual, "uv", None)
+        usable_uv = uv is not None and np.shape(uv) == (len(vertices), 2)
+        world = trimesh.transformations.transform_points(vertices, np.asarray(transform, dtype=np.float64))
+        material = getattr(geometry.visual, "material", None)
+        parts.append(_Part(world, faces, np.asarray(uv, dtype=np.float64) if usable_uv else None, material))
+    if parts:
+        return parts
     if "PointCloud" in others:
         raise InvalidMesh(
             f"{name} is a point cloud (points, no faces): texturing needs a surface — reconstruct a mesh first "
@@ -274,11 +287,10 @@ def _world_meshes(scene: trimesh.Scene, name: str) -> list[trimesh.Trimesh]:
     raise InvalidMesh(f"{name} holds no geometry")
 
 
-def _first_material(meshes: list[trimesh.Trimesh]) -> SourceMaterial | None:
-    for mesh in meshes:
-        material = getattr(mesh.visual, "material", None)
-        metallic = getattr(material, "metallicFactor", None)
-        roughness = getattr(material, "roughnessFactor", None)
+def _first_material(parts: list[_Part]) -> SourceMaterial | None:
+    for part in parts:
+        metallic = getattr(part.material, "metallicFactor", None)
+        roughness = getattr(part.material, "roughnessFactor", None)
         if metallic is not None or roughness is not None:
             # glTF's defaults for a factor left out: 1.0 each
             return SourceMaterial(
@@ -288,24 +300,23 @@ def _first_material(meshes: list[trimesh.Trimesh]) -> SourceMaterial | None:
     return None
 
 
-def _merge(meshes: list[trimesh.Trimesh], notes: list[str]) -> trimesh.Trimesh:
+def _merge(parts: list[_Part], notes: list[str]) -> trimesh.Trimesh:
     import trimesh
 
-    uvs = [getattr(m.visual, "uv", None) for m in meshes]
-    keep_uv = all(uv is not None and len(uv) == len(m.vertices) for uv, m in zip(uvs, meshes, strict=True))
-    if not keep_uv and any(uv is not None for uv in uvs):
+    keep_uv = all(part.uv is not None for part in parts)
+    if not keep_uv and any(part.uv is not None for part in parts):
         notes.append("some primitives have no UVs: the mesh gets a new UV atlas")
-    if len(meshes) > 1:
-        materials = {id(getattr(m.visual, "material", None)) for m in meshes}
-        notes.append(f"merged {len(meshes)} primitives ({len(materials)} materials) into one mesh with one texture")
-    offsets = np.cumsum([0] + [len(m.vertices) for m in meshes[:-1]])
-    vertices = np.concatenate([np.asarray(m.vertices, dtype=np.float64) for m in meshes])
-    faces = np.concatenate([np.asarray(m.faces, dtype=np.int64) + o for m, o in zip(meshes, offsets, strict=True)])
+    if len(parts) > 1:
+        materials = {id(part.material) for part in parts}
+        notes.append(f"merged {len(parts)} primitives ({len(materials)} materials) into one mesh with one texture")
+    offsets = np.cumsum([0] + [len(part.vertices) for part in parts[:-1]])
+    vertices = np.concatenate([part.vertices for part in parts])
+    faces = np.concatenate([part.faces + offset for part, offset in zip(parts, offsets, strict=True)])
     if not np.all(np.isfinite(vertices)):
         raise InvalidMesh("the mesh has vertices at infinity or NaN coordinates")
     visual = None
     if keep_uv:
-        uv = np.concatenate([np.asarray(u, dtype=np.float64) for u in uvs if u is not None])
+        uv = np.concatenate([part.uv for part in parts if part.uv is not None])
         if np.all(np.isfinite(uv)):
             visual = trimesh.visual.TextureVisuals(uv=uv)
         else:

@@ -51,12 +51,10 @@ class Projection:
     ----------
     colours : (N, 3) float32 in 0..1 — weighted blend of the views (0 where unseen)
     weight : (N,) float32 — total weight; 0 = no view sees the texel
-    best_view : (N,) int16 — the view with the largest weight, −1 where unseen
     """
 
     colours: NDArray[np.float32]
     weight: NDArray[np.float32]
-    best_view: NDArray[np.int16]
 
     @property
     def seen(self) -> NDArray[np.bool_]:
@@ -79,33 +77,27 @@ def back_project(
 ) -> Projection:
     """Blend ``views`` into ``texels`` (see the module docstring). ``on_view(index)`` is called after each view.
 
-    Views run in ``workers`` threads (default: the CPU count, at most 4): numpy releases the GIL in the large array
-    operations, so two cores nearly halve the time.
+    Views run in ``workers`` threads (default: the CPU count, at most 4): numpy releases the GIL in its large array
+    operations, so views run side by side on several cores.
     """
     count = len(texels)
     colour_sum = np.zeros((count, 3), dtype=np.float32)
     weight_sum = np.zeros(count, dtype=np.float32)
-    best_weight = np.zeros(count, dtype=np.float32)
-    best_view = np.full(count, -1, dtype=np.int16)
 
-    def one(index: int) -> tuple[int, NDArray[np.int64], NDArray[np.float32], NDArray[np.float32]]:
-        hits, weight, colour = _project_view(texels, views[index], sharpness, feather_px)
-        return index, hits, weight, colour
+    def one(view: EditedView) -> tuple[NDArray[np.int64], NDArray[np.float32], NDArray[np.float32]]:
+        return _project_view(texels, view, sharpness, feather_px)
 
     pool = ThreadPoolExecutor(max_workers=max(1, workers or min(os.cpu_count() or 1, 4)))
     try:
-        for index, hits, weight, colour in pool.map(one, range(len(views))):
+        for index, (hits, weight, colour) in enumerate(pool.map(one, views)):
             colour_sum[hits] += weight[:, None] * colour
             weight_sum[hits] += weight
-            better = weight > best_weight[hits]
-            best_weight[hits[better]] = weight[better]
-            best_view[hits[better]] = index
             if on_view is not None:
                 on_view(index)  # may raise (cancel): the views not started yet are dropped
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     colours = np.divide(colour_sum, weight_sum[:, None], out=np.zeros_like(colour_sum), where=weight_sum[:, None] > 0)
-    return Projection(colours=colours, weight=weight_sum, best_view=best_view)
+    return Projection(colours=colours, weight=weight_sum)
 
 
 def _project_view(

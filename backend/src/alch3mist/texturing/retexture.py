@@ -485,6 +485,7 @@ def main(args: argparse.Namespace) -> int:
     for note in mesh.notes:
         logger.info("mesh: %s", note)
     req = _request(args)
+    TextureStage.check_options(req.options)
     # 2. Load the models once
     retexturer = Retexturer(settings, load_models(settings), PromptRewriter(settings))
     retexturer.validate(req)
