@@ -256,4 +256,11 @@ def ensure_uv_layout(mesh: trimesh.Trimesh, texture_size: int, timeout_s: float 
     if reason is None:
         return UvLayout(mesh=mesh, source="mesh")
     logger.info("unwrapping with xatlas: %s", reason)
-    return UvLayout(mesh=unwrap(mesh, texture_size, timeout_s), source="xatlas", reason=reason)
+    try:
+        unwrapped = unwrap(mesh, texture_size, timeout_s)
+    except MeshError as exc:
+        raise MeshError(
+            f"the mesh needs new UVs ({reason}) and unwrapping failed: {exc.message}. Meshes of many faces unwrap "
+            "faster decimated (retexture --decimate with a lower ALCH3MIST_MESH_MAX_FACES)"
+        ) from exc
+    return UvLayout(mesh=unwrapped, source="xatlas", reason=reason)
