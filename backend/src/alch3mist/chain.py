@@ -30,6 +30,7 @@ from .domain import STAGES, ChainInfo, LoraChoice, StageName
 from .engines.base import EngineParams
 from .errors import Alch3mistError, Cancelled, InvalidRequest, UnknownLora
 from .prompting.schema import MaterialPrompt
+from .stages.image_to_3d import MeshManifest
 from .stages.progress import StageControl
 
 if TYPE_CHECKING:
@@ -112,7 +113,7 @@ class Manifest(BaseModel):
     model_seconds: float = Field(0.0, description="Time inside the model/engine/renderer calls alone.")
     total_seconds: float = 0.0
     artifacts: list[str] = Field(default_factory=list)
-    mesh: dict[str, Any] = Field(default_factory=dict)
+    mesh: MeshManifest | None = Field(None, description="What the mesh stage made and how (engine record included).")
     warnings: list[str] = Field(default_factory=list)
     error: ManifestError | None = None
     versions: dict[str, str] = Field(default_factory=dict)
@@ -354,8 +355,8 @@ class Chain:
                 ),
             )
         run.manifest.engine_is_preview = result.is_preview
-        run.manifest.mesh = {"faces": result.faces, "vertices": result.vertices, **result.metadata}
-        for warning in result.metadata.get("warnings", []):
+        run.manifest.mesh = result.manifest()
+        for warning in result.warnings:
             run.warn("mesh", f"{engine}: {warning}")
         if result.is_preview:
             run.warn("mesh", "3D model made by the built-in preview engine (silhouette inflation), not TRELLIS")
