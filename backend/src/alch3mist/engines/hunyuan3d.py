@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import httpx
+import numpy as np
 from PIL import Image
 
 from ..errors import EngineError, EngineUnavailable, InvalidRequest
@@ -351,7 +352,7 @@ def rgba_cutout(image: Image.Image) -> Image.Image:
     """The object on a transparent background (our segmentation), for servers that never remove a backdrop.
 
     An image with a real alpha channel is kept as it is."""
-    if image.mode == "RGBA" and image.getchannel("A").getextrema()[0] < 255:
+    if image.mode == "RGBA" and int(np.asarray(image.getchannel("A")).min()) < 255:
         return image
     try:
         silhouette = segment_object(image)
