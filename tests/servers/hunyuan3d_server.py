@@ -95,7 +95,7 @@ class Stubs:
             raise RuntimeError("shape model failed (stand-in fault)")
         alpha = np.asarray(image.convert("RGBA"))[:, :, 3] > 127
         rows, cols = np.nonzero(alpha) if alpha.any() else (np.array([0, 1]), np.array([0, 1]))
-        extent = ((cols.ptp() + 1) / alpha.shape[1], (rows.ptp() + 1) / alpha.shape[0])
+        extent = ((np.ptp(cols) + 1) / alpha.shape[1], (np.ptp(rows) + 1) / alpha.shape[0])
         box = trimesh.creation.box(extents=(extent[0], extent[1], 0.5)).subdivide()
         box.apply_translation((2.0, 0.5, -1.0))  # Hunyuan3D meshes come out off-centre; clients normalise them
         return box

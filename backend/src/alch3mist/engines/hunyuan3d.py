@@ -110,7 +110,7 @@ class Hunyuan3DEngine:
         try:
             server = self.describe(quick)
         except EngineError as exc:
-            return EngineHealth(name=self.name, available=False, url=self.url, detail=exc.message)
+            return EngineHealth(name=self.name, available=False, url=self.url, detail=exc.reason)
         texture = {True: "textures", False: "no texture pipeline (started without --enable_tex)"}
         known = self._cached_texture() if server.version == "2.0" else True
         detail = f"{server.label} api_server" + (f"; {texture[known]}" if known is not None else "")

@@ -339,7 +339,7 @@ class TrellisEngine:
         try:
             app = self.describe(timeout_s=quick)
         except EngineError as exc:
-            return EngineHealth(name=self.name, available=False, url=self.url, detail=exc.message)
+            return EngineHealth(name=self.name, available=False, url=self.url, detail=exc.reason)
         missing = app.missing()
         if missing:
             wanted = ", ".join(ROLES[role].describe() for role in missing)
