@@ -195,7 +195,7 @@ class Hunyuan3DEngine:
             # 2. The request: clamped to the server's bounds; 2.1 gets an RGBA cut-out
             body, clamps = self.request_body(image, params, server, texture)
             warnings += [clamp.message(f"{server.label} server") for clamp in clamps]
-            warnings += self._ignored_warnings(server, body)
+            warnings += self.ignored_warnings(server, body)
             # 3. Run it
             if self.mode == "generate" or (server.version == "2.1" and not texture):
                 data, textured = self._generate(body, self.timeout_s), texture
@@ -260,7 +260,7 @@ class Hunyuan3DEngine:
         return body, clamps
 
     @staticmethod
-    def _ignored_warnings(server: Hunyuan3DServer, body: dict[str, Any]) -> list[str]:
+    def ignored_warnings(server: Hunyuan3DServer, body: dict[str, Any]) -> list[str]:
         ignored = sorted(k for k in body if k not in APPLIED[server.version] and k != "remove_background")
         if server.version != "2.1" or not ignored:
             return []
