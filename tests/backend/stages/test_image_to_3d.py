@@ -11,6 +11,7 @@ import trimesh
 from alch3mist.engines.base import PREVIEW_LABEL, EngineParams
 from alch3mist.engines.hunyuan3d import Hunyuan3DEngine
 from alch3mist.engines.preview import PreviewEngine
+from alch3mist.engines.trellis import TrellisEngine
 from alch3mist.errors import Cancelled, InvalidRequest
 from alch3mist.mesh.compress import compressor_available
 from alch3mist.mesh.glb import read_asset
@@ -19,7 +20,7 @@ from alch3mist.stages.image_to_3d import WORK_SIDE, ImageTo3DStage, open_image
 from alch3mist.stages.progress import StageControl
 from PIL import Image, ImageDraw
 
-from ..engines.servers import RunningServer, free_port, hunyuan_command, object_image, run_server
+from ..engines.servers import RunningServer, free_port, hunyuan_command, object_image, run_server, trellis_command
 
 
 @pytest.fixture(scope="module")
@@ -164,6 +165,25 @@ def test_engine_clamps_and_ignored_settings_reach_the_result_and_its_manifest(
     assert engine["clamps"] == [{"name": "num_inference_steps", "requested": 50, "sent": 20, "allowed": "1–20"}]
     assert engine["sent"]["num_inference_steps"] == 20 and "num_inference_steps" not in engine["applied"]
     assert result.manifest().warnings == result.warnings
+
+
+@pytest.fixture(scope="module")
+def trellis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    with run_server(trellis_command("trellis"), free_port(), "/config", tmp_path_factory.mktemp("trellis")) as server:
+        yield server
+
+
+def test_a_trellis_app_named_as_upstream_names_it_gives_a_validated_mesh(
+    trellis: RunningServer, tmp_path: Path
+) -> None:
+    engine = TrellisEngine(trellis.url, timeout_s=120)
+    assert engine.health().available
+    stage = ImageTo3DStage({"trellis": engine}, require_validator=True)
+    result = stage.run(
+        object_image(256), engine="trellis", params=EngineParams(seed=4), out_dir=tmp_path, control=StageControl()
+    )
+    assert result.validation["errors"] == 0 and result.texture_map_path is not None and result.warnings == []
+    assert result.manifest().engine["details"]["endpoints"][1] == "/preprocess_image_1"
 
 
 def _png_bytes(image: Image.Image) -> bytes:
