@@ -312,6 +312,10 @@ def _digest(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _pixels_digest(pixels: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray((pixels * 255).round().astype(np.uint8)).tobytes()).hexdigest()
+
+
 def _picture(digest: str, width: int, height: int, batch: int) -> np.ndarray:
     """A smooth picture of ``width`` x ``height`` drawn from ``digest``: (B, H, W, 3) floats like an IMAGE tensor."""
     rng = np.random.default_rng(int(digest[:16], 16))
@@ -481,7 +485,7 @@ class Executor:
             refs = [*inputs["conditioning"].get("reference_latents", [])] + ([latent["digest"]] if latent else [])
             return ({**inputs["conditioning"], "reference_latents": refs},), None
         if class_type == "CLIPVisionEncode":
-            return ({"image": _digest(inputs["image"].round(3).tolist()), "crop": inputs["crop"]},), None
+            return ({"image": _pixels_digest(inputs["image"]), "crop": inputs["crop"]},), None
         if class_type == "Hunyuan3Dv2Conditioning":
             return (
                 {"vision": inputs["clip_vision_output"]},
@@ -510,7 +514,7 @@ class Executor:
             height, width = pixels.shape[1] // 8 * 8, pixels.shape[2] // 8 * 8
             crop = pixels[:, :height, :width, :3]
             return ({"width": width, "height": height, "batch": crop.shape[0], "pixels": crop,
-                     "digest": _digest("encoded", crop.round(3).tolist()[:1])},), None  # fmt: skip
+                     "digest": _digest("encoded", _pixels_digest(crop))},), None  # fmt: skip
         if class_type == "KSampler":
             return (self._sample(inputs, node_id, prompt_id, client_id, fault, progress),), None
         if class_type == "VAEDecode":

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import report_errors
 from ..prompting.schema import TRIGGER_WORD
-from .layout import FOLDER_OF
+from .layout import model_files
 from .workflows import EXAMPLE, MODEL_URLS, WORKFLOW_NAMES, Graph, build_workflow
 
 __all__ = ["DEFAULT_OUT", "add_arguments", "export", "main", "rendered_files"]
@@ -50,15 +50,6 @@ def _dump(data: Any) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
-def _model_files(graph: Graph) -> list[tuple[str, str]]:
-    found: dict[tuple[str, str], None] = {}
-    for node in graph.nodes:
-        for name, folder in FOLDER_OF.items():
-            if name in node.widgets:
-                found[(folder, str(node.widgets[name]))] = None
-    return list(found)
-
-
 def _readme(graphs: dict[str, Graph]) -> str:
     d = EXAMPLE.defaults
     lines = [
@@ -86,10 +77,10 @@ def _readme(graphs: dict[str, Graph]) -> str:
         "flux-kontext-texture-wizar3d-basic": "the wizard: text → base → material edit → mesh, one graph",
     }
     for name, graph in graphs.items():
-        files = "<br>".join(f"`{folder}/{file}`" for folder, file in _model_files(graph))
+        files = "<br>".join(f"`{folder}/{file}`" for folder, file in model_files(graph))
         lines.append(f"| `{name}` | {purposes[name]} | {files} |")
     lines += ["", "## Where to get the model files", ""]
-    all_files = dict.fromkeys(item for graph in graphs.values() for item in _model_files(graph))
+    all_files = dict.fromkeys(item for graph in graphs.values() for item in model_files(graph))
     for folder, file in all_files:
         url = MODEL_URLS.get(file)
         source = f"[download]({url})" if url else "your trained LoRA (`alch3mist lora train`); copy it there"

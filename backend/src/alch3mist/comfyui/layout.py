@@ -18,10 +18,22 @@ if TYPE_CHECKING:
 __all__ = ["add_notes", "ui_workflow"]
 
 NODE_WIDTH, NOTE_WIDTH, COLUMN_GAP, ROW_GAP = 340, 400, 80, 40
+MAX_COLUMN_HEIGHT = 900  # a group taller than this wraps into another column
 GROUP_PAD, GROUP_TITLE = 20, 50
 GROUP_COLOURS = ("#3f789e", "#8A8", "#a1309b", "#b58b2a", "#444")
 FOLDER_OF = {"unet_name": "diffusion_models", "clip_name1": "text_encoders", "clip_name2": "text_encoders",
              "vae_name": "vae", "lora_name": "loras", "ckpt_name": "checkpoints"}  # fmt: skip
+
+
+def model_files(graph: Graph) -> list[tuple[str, str]]:
+    """``(folder, file)`` of every model file the graph loads, once each, in graph order."""
+    found = {
+        (folder, str(node.widgets[name])): None
+        for node in graph.nodes
+        for name, folder in FOLDER_OF.items()
+        if name in node.widgets
+    }
+    return list(found)
 
 
 def add_notes(graph: Graph, example: Example) -> None:
@@ -29,19 +41,15 @@ def add_notes(graph: Graph, example: Example) -> None:
     from .workflows import MODEL_URLS
 
     files = []
-    for node in graph.nodes:
-        for name, folder in FOLDER_OF.items():
-            if name in node.widgets:
-                file = str(node.widgets[name])
-                url = MODEL_URLS.get(file)
-                where = f"`ComfyUI/models/{folder}/{file}`"
-                if name == "lora_name":
-                    files.append(
-                        f"- {where}: your Alch3mist LoRA (`alch3mist lora train`, or the backend's LoRA folder). "
-                        "Without it, bypass the Load LoRA node (Ctrl+B) for the bare Kontext edit."
-                    )
-                else:
-                    files.append(f"- {where}" + (f" ([download]({url}))" if url else ""))
+    for folder, file in model_files(graph):
+        where, url = f"`ComfyUI/models/{folder}/{file}`", MODEL_URLS.get(file)
+        if folder == "loras":
+            files.append(
+                f"- {where}: your Alch3mist LoRA (`alch3mist lora train`, or the backend's LoRA folder). "
+                "Without it, bypass the Load LoRA node (Ctrl+B) for the bare Kontext edit."
+            )
+        else:
+            files.append(f"- {where}" + (f" ([download]({url}))" if url else ""))
     d = example.defaults
     lines = [
         f"## {graph.name}",
@@ -55,7 +63,7 @@ def add_notes(graph: Graph, example: Example) -> None:
         "",
         "### Model files",
         "",
-        *dict.fromkeys(files),  # each file once, in graph order
+        *files,
     ]
     graph.note("\n".join(lines), graph.groups[0], "Read me: what this workflow does and where the models go")
 
@@ -132,10 +140,14 @@ def _layout(graph: Graph) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
         members: list[tuple[int, int, int]] = [
             (n.id, NOTE_WIDTH, _note_height(n)) for n in graph.notes if n.group == group
         ] + [(n.id, NODE_WIDTH, _node_height(n)) for n in graph.nodes if n.group == group]
+        column_width = 0
         for item_id, width, height in members:
+            if y > 0 and y + height > MAX_COLUMN_HEIGHT:  # wrap: the next column of the same group
+                x, y = x + column_width + COLUMN_GAP // 2, 0
             positions[item_id], sizes[item_id] = [x, y], [width, height]
+            column_width = max(column_width, width)
             y += height + ROW_GAP
-        x += max(width for _id, width, _h in members) + COLUMN_GAP + 2 * GROUP_PAD
+        x += column_width + COLUMN_GAP + 2 * GROUP_PAD
     return positions, sizes
 
 
