@@ -40,17 +40,16 @@ class ComfyUIStandIn:
         return [line["body"] for line in lines if line["route"] == route]
 
     def settings(self, tmp_path: Path, **overrides: object) -> Settings:
-        return Settings(
-            _env_file=None,  # type: ignore[call-arg]
-            comfyui_url=self.url,
-            comfyui_timeout_s=60.0,
-            data_dir=tmp_path / "data",
-            engine_3d="preview",
-            llm_url=None,
-            trellis_url=None,
-            hunyuan3d_url=None,
-            **overrides,  # type: ignore[arg-type]
-        )
+        values: dict[str, object] = {
+            "comfyui_url": self.url,
+            "comfyui_timeout_s": 60.0,
+            "data_dir": tmp_path / "data",
+            "engine_3d": "preview",
+            "llm_url": None,
+            "trellis_url": None,
+            "hunyuan3d_url": None,
+        }
+        return Settings(_env_file=None, **(values | overrides))  # type: ignore[call-arg, arg-type]
 
 
 def make_comfyui_root(root: Path, *, lora: bool = True, skip: tuple[str, ...] = ()) -> Path:

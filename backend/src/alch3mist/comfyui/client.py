@@ -224,13 +224,11 @@ class ComfyUIClient:
 
         ws_url = "ws" + self.url.removeprefix("http") + f"/ws?clientId={self.client_id}"
         try:
-            socket = connect(ws_url, open_timeout=self.http_timeout_s, max_size=None)
+            connection = connect(ws_url, open_timeout=self.http_timeout_s, max_size=None)
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as error:
             raise ComfyUIUnavailable(self.url, f"cannot open its websocket /ws: {error}") from error
-        try:
+        with connection as socket:
             yield socket
-        finally:
-            socket.close()
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
