@@ -125,7 +125,7 @@ def comfyui_models(settings: Settings, preset: Preset) -> LoadedModels:
     loras = ComfyUILoras(client)
     try:
         report = inventory(client, files)
-        for problem in report.problems():
+        for problem in report.problems(backend_only=True):
             logger.warning("ComfyUI at %s: %s", client.url, problem)
     except ComfyUIError as error:  # a server that comes up later still works; each job says what is wrong
         logger.warning("%s (jobs will fail until it answers)", error.message)

@@ -17,7 +17,14 @@ from pydantic import BaseModel, Field
 from ..errors import ComfyUIError, InvalidRequest, report_errors
 from .client import ComfyUIClient
 from .nodes import NODES
-from .workflows import HUNYUAN3D_CHECKPOINT, ModelFiles
+from .workflows import (
+    EXAMPLE,
+    HUNYUAN3D_CHECKPOINT,
+    INPUT_IMAGE,
+    ModelFiles,
+    base_image_graph,
+    material_edit_graph,
+)
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -34,11 +41,16 @@ FOLDER_LISTS = {
     "loras": ("LoraLoaderModelOnly", "lora_name"),
     "checkpoints": ("ImageOnlyCheckpointLoader", "ckpt_name"),
 }
-BACKEND_NODES = (
-    "UNETLoader", "DualCLIPLoader", "VAELoader", "LoraLoaderModelOnly", "CLIPTextEncode", "FluxGuidance",
-    "ConditioningZeroOut", "EmptySD3LatentImage", "KSampler", "VAEDecode", "VAEEncode", "LoadImage", "SaveImage",
-    "FluxKontextImageScale", "ReferenceLatent",
-)  # fmt: skip
+
+
+def _backend_nodes() -> frozenset[str]:
+    """The node classes stages 1-2 submit: those of the base-image and material-edit workflows."""
+    files, example = ModelFiles.defaults(), EXAMPLE
+    graphs = (base_image_graph(files, example.base()), material_edit_graph(files, example.edit(), INPUT_IMAGE))
+    return frozenset(node.schema.class_type for graph in graphs for node in graph.nodes)
+
+
+BACKEND_NODES = _backend_nodes()
 
 
 class ServerReport(BaseModel):
@@ -60,10 +72,13 @@ class ServerReport(BaseModel):
         backend_nodes_missing = [n for n in self.nodes_missing if n in BACKEND_NODES]
         return not backend_nodes_missing and not self.missing_for_backend
 
-    def problems(self) -> list[str]:
-        found = [f"missing node class {name} (update ComfyUI)" for name in self.nodes_missing]
+    def problems(self, backend_only: bool = False) -> list[str]:
+        """One line per missing node class or model file; ``backend_only``: only what stages 1-2 need."""
+        nodes = [n for n in self.nodes_missing if n in BACKEND_NODES or not backend_only]
+        found = [f"missing node class {name} (update ComfyUI)" for name in nodes]
         found += [f"missing model file models/{item} (the image backend needs it)" for item in self.missing_for_backend]
-        found += [f"missing model file models/{item} (for the mesh workflows)" for item in self.missing_for_workflows]
+        if not backend_only:
+            found += [f"missing model file models/{x} (for the mesh workflows)" for x in self.missing_for_workflows]
         return found
 
 
