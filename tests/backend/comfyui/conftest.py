@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from alch3mist.config import Settings
 from alch3mist.comfyui.workflows import HUNYUAN3D_CHECKPOINT, ModelFiles
+from alch3mist.config import Settings
 
 from tests.backend.engines.servers import REPO_ROOT, free_port
 from tests.integration.conftest import wait_until_healthy

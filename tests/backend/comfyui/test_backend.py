@@ -134,7 +134,7 @@ def test_a_refused_workflow_names_the_node_and_the_reason(comfyui: ComfyUIStandI
 def test_a_run_past_the_timeout_is_interrupted_and_fails(comfyui_behaves: ComfyUIStandIn, tmp_path: Path) -> None:
     comfyui_behaves.set_fault(step_delay_s=0.3)
     models = load_models(comfyui_behaves.settings(tmp_path, comfyui_timeout_s=1.0))
-    with pytest.raises(ComfyUIUnavailable, match="longer than 1 s"):
+    with pytest.raises(ComfyUIUnavailable, match=r"longer than 1 s"):
         base(models, steps=30, seed=4242)
     assert comfyui_behaves.calls("POST /interrupt")
 
@@ -143,7 +143,7 @@ def test_a_server_that_is_down_is_said_so(tmp_path: Path) -> None:
     from alch3mist.config import Settings
 
     models = load_models(Settings(_env_file=None, comfyui_url=closed_port_url(), data_dir=tmp_path))  # type: ignore[call-arg]
-    with pytest.raises(ComfyUIUnavailable, match="ComfyUI at http://127.0.0.1"):
+    with pytest.raises(ComfyUIUnavailable, match=r"ComfyUI at http://127\.0\.0\.1"):
         base(models)
 
 

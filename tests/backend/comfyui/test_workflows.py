@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import uuid
 
@@ -97,7 +98,7 @@ def test_ui_widgets_and_api_inputs_say_the_same(name: str) -> None:
 def test_the_ui_layout_keeps_nodes_inside_their_groups_and_groups_apart() -> None:
     ui = build_workflow("flux-kontext-texture-wizar3d-basic").ui()
     boxes = [g["bounding"] for g in ui["groups"]]
-    for a, b in zip(boxes, boxes[1:], strict=False):
+    for a, b in itertools.pairwise(boxes):
         assert a[0] + a[2] <= b[0]  # side by side, no overlap
     for node in ui["nodes"]:
         x, y = node["pos"]
