@@ -118,21 +118,21 @@ class ComfyUIClient:
         ``progress`` messages of ``progress_node`` (the sampler) become ``control.report(value / max)``; a cancel
         interrupts it on the server and raises ``Cancelled``; past ``timeout_s`` it is interrupted and fails.
         """
-        prompt_id = str(uuid.uuid4())
         with self._socket() as socket:
             # 1. Queue it; a graph the server cannot run comes back at once with node_errors
-            self._queue(prompt, prompt_id)
+            prompt_id = self._queue(prompt, str(uuid.uuid4()))
             # 2. Follow it until ComfyUI says it is done (executing, node null), reporting the sampler's steps
             self._follow(socket, prompt, prompt_id, control, label, progress_node)
         # 3. The history holds what the output nodes wrote
         return self._result(prompt_id)
 
-    def _queue(self, prompt: dict[str, Any], prompt_id: str) -> None:
+    def _queue(self, prompt: dict[str, Any], prompt_id: str) -> str:
+        """Queue under our ``prompt_id``; returns the id the server answers with (older servers pick their own)."""
         body = {"prompt": prompt, "client_id": self.client_id, "prompt_id": prompt_id}
         response = self._request("POST", "/prompt", json=body)
         data = _json_body(response)
         if response.status_code == 200 and isinstance(data, dict) and not data.get("node_errors"):
-            return
+            return str(data.get("prompt_id") or prompt_id)
         raise ComfyUIError(self.url, f"the workflow was refused: {describe_prompt_error(data, prompt)}")
 
     def _follow(
