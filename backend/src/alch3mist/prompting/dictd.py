@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import struct
 import threading
+import unicodedata
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ _POS_TAG = re.compile(r"<([^<>]{1,40})>")
 _SENSE_NUMBER = re.compile(r"^\s*(\d+)\.\s*")
 _TRAILING_NUMBER = re.compile(r"\s+\d+\.\s*$")
 _BRACKETS = re.compile(r"\[[^\]]*\]|\([^)]*\)|\{[^}]*\}|/[^/]*/")
+_LABEL = re.compile(r"\[([^\]]{1,20})\]")
 _NOT_A_SENSE = re.compile(r'^\s*(?:Synonyms?:|see:|Note:|"|\()')
 
 
@@ -46,7 +48,7 @@ class Sense:
     """One numbered sense of an entry: its English translations in the dictionary's order, and its POS tags."""
 
     translations: tuple[str, ...]
-    pos: frozenset[str]
+    pos: frozenset[str]  # POS tags ("n", "adj", "masc" …) and usage labels in brackets ("[coll.]", "[zool.]")
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ class DictdDictionary:
     def lookup(self, word: str) -> list[Entry]:
         """Every entry whose headword is ``word`` (case-insensitive), in the dictionary's order."""
         locations = self._load().get(word.lower(), [])
-        return [parse_entry(self._read(offset, length)) for offset, length in locations]
+        return [_nfkc(parse_entry(self._read(offset, length))) for offset, length in locations]
 
     def __contains__(self, word: str) -> bool:
         return word.lower() in self._load()
@@ -93,7 +95,7 @@ class DictdDictionary:
     def entries(self) -> list[Entry]:
         """Every entry (reads the whole dictionary: for small ones, e.g. to invert an English-to-X dictionary)."""
         index = self._load()
-        return [parse_entry(self._read(o, n)) for w, locs in index.items() if not w.startswith("00") for o, n in locs]
+        return [_nfkc(parse_entry(self._read(o, n))) for w, locs in index.items() if not w.startswith("00") for o, n in locs]
 
     def _load(self) -> dict[str, list[tuple[int, int]]]:
         with self._lock:
@@ -123,7 +125,8 @@ def _read_index(path: Path) -> dict[str, list[tuple[int, int]]]:
                 location = (_b64_number(parts[1]), _b64_number(parts[2]))
             except KeyError:
                 continue  # a malformed line: skip it rather than lose the dictionary
-            index.setdefault(parts[0].strip().lower(), []).append(location)
+            # NFKC: Dutch headwords spell "ij" as the ligature "ĳ" (U+0133)
+            index.setdefault(unicodedata.normalize("NFKC", parts[0].strip()).lower(), []).append(location)
     return index
 
 
@@ -180,6 +183,13 @@ def _chunk_table(extra: bytes, path: Path) -> tuple[int, list[int]]:
     raise ValueError(f"{path} has a gzip extra field but no dictzip chunk table (RA)")
 
 
+def _nfkc(entry: Entry) -> Entry:
+    senses = tuple(
+        Sense(tuple(unicodedata.normalize("NFKC", t) for t in s.translations), s.pos) for s in entry.senses
+    )
+    return Entry(unicodedata.normalize("NFKC", entry.headword), entry.pos, senses)
+
+
 def parse_entry(text: str) -> Entry:
     """An entry's text -> :class:`Entry` (headword, POS tags, senses with their translations)."""
     lines = text.strip("\n").split("\n")
@@ -195,19 +205,22 @@ def parse_entry(text: str) -> Entry:
             # a line after the first sense that is neither numbered nor indented is a definition (pol-eng)
             continue
         body = _TRAILING_NUMBER.sub("", line[numbered.end() :] if numbered else line)
-        translations = _translations(body)
+        translations, labels = _translations(body)
         if translations:
-            senses.append(Sense(translations, _pos_tags(body) or head_pos))
+            senses.append(Sense(translations, (_pos_tags(body) or head_pos) | labels))
     return Entry(headword, head_pos, tuple(senses))
 
 
-def _translations(body: str) -> tuple[str, ...]:
+def _translations(body: str) -> tuple[tuple[str, ...], frozenset[str]]:
+    """The translations of a sense line, and its usage labels ("[coll.]", "[slang]", "[zool.]", lower case)."""
     words = []
-    for part in re.split(r"[,;]", body):
-        word = re.sub(r"\s+", " ", _BRACKETS.sub("", _POS_TAG.sub("", part))).strip(" .-\u2010")
+    labels: set[str] = set()
+    for part in re.split(r"[,;]", _POS_TAG.sub("", body)):
+        labels.update(f"[{label.strip().lower()}]" for label in _LABEL.findall(part))
+        word = re.sub(r"\s+", " ", _BRACKETS.sub("", part)).strip(" .-\u2010")
         if word and len(word) <= 60 and not any(c.isdigit() for c in word):
             words.append(word)
-    return tuple(words)
+    return tuple(words), frozenset(labels)
 
 
 def _pos_tags(text: str) -> frozenset[str]:

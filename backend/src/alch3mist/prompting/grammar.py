@@ -55,7 +55,7 @@ GRAMMARS: dict[str, Grammar] = {
         fillers=_set("please|pls|can you|could you|would you|will you|i want|i would like|i'd like|i need|i wish|"
                      "generate|create|make|draw|render|build|design|give|show|produce|sculpt|model|imagine|paint|"
                      "me|us|for me|for us|a 3d model of|a 3d render of|a 3d asset of|an image of|a picture of|"
-                     "a photo of|a render of|a model of|3d model of|3d|thanks|thank you|now|just|hey|hi|hello"),
+                     "a photo of|a render of|a model of|3d model of|3d|thanks|thank you|now|just|hey|hi|hello|it"),
     ),
     "es": Grammar(
         "es", "spa",

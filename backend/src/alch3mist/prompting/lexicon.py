@@ -22,7 +22,7 @@ import simplemma
 from .dictd import DictdDictionary, Entry
 from .grammar import Grammar
 
-__all__ = ["Candidate", "DictionaryMissing", "Lexicon"]
+__all__ = ["PIVOTS", "Candidate", "DictionaryMissing", "Lexicon", "build_lexicons"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,11 @@ _COMPOUND_LANGUAGES = frozenset({"de", "nl", "sv"})
 _LINKING = ("", "s", "es", "n", "en", "e", "er")  # German / Dutch / Swedish Fugenelemente
 _PLURAL_ENDINGS = ("es", "s", "en", "n", "e", "i", "a", "y", "ów", "ami", "ach")
 _MIN_PART = 3
+# Languages whose small X-eng dictionary is backed by a bigger one into a language with a big dictionary to English.
+PIVOTS: dict[str, tuple[str, ...]] = {"es": ("de",), "fr": ("de",), "it": ("pl", "de"), "pt": ("de",), "nl": ("de",),
+                                      "sv": ("de",)}  # fmt: skip
+# Second opinions when a word has several translations: the same word through another language's dictionaries.
+WITNESSES: dict[str, tuple[str, ...]] = {"de": ("fr", "nl", "es"), "pl": ("de",), **PIVOTS}
 
 
 class DictionaryMissing(FileNotFoundError):
@@ -50,11 +55,15 @@ class Candidate:
 class Lexicon:
     """English candidates for the words of one language (dictionaries read on first use, thread-safe)."""
 
-    def __init__(self, grammar: Grammar, folder: Path) -> None:
+    def __init__(self, grammar: Grammar, folder: Path, pivots: tuple[Lexicon, ...] = ()) -> None:
         self.grammar = grammar
         self.folder = folder
+        self.pivots = pivots
+        self.witness_lexicons: tuple[Lexicon, ...] = pivots
         self._direct: DictdDictionary | None = None
         self._inverse: dict[str, list[tuple[str, frozenset[str], int]]] | None = None
+        self._to_pivot: dict[str, DictdDictionary | None] = {}
+        self._from_pivot: dict[str, dict[str, list[tuple[str, frozenset[str], int]]]] = {}
         self._lock = threading.Lock()
 
     @property
@@ -74,10 +83,14 @@ class Lexicon:
     def word(self, word: str) -> list[Candidate]:
         """Candidates for one word, trying its lemma, plural and compound parts when the word itself is unknown."""
         for form in self._forms(word):
-            found = self._candidates(form, form)
+            found = self._candidates(form, form) or self._through_pivots(form)
             if found:
                 return found
         return self._compound(word)
+
+    def direct(self, word: str) -> list[Candidate]:
+        """Candidates from the X-eng dictionary only, for the word as written (a pivot language's headword)."""
+        return [c for entry in self._dictionary().lookup(word) for c in _from_entry(entry, word, 0)]
 
     def knows(self, word: str) -> bool:
         """True when the dictionary or the lemmatiser knows the word (language-identification evidence)."""
@@ -104,7 +117,7 @@ class Lexicon:
             return []
         key = word.lower()
         for cut in range(len(key) - _MIN_PART, _MIN_PART - 1, -1):  # the longest head first
-            head = self._first_for(key[cut:])
+            head = self._first_for(key[cut:])  # compounds: the X-eng dictionary only (fast, and precise enough)
             if head is None:
                 continue
             for linking in _LINKING:
@@ -123,6 +136,49 @@ class Lexicon:
             if found:
                 return found[0]
         return None
+
+    def witnesses(self, form: str) -> set[str]:
+        """English words reached from ``form`` through the other languages' dictionaries (lower case)."""
+        return {
+            c.english.lower()
+            for other in self.witness_lexicons
+            for word in self._pivot_words(other, form)[:4]
+            for c in other.direct(word)
+        }
+
+    # --- pivots -----------------------------------------------------------------------------------------------------
+
+    def _through_pivots(self, form: str) -> list[Candidate]:
+        """X -> pivot language (X-P, or P-X read backwards) -> English with the pivot's big dictionary.
+
+        FreeDict's Spanish, French, Italian, Portuguese and Dutch dictionaries into English are small (3-11 k
+        headwords); their dictionaries into German (or Italian's into Polish) are larger, and German's and Polish's
+        into English are large (380 k, 36 k): "búho" -> "Uhu" -> eagle-owl, "pietra" -> "kamień" -> stone.
+        """
+        for pivot in self.pivots:
+            words = self._pivot_words(pivot, form)
+            found = [
+                Candidate(c.english, c.pos, 10 * rank + c.rank, False, form)
+                for rank, word in enumerate(words[:4])
+                for c in pivot.direct(word)
+            ]
+            if found:
+                return found
+        return []
+
+    def _pivot_words(self, pivot: Lexicon, form: str) -> list[str]:
+        code = pivot.grammar.freedict
+        with self._lock:
+            if code not in self._to_pivot:
+                name = f"freedict-{self.grammar.freedict}-{code}"
+                try:
+                    self._to_pivot[code] = DictdDictionary.named(self.folder, name)
+                except FileNotFoundError:
+                    self._to_pivot[code] = None
+                self._from_pivot[code] = _invert(self.folder, f"freedict-{code}-{self.grammar.freedict}")
+            to_pivot, from_pivot = self._to_pivot[code], self._from_pivot[code]
+        words = [t for e in to_pivot.lookup(form) for s in e.senses for t in s.translations] if to_pivot else []
+        return words or [english for english, _, _ in from_pivot.get(form, [])]
 
     # --- dictionaries -----------------------------------------------------------------------------------------------
 
@@ -155,6 +211,23 @@ class Lexicon:
             if self._inverse is None:
                 self._inverse = _invert(self.folder, f"freedict-eng-{self.grammar.freedict}")
             return self._inverse
+
+
+def build_lexicons(grammars: dict[str, Grammar], folder: Path) -> dict[str, Lexicon]:
+    """A lexicon for every language with a FreeDict code, wired to its pivots (built first: they have none)."""
+    lexicons: dict[str, Lexicon] = {}
+    for code, grammar in sorted(grammars.items(), key=lambda item: code_order(item[0])):
+        if grammar.freedict:
+            pivots = tuple(lexicons[p] for p in PIVOTS.get(code, ()) if p in lexicons)
+            lexicons[code] = Lexicon(grammar, folder, pivots)
+    for code, lexicon in lexicons.items():
+        lexicon.witness_lexicons = tuple(lexicons[w] for w in WITNESSES.get(code, ()) if w in lexicons)
+    return lexicons
+
+
+def code_order(code: str) -> int:
+    """Pivot languages first."""
+    return 0 if any(code in pivots for pivots in PIVOTS.values()) else 1
 
 
 def _from_entry(entry: Entry, form: str, start: int) -> list[Candidate]:

@@ -30,7 +30,7 @@ from pathlib import Path
 from ..errors import InvalidRequest
 from .grammar import GRAMMARS, LANGUAGE_NAMES
 from .language import LanguageIdentifier
-from .lexicon import DictionaryMissing, Lexicon
+from .lexicon import DictionaryMissing, Lexicon, build_lexicons
 from .parse import Parsed, Parser, Token
 from .schema import MaterialPrompt
 from .senses import English
@@ -92,7 +92,7 @@ class OfflineRewriter:
         self.dictionary_dir = dictionary_dir
         self.identifier = LanguageIdentifier()
         wordnet = WordNet(wordnet_dir)
-        lexicons = {code: Lexicon(g, dictionary_dir) for code, g in GRAMMARS.items() if g.freedict}
+        lexicons = build_lexicons(GRAMMARS, dictionary_dir)
         self.resources = _Resources(wordnet, English(wordnet), lexicons)
         self._parse_lock = threading.Lock()
 

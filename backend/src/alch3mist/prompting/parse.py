@@ -30,6 +30,10 @@ __all__ = ["Parsed", "Parser", "Token"]
 _SENTENCE_END = frozenset({".", "!", "?", ";"})
 _MAX_MATERIALS = 6
 _MAX_PHRASE = 3  # longest multi-word headword tried
+_PLURAL_ENDINGS: dict[str, tuple[str, ...]] = {
+    "en": ("s",), "es": ("s",), "pt": ("s",), "fr": ("s", "x"), "it": ("i", "e"), "de": ("n", "e", "er", "s"),
+    "nl": ("en", "s"), "sv": ("ar", "er", "or", "na"),
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,7 @@ class Parser:
             elif tokens and self._is_request_verb(tokens[0]):
                 tokens, changed = tokens[1:], True
             for end in range(min(4, len(tokens) - 1), 0, -1):
-                if " ".join(t.key for t in tokens[-end:]) in self.grammar.fillers:
+                if _match(tokens, len(tokens) - end, self.grammar.fillers) == end:
                     tokens, changed = tokens[:-end], True
                     break
         return tokens
@@ -138,13 +142,16 @@ class Parser:
 
     def _material_follows(self, tokens: list[Token]) -> bool:
         """The next noun (after articles and adjectives) is a material: "in bronze", "de madera", "aus Gold"."""
-        for word in self._translate(tokens[:4], Role.MATERIAL):
+        for index, token in enumerate(tokens[:4]):
+            if token.key in self.grammar.articles or not token.key[:1].isalnum():
+                continue
+            if token.key in self.grammar.of or token.key in self.grammar.weak_made_of:
+                return False
+            _, word = self._content_word(tokens, index, Role.MATERIAL, head=False)
             if word.kind == "noun":
                 return self.english.is_material(word.english) or bool(self.english.material_of_adjective(word.english))
-            if word.kind == "adj" and self.english.material_of_adjective(word.english):
+            if self.english.material_of_adjective(word.english):
                 return True
-            if word.kind not in ("article", "adj"):
-                return False
         return False
 
     # --- 4. material segments ---------------------------------------------------------------------------------------
@@ -181,6 +188,7 @@ class Parser:
     def _translate(self, tokens: list[Token], role: Role) -> list[Word]:
         """Words of a phrase in English order (articles marked, adjectives before nouns, compounds joined)."""
         words: list[Word] = []
+        head = self._head_position(tokens)
         index = 0
         while index < len(tokens):
             token = tokens[index]
@@ -199,12 +207,26 @@ class Parser:
                 words.append(Word("in", "in", token.text))
                 index += 1
                 continue
-            length, word = self._content_word(tokens, index, role)
+            length, word = self._content_word(tokens, index, role, head=index == head)
             words.append(word)
             index += length
         return self._english_order(words)
 
-    def _content_word(self, tokens: list[Token], index: int, role: Role) -> tuple[int, Word]:
+    def _head_position(self, tokens: list[Token]) -> int:
+        """Where the head noun stands: the first content word in Romance order, else the last (before "of")."""
+        content = []
+        for index, token in enumerate(tokens):
+            if token.key in self.grammar.of or token.key in self.grammar.weak_made_of:
+                if content:
+                    break
+                continue
+            if token.key[:1].isalnum() and token.key not in self.grammar.articles:
+                content.append(index)
+        if not content:
+            return -1
+        return content[0] if self.grammar.adjectives_follow else content[-1]
+
+    def _content_word(self, tokens: list[Token], index: int, role: Role, head: bool) -> tuple[int, Word]:
         token = tokens[index]
         # multi-word headwords first ("osito de peluche", "teddy bear")
         for length in range(min(_MAX_PHRASE, len(tokens) - index), 1, -1):
@@ -221,19 +243,47 @@ class Parser:
             self._untranslated.append(token.text)
             return 1, Word(token.text, "noun", token.text, known=False)
         noun_role = Role.MATERIAL if role is Role.MATERIAL else Role.THING
-        noun = self.english.choose(candidates, noun_role)
-        adjective = self.english.choose(candidates, Role.MODIFIER)
+        back = self._witnesses(candidates)
+        noun = self.english.choose(candidates, noun_role, back)
+        adjective = self.english.choose(candidates, Role.MODIFIER, back)
         assert noun is not None and adjective is not None
-        noun_score = self.english.score(noun, noun_role, False)
-        adjective_score = self.english.score(adjective, Role.MODIFIER, False)
+        noun_score = self.english.score(noun, noun_role, noun.english.lower() in back)
+        adjective_score = self.english.score(adjective, Role.MODIFIER, adjective.english.lower() in back)
         if self.grammar.code == "de" and index > 0:  # German capitalises nouns
             if token.text[:1].isupper():
                 adjective_score -= 5
             else:
                 noun_score -= 5
+        if head:
+            noun_score += 2
         if adjective_score > noun_score:
-            return 1, Word(adjective.english.lower(), "adj", token.text)
-        return 1, Word(noun.english.lower(), "noun", token.text)
+            return 1, self._checked(Word(adjective.english.lower(), "adj", token.text))
+        english = noun.english.lower()
+        wordnet = self.english.wordnet
+        if self.lexicon is not None:  # English words keep their number as written
+            english = wordnet.plural(english) if self._plural(token.text, noun) else wordnet.singular(english)
+        return 1, self._checked(Word(english, "noun", token.text))
+
+    def _checked(self, word: Word) -> Word:
+        """A "translation" that is not English (a dictionary typo, a foreign cross-reference) counts as none."""
+        if self.english.is_word(word.english):
+            return word
+        self._untranslated.append(word.source)
+        return Word(word.source, word.kind, word.source, known=False)
+
+    def _plural(self, written: str, candidate: Candidate) -> bool:
+        """The source word is a plural: the dictionary says so, or it is an inflection of the form found."""
+        if "pl" in candidate.pos:
+            return True
+        word = written.lower()
+        endings = _PLURAL_ENDINGS.get(self.grammar.code, ())
+        return word != candidate.form.lower() and word.endswith(endings) and len(word) > len(candidate.form)
+
+    def _witnesses(self, candidates: list[Candidate]) -> set[str]:
+        """Second opinions, asked only when the dictionary offers several translations."""
+        if self.lexicon is None or len({c.english.lower() for c in candidates}) < 2:
+            return set()
+        return self.lexicon.witnesses(candidates[0].form)
 
     def _candidates(self, text: str) -> list[Candidate]:
         if self.lexicon is not None:
@@ -250,7 +300,7 @@ class Parser:
         if self.grammar.adjectives_follow:
             words = self._shades(words)
             words = _adjectives_before_nouns(words)
-        return _compounds(words)
+        return _compounds(words) if self.lexicon is not None else words
 
     def _shades(self, words: list[Word]) -> list[Word]:
         """"azul cobalto" -> one adjective "cobalt blue" (a colour followed by a bare noun naming its shade)."""
@@ -311,7 +361,7 @@ class Parser:
                 if index > 0 and not word.indefinite:
                     parts.append("the")
                     continue
-                parts.append("a")
+                parts.append("an" if words[index + 1 :] and words[index + 1].english[:1] in "aeiou" else "a")
                 continue
             parts.append(word.english)
         while parts and parts[-1] in ("a", "the", "of", "in"):
@@ -335,8 +385,10 @@ def _sentences(tokens: list[Token]) -> list[list[Token]]:
 def _match(tokens: list[Token], index: int, phrases: frozenset[str]) -> int:
     """Length of the longest phrase of ``phrases`` starting at ``index`` (0 when none)."""
     for length in range(4, 0, -1):
-        if index + length <= len(tokens) and " ".join(t.key for t in tokens[index : index + length]) in phrases:
-            return length
+        if index + length <= len(tokens):
+            joined = " ".join(t.key for t in tokens[index : index + length])
+            if joined in phrases or joined.replace("' ", "'") in phrases:  # "s' il vous plait" = "s'il vous plait"
+                return length
     return 0
 
 

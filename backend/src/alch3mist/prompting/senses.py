@@ -31,6 +31,13 @@ class Role(Enum):
     ANY = "any"
 
 
+# Usage labels (Ding / FreeDict) of senses a request for an object hardly means: slang, regional, figurative …
+_MARKED = frozenset(
+    {"[coll.]", "[slang]", "[ugs.]", "[fig.]", "[übtr.]", "[pej.]", "[vulg.]", "[obs.]", "[dated]", "[humor.]",
+     "[dt.]", "[fin.]", "[euphem.]", "[rare]", "[selten]", "[poet.]", "[geh.]"}
+)  # fmt: skip
+_REPEAT_BONUS = 0.8  # per other sense giving the same translation ("Krone": crown ×3, top ×1)
+
 _REQUEST_VERBS = frozenset(
     "generate create make draw render build design give show produce sculpt model want like need imagine paint "
     "wish print craft".split()
@@ -94,7 +101,14 @@ class English:
         if not candidates:
             return None
         back = back or set()
-        return max(candidates, key=lambda c: (self.score(c, role, c.english in back), -c.rank))
+        repeats: dict[str, int] = {}
+        for candidate in candidates:
+            repeats[candidate.english.lower()] = repeats.get(candidate.english.lower(), 0) + 1
+
+        def total(c: Candidate) -> float:
+            return self.score(c, role, c.english.lower() in back) + _REPEAT_BONUS * (repeats[c.english.lower()] - 1)
+
+        return max(candidates, key=lambda c: (total(c), -c.rank))
 
     def score(self, candidate: Candidate, role: Role, translates_back: bool) -> float:
         english = candidate.english.lower()
@@ -102,11 +116,12 @@ class English:
         if len(words) > 3 or not self.is_word(english):
             return -10.0 - candidate.rank
         kinds = self._kinds_of_phrase(english)
-        score = 2.0 if len(words) == 1 else 1.0
+        score = 2.0 if len(words) == 1 or self.wordnet.base_forms(english, "n") else 1.0
         score += self._role_fit(english, kinds, candidate.pos, role)
         score += 0.8 * math.log1p(self._frequency(english, role))
-        score += 1.0 if translates_back else 0.0
+        score += 2.0 if translates_back else 0.0
         score += 0.3 if candidate.direct else 0.0
+        score -= 1.5 if candidate.pos & _MARKED else 0.0
         return score - 0.15 * candidate.rank
 
     def _role_fit(self, english: str, kinds: set[str], tags: frozenset[str], role: Role) -> float:
@@ -124,8 +139,9 @@ class English:
         return fit
 
     def _frequency(self, english: str, role: Role) -> int:
+        """SemCor count of the word, or of the whole phrase ("mine car" is rare even though "car" is not)."""
         pos = "a" if role is Role.MODIFIER else "n"
-        return sum(self.wordnet.frequency(form, pos) for form in self._base_forms(english.split()[-1], pos))
+        return sum(self.wordnet.frequency(form, pos) for form in self._base_forms(english, pos))
 
     def _base_forms(self, word: str, pos: str) -> list[str]:
         return self.wordnet.base_forms(word, pos) or [word]

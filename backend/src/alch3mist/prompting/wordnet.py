@@ -29,7 +29,8 @@ _POS_FILES = {"n": "noun", "a": "adj", "v": "verb", "r": "adv"}
 LEX_ARTIFACT, LEX_ANIMAL, LEX_BODY, LEX_FOOD, LEX_OBJECT, LEX_PLANT, LEX_SUBSTANCE = 6, 5, 8, 13, 17, 20, 27
 _CONCRETE_LEXNAMES = frozenset({LEX_ARTIFACT, LEX_ANIMAL, LEX_BODY, LEX_FOOD, LEX_OBJECT, LEX_PLANT, LEX_SUBSTANCE})
 # A noun is a material when one of its senses is a substance or descends from one of these (first senses).
-_MATERIAL_ROOTS = ("material", "fabric", "metal", "stone", "gem", "paper", "plastic", "fur", "leather", "wood")
+_MATERIAL_ROOTS = ("material", "fabric", "metal", "stone", "gem", "paper", "plastic", "fur", "leather", "wood",
+                   "ceramic")
 # Suffix rules of WordNet's morphy (morph.c), for inflected forms not in the exception lists.
 _SUFFIXES = {
     "n": (("s", ""), ("ses", "s"), ("xes", "x"), ("zes", "z"), ("ches", "ch"), ("shes", "sh"), ("men", "man"),
@@ -60,6 +61,7 @@ class WordNet:
         self._index: dict[str, dict[str, tuple[int, ...]]] | None = None
         self._exceptions: dict[str, dict[str, str]] = {}
         self._counts: dict[tuple[str, str], int] = {}
+        self._plurals: dict[str, str] = {}
 
     def check(self) -> None:
         """Raise :class:`WordNetMissing` naming the folder when its files are not there."""
@@ -89,6 +91,24 @@ class WordNet:
     def is_word(self, word: str, pos: str | None = None) -> bool:
         """True when ``word`` (or an inflection of it) is an English word (of ``pos`` when given)."""
         return any(self.base_forms(word, p) for p in ([pos] if pos else list(_POS_FILES)))
+
+    def plural(self, noun: str) -> str:
+        """English plural of ``noun`` (the exception list read backwards, then the spelling rules)."""
+        self._load()
+        irregular = self._plurals.get(noun.lower())
+        if irregular:
+            return irregular
+        if noun.endswith(("s", "x", "z", "ch", "sh")):
+            return noun + "es"
+        if noun.endswith("y") and noun[-2:-1] not in ("a", "e", "i", "o", "u", ""):
+            return noun[:-1] + "ies"
+        return noun + "s"
+
+    def singular(self, noun: str) -> str:
+        """The singular of a plural noun ("eyes" -> "eye", "woods" -> "wood"); other words unchanged."""
+        key = noun.lower()
+        others = [form for form in self.base_forms(key, "n") if form != key]
+        return others[0] if others and key.endswith("s") else noun
 
     def frequency(self, word: str, pos: str | None = None) -> int:
         """How often ``word``'s senses were tagged in SemCor (0 for rare or unknown words)."""
@@ -152,6 +172,7 @@ class WordNet:
                 self._index = {pos: _read_index(self.folder / f"index.{name}") for pos, name in _POS_FILES.items()}
                 self._exceptions = {pos: _read_exceptions(self.folder / f"{name}.exc") for pos, name in _POS_FILES.items()}
                 self._counts = _read_counts(self.folder / "cntlist.rev")
+                self._plurals = {base: form for form, base in self._exceptions["n"].items() if base != form}
             return self._index
 
 
