@@ -82,10 +82,12 @@ class Lexicon:
 
     def word(self, word: str) -> list[Candidate]:
         """Candidates for one word, trying its lemma, plural and compound parts when the word itself is unknown."""
-        for form in self._forms(word):
-            found = self._candidates(form, form) or self._through_pivots(form)
-            if found:
-                return found
+        forms = self._forms(word)
+        for look_up in (self._direct_candidates, self._inverse_candidates, self._through_pivots):
+            for form in forms:  # the X-eng dictionary for every form before the weaker sources
+                found = look_up(form)
+                if found:
+                    return found
         return self._compound(word)
 
     def direct(self, word: str) -> list[Candidate]:
@@ -158,7 +160,7 @@ class Lexicon:
         for pivot in self.pivots:
             words = self._pivot_words(pivot, form)
             found = [
-                Candidate(c.english, c.pos, 10 * rank + c.rank, False, form)
+                Candidate(c.english, c.pos, 2 * rank + c.rank, False, form)
                 for rank, word in enumerate(words[:4])
                 for c in pivot.direct(word)
             ]
@@ -183,13 +185,19 @@ class Lexicon:
     # --- dictionaries -----------------------------------------------------------------------------------------------
 
     def _candidates(self, key: str, form: str) -> list[Candidate]:
+        return self._direct_candidates(key) or self._inverse_candidates(key)
+
+    def _direct_candidates(self, form: str) -> list[Candidate]:
         found: list[Candidate] = []
-        for entry in self._dictionary().lookup(key):
+        for entry in self._dictionary().lookup(form):
             found.extend(_from_entry(entry, form, len(found)))
-        if not found:
-            for rank, (english, pos, _) in enumerate(self._inverted().get(key.lower(), [])):
-                found.append(Candidate(english, pos, rank, False, form))
         return found
+
+    def _inverse_candidates(self, form: str) -> list[Candidate]:
+        return [
+            Candidate(english, pos, rank, False, form)
+            for rank, (english, pos, _) in enumerate(self._inverted().get(form.lower(), []))
+        ]
 
     def _dictionary(self) -> DictdDictionary:
         with self._lock:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from .grammar import Grammar
 from .lexicon import Candidate, Lexicon
 from .senses import English, Role
+from .text import fold
 
 __all__ = ["Parsed", "Parser", "Token"]
 
@@ -261,13 +262,27 @@ class Parser:
         english = noun.english.lower()
         wordnet = self.english.wordnet
         if self.lexicon is not None:  # English words keep their number as written
-            english = wordnet.plural(english) if self._plural(token.text, noun) else wordnet.singular(english)
+            english = self._number(english, token.text, noun, candidates)
         return 1, self._checked(Word(english, "noun", token.text))
+
+    def _number(self, english: str, written: str, chosen: Candidate, candidates: list[Candidate]) -> str:
+        """The English noun in the source word's number ("Federn" -> feathers, "bois" -> wood, "yeux" -> eyes)."""
+        wordnet = self.english.wordnet
+        singular = wordnet.singular(english)
+        if self._plural(written, chosen):
+            return english if singular != english else wordnet.plural(english)
+        offered = {c.english.lower() for c in candidates}
+        if chosen.form.lower() == written.lower() and singular not in offered:
+            return english  # the dictionary's own translation of this very form
+        return singular
 
     def _checked(self, word: Word) -> Word:
         """A "translation" that is not English (a dictionary typo, a foreign cross-reference) counts as none."""
         if self.english.is_word(word.english):
             return word
+        plain = fold(word.english)  # "café" -> "cafe"
+        if self.english.is_word(plain):
+            return Word(plain, word.kind, word.source, word.known, word.indefinite)
         self._untranslated.append(word.source)
         return Word(word.source, word.kind, word.source, known=False)
 

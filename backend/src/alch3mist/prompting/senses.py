@@ -36,7 +36,7 @@ _MARKED = frozenset(
     {"[coll.]", "[slang]", "[ugs.]", "[fig.]", "[übtr.]", "[pej.]", "[vulg.]", "[obs.]", "[dated]", "[humor.]",
      "[dt.]", "[fin.]", "[euphem.]", "[rare]", "[selten]", "[poet.]", "[geh.]"}
 )  # fmt: skip
-_REPEAT_BONUS = 0.8  # per other sense giving the same translation ("Krone": crown ×3, top ×1)
+_REPEAT_BONUS = 1.0  # per other sense giving the same translation ("Krone": crown ×3, top ×1)
 
 _REQUEST_VERBS = frozenset(
     "generate create make draw render build design give show produce sculpt model want like need imagine paint "
