@@ -30,6 +30,10 @@ _COMPOUND_LANGUAGES = frozenset({"de", "nl", "sv"})
 _LINKING = ("", "s", "es", "n", "en", "e", "er")  # German / Dutch / Swedish Fugenelemente
 _PLURAL_ENDINGS = ("es", "s", "en", "n", "e", "i", "a", "y", "ów", "ami", "ach")
 _MIN_PART = 3
+_MASCULINE: dict[str, tuple[tuple[str, str], ...]] = {
+    "es": (("as", "o"), ("a", "o")), "pt": (("as", "o"), ("a", "o")), "it": (("e", "o"), ("a", "o")),
+    "fr": (("ees", "e"), ("ee", "e"), ("es", ""), ("e", "")),
+}  # fmt: skip
 # Languages whose small X-eng dictionary is backed by a bigger one into a language with a big dictionary to English.
 PIVOTS: dict[str, tuple[str, ...]] = {"es": ("de",), "fr": ("de",), "it": ("pl", "de"), "pt": ("de",), "nl": ("de",),
                                       "sv": ("de",)}  # fmt: skip
@@ -83,8 +87,12 @@ class Lexicon:
     def word(self, word: str) -> list[Candidate]:
         """Candidates for one word, trying its lemma, plural and compound parts when the word itself is unknown."""
         forms = self._forms(word)
-        for look_up in (self._direct_candidates, self._inverse_candidates, self._through_pivots):
-            for form in forms:  # the X-eng dictionary for every form before the weaker sources
+        # every form in the X-eng dictionary ("dorada": the fish; its lemma "dorado": golden), then weaker sources
+        found = [c for form in forms for c in self._direct_candidates(form)]
+        if found:
+            return found
+        for look_up in (self._inverse_candidates, self._through_pivots):
+            for form in forms:
                 found = look_up(form)
                 if found:
                     return found
@@ -96,7 +104,8 @@ class Lexicon:
 
     def knows(self, word: str) -> bool:
         """True when the dictionary or the lemmatiser knows the word (language-identification evidence)."""
-        return bool(self.word(word)) or simplemma.is_known(word, lang=self.grammar.code)
+        key = word.lower()
+        return bool(self._direct_candidates(key)) or simplemma.is_known(key, lang=self.grammar.code)
 
     def lemma(self, word: str) -> str:
         return str(simplemma.lemmatize(word, lang=self.grammar.code))
@@ -108,6 +117,9 @@ class Lexicon:
         lemma = self.lemma(word).lower()
         if lemma not in forms:
             forms.append(lemma)
+        for feminine, masculine in _MASCULINE.get(self.grammar.code, ()):  # dictionaries list the masculine
+            if word.lower().endswith(feminine):
+                forms.append(word.lower()[: -len(feminine)] + masculine)
         for ending in _PLURAL_ENDINGS:
             if word.lower().endswith(ending) and len(word) - len(ending) >= _MIN_PART:
                 forms.append(word.lower()[: -len(ending)])

@@ -171,6 +171,11 @@ class OfflineRewriter:
                 lexicon.check()
         except (WordNetMissing, DictionaryMissing) as exc:
             return empty, f"the request is in {name} but {exc}: it was used as written, untranslated"
+        if lexicon is not None and not any(lexicon.knows(t.text) for t in tokens if t.key[:1].isalpha()):
+            return empty, (
+                f"the request looks {name} to the language detector but none of its words is in the {name} "
+                "dictionary, so its language was not recognised: the request was used as written, untranslated"
+            )
         with self._parse_lock:  # one parse at a time: the parser keeps per-request state
             return Parser(GRAMMARS[language], lexicon, resources.english).parse(tokens), ""
 

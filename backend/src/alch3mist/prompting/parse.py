@@ -84,8 +84,8 @@ class Parser:
             return Parsed("", [])
 
         # 2. Object and material part of the first sentence
-        object_tokens, rest = self._split_object(sentences[0])
-        materials = [m for m in (self._material(segment) for segment in self._segments(rest)) if m]
+        object_tokens, rest, role = self._split_object(sentences[0])
+        materials = [m for m in (self._material(segment, r) for segment, r in self._segments(rest, role)) if m]
 
         # 3. Materials named in the object phrase ("a golden cow", "a glass owl")
         subject_words = self._translate(object_tokens, Role.THING)
@@ -96,7 +96,8 @@ class Parser:
         for sentence in sentences[1:]:
             if materials:
                 break
-            materials = [m for m in (self._material(segment) for segment in self._segments(sentence)) if m]
+            segments = self._segments(sentence, Role.MATERIAL)
+            materials = [m for m in (self._material(segment, r) for segment, r in segments) if m]
         unique = list(dict.fromkeys(materials))[:_MAX_MATERIALS]
         return Parsed(self._render(subject_words, keep_article=True), unique, list(dict.fromkeys(self._untranslated)))
 
@@ -131,15 +132,19 @@ class Parser:
 
     # --- 3. object | materials --------------------------------------------------------------------------------------
 
-    def _split_object(self, tokens: list[Token]) -> tuple[list[Token], list[Token]]:
+    def _split_object(self, tokens: list[Token]) -> tuple[list[Token], list[Token], Role]:
+        """(object, the rest, what the rest starts with: a material after "made of", a feature after "with")."""
         for index in range(1, len(tokens)):
-            strong = _match(tokens, index, self.grammar.made_of | self.grammar.with_)
-            if strong:
-                return tokens[:index], tokens[index + strong :]
+            made_of = _match(tokens, index, self.grammar.made_of)
+            if made_of:
+                return tokens[:index], tokens[index + made_of :], Role.MATERIAL
+            with_ = _match(tokens, index, self.grammar.with_)
+            if with_:
+                return tokens[:index], tokens[index + with_ :], Role.THING
             weak = _match(tokens, index, self.grammar.weak_made_of)
             if weak and self._material_follows(tokens[index + weak :]):
-                return tokens[:index], tokens[index + weak :]
-        return tokens, []
+                return tokens[:index], tokens[index + weak :], Role.MATERIAL
+        return tokens, [], Role.MATERIAL
 
     def _material_follows(self, tokens: list[Token]) -> bool:
         """The next noun (after articles and adjectives) is a material: "in bronze", "de madera", "aus Gold"."""
@@ -157,19 +162,23 @@ class Parser:
 
     # --- 4. material segments ---------------------------------------------------------------------------------------
 
-    def _segments(self, tokens: list[Token]) -> list[list[Token]]:
-        """Split at and / with / made of (not inside "black and white stripes")."""
-        segments: list[list[Token]] = [[]]
+    def _segments(self, tokens: list[Token], role: Role) -> list[tuple[list[Token], Role]]:
+        """Split at and / with / made of (not inside "black and white stripes"); each with its role."""
+        segments: list[tuple[list[Token], Role]] = [([], role)]
         index = 0
         while index < len(tokens):
-            length = _match(tokens, index, self.grammar.made_of | self.grammar.with_ | self.grammar.and_)
+            made_of = _match(tokens, index, self.grammar.made_of)
+            with_ = _match(tokens, index, self.grammar.with_)
+            joins = _match(tokens, index, self.grammar.and_)
+            length = made_of or with_ or joins
             if length and not self._joins_adjectives(tokens, index, length):
-                segments.append([])
+                role = Role.MATERIAL if made_of else Role.THING if with_ else role
+                segments.append(([], role))
                 index += length
                 continue
-            segments[-1].append(tokens[index])
+            segments[-1][0].append(tokens[index])
             index += 1
-        return [s for s in segments if any(t.key[:1].isalnum() for t in s)]
+        return [(s, r) for s, r in segments if any(t.key[:1].isalnum() for t in s)]
 
     def _joins_adjectives(self, tokens: list[Token], index: int, length: int) -> bool:
         if tokens[index].key not in self.grammar.and_ or tokens[index].key == "," or index == 0:
@@ -178,8 +187,9 @@ class Parser:
         after = self._translate(tokens[index + length : index + length + 1], Role.MODIFIER)
         return bool(before and after) and all(self.english.is_colour(w.english) for w in before + after)
 
-    def _material(self, segment: list[Token]) -> str:
-        words = self._translate(segment, Role.MATERIAL)
+    def _material(self, segment: list[Token], role: Role) -> str:
+        """A material ("molten gold") or a feature ("a mane in flames") in English."""
+        words = self._translate(segment, role)
         head = next((w for w in reversed(words) if w.kind == "noun"), None)
         keep_article = head is not None and not self.english.is_material(head.english)
         return self._render(words, keep_article=keep_article)
@@ -257,6 +267,8 @@ class Parser:
                 noun_score -= 5
         if head:
             noun_score += 2
+        else:  # a word beside the head noun is more likely its modifier ("vaca dorada": golden, not sea bream)
+            adjective_score += 1.5
         if adjective_score > noun_score:
             return 1, self._checked(Word(adjective.english.lower(), "adj", token.text))
         english = noun.english.lower()
