@@ -95,7 +95,8 @@ class DictdDictionary:
     def entries(self) -> list[Entry]:
         """Every entry (reads the whole dictionary: for small ones, e.g. to invert an English-to-X dictionary)."""
         index = self._load()
-        return [_nfkc(parse_entry(self._read(o, n))) for w, locs in index.items() if not w.startswith("00") for o, n in locs]
+        locations = [loc for word, locs in index.items() if not word.startswith("00database") for loc in locs]
+        return [_nfkc(parse_entry(self._read(offset, length))) for offset, length in locations]
 
     def _load(self) -> dict[str, list[tuple[int, int]]]:
         with self._lock:
@@ -184,9 +185,7 @@ def _chunk_table(extra: bytes, path: Path) -> tuple[int, list[int]]:
 
 
 def _nfkc(entry: Entry) -> Entry:
-    senses = tuple(
-        Sense(tuple(unicodedata.normalize("NFKC", t) for t in s.translations), s.pos) for s in entry.senses
-    )
+    senses = tuple(Sense(tuple(unicodedata.normalize("NFKC", t) for t in s.translations), s.pos) for s in entry.senses)
     return Entry(unicodedata.normalize("NFKC", entry.headword), entry.pos, senses)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["GRAMMARS", "Grammar", "LANGUAGE_NAMES", "SUPPORTED"]
+__all__ = ["GRAMMARS", "LANGUAGE_NAMES", "SUPPORTED", "Grammar"]
 
 
 def _set(words: str) -> frozenset[str]:

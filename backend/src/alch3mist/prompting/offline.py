@@ -34,8 +34,17 @@ from .lexicon import DictionaryMissing, Lexicon, build_lexicons
 from .parse import Parsed, Parser, Token
 from .schema import MaterialPrompt
 from .senses import English
-from .text import base_prompt_for, clean_text, edit_prompt_for, finish_edit_prompt, fold, normalise, title_for
-from .text import truncate, with_article
+from .text import (
+    base_prompt_for,
+    clean_text,
+    edit_prompt_for,
+    finish_edit_prompt,
+    fold,
+    normalise,
+    title_for,
+    truncate,
+    with_article,
+)
 from .wordnet import WordNet, WordNetMissing
 
 __all__ = [
@@ -218,7 +227,7 @@ class OfflineRewriter:
 
 
 def _is_pure_material(english: English, material: str) -> bool:
-    """"molten gold", "white marble": a material noun with adjectives (not "a mane in flames", "crocodile skin")."""
+    """ "molten gold", "white marble": a material noun with adjectives (not "a mane in flames", "crocodile skin")."""
     words = material.lower().split()
     if not words or words[0] in ("a", "an") or any(w in ("in", "of", "with", "on") for w in words):
         return False

@@ -225,7 +225,7 @@ class Parser:
 
     def _head_position(self, tokens: list[Token]) -> int:
         """Where the head noun stands: the first content word in Romance order, else the last (before "of")."""
-        content = []
+        content: list[int] = []
         for index, token in enumerate(tokens):
             if token.key in self.grammar.of or token.key in self.grammar.weak_made_of:
                 if content:
@@ -272,7 +272,6 @@ class Parser:
         if adjective_score > noun_score:
             return 1, self._checked(Word(adjective.english.lower(), "adj", token.text))
         english = noun.english.lower()
-        wordnet = self.english.wordnet
         if self.lexicon is not None:  # English words keep their number as written
             english = self._number(english, token.text, noun, candidates)
         return 1, self._checked(Word(english, "noun", token.text))
@@ -321,7 +320,9 @@ class Parser:
         if self.lexicon is not None:
             return self.lexicon.phrase(words)
         phrase = " ".join(words).lower()
-        return [Candidate(phrase, frozenset({"n"}), 0, True, phrase)] if self.english.wordnet.base_forms(phrase, "n") else []
+        if not self.english.wordnet.base_forms(phrase, "n"):
+            return []
+        return [Candidate(phrase, frozenset({"n"}), 0, True, phrase)]
 
     def _english_order(self, words: list[Word]) -> list[Word]:
         if self.grammar.adjectives_follow:
@@ -330,7 +331,7 @@ class Parser:
         return _compounds(words) if self.lexicon is not None else words
 
     def _shades(self, words: list[Word]) -> list[Word]:
-        """"azul cobalto" -> one adjective "cobalt blue" (a colour followed by a bare noun naming its shade)."""
+        """ "azul cobalto" -> one adjective "cobalt blue" (a colour followed by a bare noun naming its shade)."""
         out: list[Word] = []
         for word in words:
             previous = out[-1] if out else None
@@ -445,7 +446,7 @@ def _adjectives_before_nouns(words: list[Word]) -> list[Word]:
 
 
 def _compounds(words: list[Word]) -> list[Word]:
-    """"N1 of N2" without an article -> "N2 N1" ("skin of crocodile" -> "crocodile skin")."""
+    """ "N1 of N2" without an article -> "N2 N1" ("skin of crocodile" -> "crocodile skin")."""
     out: list[Word] = []
     index = 0
     while index < len(words):

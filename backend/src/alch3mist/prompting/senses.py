@@ -39,9 +39,9 @@ _MARKED = frozenset(
 _REPEAT_BONUS = 1.0  # per other sense giving the same translation ("Krone": crown ×3, top ×1)
 
 _REQUEST_VERBS = frozenset(
-    "generate create make draw render build design give show produce sculpt model want like need imagine paint "
-    "wish print craft".split()
-)
+    {"generate", "create", "make", "draw", "render", "build", "design", "give", "show", "produce", "sculpt", "model",
+     "want", "like", "need", "imagine", "paint", "wish", "print", "craft"}
+)  # fmt: skip
 
 
 class English:

@@ -29,8 +29,19 @@ _POS_FILES = {"n": "noun", "a": "adj", "v": "verb", "r": "adv"}
 LEX_ARTIFACT, LEX_ANIMAL, LEX_BODY, LEX_FOOD, LEX_OBJECT, LEX_PLANT, LEX_SUBSTANCE = 6, 5, 8, 13, 17, 20, 27
 _CONCRETE_LEXNAMES = frozenset({LEX_ARTIFACT, LEX_ANIMAL, LEX_BODY, LEX_FOOD, LEX_OBJECT, LEX_PLANT, LEX_SUBSTANCE})
 # A noun is a material when one of its senses is a substance or descends from one of these (first senses).
-_MATERIAL_ROOTS = ("material", "fabric", "metal", "stone", "gem", "paper", "plastic", "fur", "leather", "wood",
-                   "ceramic")
+_MATERIAL_ROOTS = (
+    "material",
+    "fabric",
+    "metal",
+    "stone",
+    "gem",
+    "paper",
+    "plastic",
+    "fur",
+    "leather",
+    "wood",
+    "ceramic",
+)
 # Suffix rules of WordNet's morphy (morph.c), for inflected forms not in the exception lists.
 _SUFFIXES = {
     "n": (("s", ""), ("ses", "s"), ("xes", "x"), ("zes", "z"), ("ches", "ch"), ("shes", "sh"), ("men", "man"),
@@ -170,7 +181,7 @@ class WordNet:
             if self._index is None:
                 self.check()
                 self._index = {pos: _read_index(self.folder / f"index.{name}") for pos, name in _POS_FILES.items()}
-                self._exceptions = {pos: _read_exceptions(self.folder / f"{name}.exc") for pos, name in _POS_FILES.items()}
+                self._exceptions = {p: _read_exceptions(self.folder / f"{n}.exc") for p, n in _POS_FILES.items()}
                 self._counts = _read_counts(self.folder / "cntlist.rev")
                 self._plurals = {base: form for form, base in self._exceptions["n"].items() if base != form}
             return self._index
