@@ -37,7 +37,7 @@ def test_plain_dictionary_offsets_and_senses(tmp_path: Path) -> None:
 
 
 def test_entry_formats_of_freedict() -> None:
-    ding = parse_entry(' Moos /mˈoːs/ <neut, n, sg>\n [bot.] moss plant <n>, moss <n>\n   Synonym: {Moospflanze}\n')
+    ding = parse_entry(" Moos /mˈoːs/ <neut, n, sg>\n [bot.] moss plant <n>, moss <n>\n   Synonym: {Moospflanze}\n")
     assert ding.senses[0].translations == ("moss plant", "moss")
     assert "[bot.]" in ding.senses[0].pos and "n" in ding.pos
     polish = parse_entry("złoto /ˈzwɔtɔ/ <n>\ngold 2.\n(chemia) pierwiastek chemiczny;\n 3.\nstop zawierający złoto\n")
