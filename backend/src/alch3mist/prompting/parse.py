@@ -153,7 +153,7 @@ class Parser:
                 continue
             if token.key in self.grammar.of or token.key in self.grammar.weak_made_of:
                 return False
-            _, word = self._content_word(tokens, index, Role.MATERIAL, head=False)
+            _, word = self._content_word(tokens, index, Role.MATERIAL, head=True)
             if word.kind == "noun":
                 return self.english.is_material(word.english) or bool(self.english.material_of_adjective(word.english))
             if self.english.material_of_adjective(word.english):

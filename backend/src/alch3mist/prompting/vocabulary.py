@@ -103,7 +103,7 @@ MATERIAL_ADJECTIVES: dict[str, str] = {
     "icy": "ice", "fiery": "fire", "flaming": "fire", "furry": "fur", "rusty": "rust", "stony": "stone",
     "crystalline": "crystal", "marbled": "marble", "holographic": "holographic", "iridescent": "iridescent",
     "gilt": "gold", "woollen": "wool", "woolen": "wool", "silken": "silk", "velvety": "velvet", "leathern": "leather",
-    "earthen": "clay", "brazen": "brass", "oaken": "wood",
+    "earthen": "clay", "brazen": "brass", "oaken": "wood", "silver": "silver",
 }
 
 # Patterns named after creatures: a material in "crocodile skin", a subject in "a crocodile made of gold".
