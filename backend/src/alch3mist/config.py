@@ -64,6 +64,15 @@ class Settings(BaseSettings):
     llm_model: str = Field("gpt-4o-mini", description="Model name for the rewrite.")
     llm_timeout_s: float = Field(30.0, description="Timeout of one rewrite call.")
 
+    # --- offline rewriter: language resources (Debian dict-freedict-*-eng and wordnet-base) ---
+    dictionary_dir: Path = Field(
+        Path("/usr/share/dictd"),
+        description="Folder of the FreeDict dictd dictionaries (freedict-deu-eng.index + .dict.dz …).",
+    )
+    wordnet_dir: Path = Field(
+        Path("/usr/share/wordnet"), description="Folder of English WordNet 3.0 (index.noun, data.noun …)."
+    )
+
     # --- 3D engines ---
     engine_3d: EngineName | Literal["auto"] = Field(
         "auto", description="Default engine: auto = trellis on the full preset, else preview."
