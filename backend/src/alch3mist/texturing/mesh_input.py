@@ -236,7 +236,9 @@ def _parse(data: bytes, kind: MeshFormat, name: str) -> trimesh.Scene:
 
     try:
         # No resolver: nothing a file names (an .mtl, a texture, a buffer) is ever read from disk or the network.
-        loaded = trimesh.load(io.BytesIO(data), file_type=kind, force="scene", process=False)
+        # Hostile numbers make trimesh's casts warn; what matters is checked after loading.
+        with np.errstate(all="ignore"):
+            loaded = trimesh.load(io.BytesIO(data), file_type=kind, force="scene", process=False)
     except Exception as exc:  # trimesh raises many types for a corrupt file
         raise InvalidMesh(f"{name} cannot be read as {kind.upper()}: {str(exc)[:200] or type(exc).__name__}") from exc
     if not isinstance(loaded, trimesh.Scene):
