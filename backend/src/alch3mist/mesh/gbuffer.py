@@ -23,12 +23,10 @@ Conventions
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,11 +36,9 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from ..errors import MeshError
-
 # The multiview renderer's child-process plumbing: the same start, event protocol, cancel, timeout, failure report
 # and OpenGL check.
-from .render import _check_opengl, _emit, run_child
+from .render import _check_opengl, child_main, run_child
 
 if TYPE_CHECKING:
     import trimesh
@@ -793,18 +789,5 @@ def _numpy_colours(colours: NDArray[np.uint8]) -> Any:
     return array
 
 
-def _child_main() -> int:
-    job = json.loads(sys.stdin.read())
-    started = time.perf_counter()
-    try:
-        for path in rasterise_in_process(job):
-            _emit(event="view", path=str(path))
-    except MeshError as exc:
-        _emit(event="error", message=exc.message)
-        return 2
-    _emit(event="done", seconds=round(time.perf_counter() - started, 3))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(_child_main())
+    sys.exit(child_main(rasterise_in_process))

@@ -421,12 +421,13 @@ def render_in_process(glb_path: Path, views: Sequence[ViewSpec], *, size: int, o
         yield path
 
 
-def _child_main() -> int:
+def child_main(work: Callable[[dict[str, Any]], Iterable[Path]]) -> int:
+    """The child's side of :func:`run_child`: read the job from stdin, report each view ``work`` yields as it is
+    written, turn a ``MeshError`` into an error event. Shared with the G-buffer rasteriser (``mesh.gbuffer``)."""
     job = json.loads(sys.stdin.read())
-    views = [ViewSpec(**v) for v in job["views"]]
     started = time.perf_counter()
     try:
-        for path in render_in_process(Path(job["glb"]), views, size=int(job["size"]), out_dir=Path(job["out_dir"])):
+        for path in work(job):
             _emit(event="view", path=str(path))
     except MeshError as exc:
         _emit(event="error", message=exc.message)
@@ -435,5 +436,10 @@ def _child_main() -> int:
     return 0
 
 
+def _render_job(job: dict[str, Any]) -> Iterable[Path]:
+    views = [ViewSpec(**v) for v in job["views"]]
+    return render_in_process(Path(job["glb"]), views, size=int(job["size"]), out_dir=Path(job["out_dir"]))
+
+
 if __name__ == "__main__":
-    sys.exit(_child_main())
+    sys.exit(child_main(_render_job))
