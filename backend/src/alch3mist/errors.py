@@ -5,7 +5,8 @@ Alch3mistError                 every error we raise on purpose; ``code`` is the 
 ├── InvalidRequest             the caller's mistake (empty/huge prompt, bad image, bad option)           -> 422
 │   ├── UnknownLora            the LoRA name is not in the LoRA folder (message lists the ones that are)
 │   ├── InvalidLora            not safetensors, corrupt, or for another base model
-│   └── InvalidParent          ``parent`` names no job of this caller's, or one without a base image yet
+│   ├── InvalidParent          ``parent`` names no job of this caller's, or one without a base image yet
+│   └── DatasetError           a LoRA dataset that cannot be built, imported or read as asked
 ├── JobNotFound                no job with that id (or it belongs to another owner)                       -> 404
 ├── JobNotActive               cancelling a job that has already finished                                 -> 409
 ├── QueueFull                  the caller already has too many queued or running jobs                      -> 429
@@ -52,6 +53,12 @@ class InvalidLora(InvalidRequest):
 
 class InvalidParent(InvalidRequest):
     code = "invalid_parent"
+
+
+class DatasetError(InvalidRequest):
+    """Raised when a LoRA dataset cannot be built, imported or read as asked (the message says what to fix)."""
+
+    code = "invalid_dataset"
 
 
 class JobNotFound(Alch3mistError):
