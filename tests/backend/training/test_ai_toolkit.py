@@ -221,6 +221,7 @@ def test_ai_toolkits_lr_schedule_is_ours(scheduler: str, warmup: int) -> None:
     theirs = []
     for _step in range(steps):
         theirs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()  # (no gradient: nothing moves) the order torch expects
         schedule.step()
     ours = [train._set_lr(optimizer, step, steps, recipe) for step in range(steps)]
     if warmup:  # ai-toolkit's warm-up is one step later (step / N, ours (step + 1) / N): the YAML's comment says so
