@@ -212,14 +212,14 @@ def _samples_per_epoch(data_dir: Path, records: list[PairRecord], recipe: Traini
     return len(plan_samples(sizes, recipe.resolutions))
 
 
-def _header(recipe: TrainingRecipe) -> str:
+def _header(recipe: TrainingRecipe, dtype: str) -> str:
     lines = [
         "ostris ai-toolkit config of an 'alch3mist lora train' run (run it with: python run.py <this file>).",
         f"Recipe: --targets {recipe.targets} --rank {recipe.rank} --alpha {recipe.lora_alpha:g} "
         f"--resolution {' '.join(map(str, recipe.resolutions))} --steps {recipe.steps} --lr {recipe.lr:g} "
         f"--guidance-scale {recipe.guidance_scale:g} --weighting-scheme {recipe.weighting_scheme} "
         f"--caption-dropout {recipe.caption_dropout:g}",
-        "model.quantize is false because the run trained over bf16 weights; true fits a 24 GB card.",
+        f"model.quantize is false because the run trained over {dtype} base weights; true fits a 24 GB card.",
         "No ai-toolkit equivalent (or only an approximate one):",
         *(f"  - {note}" for note in untranslated(recipe)),
     ]
@@ -255,6 +255,6 @@ def write_ai_toolkit_export(
     )
     config_path.parent.mkdir(parents=True, exist_ok=True)
     body = yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
-    config_path.write_text(_header(recipe) + body, encoding="utf-8")
+    config_path.write_text(_header(recipe, dtype) + body, encoding="utf-8")
     logger.info("wrote the ai-toolkit config %s (%d pairs)", config_path, len(records))
     return config_path
