@@ -93,9 +93,10 @@ def ensure_tiny_models(cache_dir: Path) -> TinyPaths:
 
 
 def _is_complete(paths: TinyPaths) -> bool:
-    return all((folder / "model_index.json").is_file() for folder in (paths.flux, paths.kontext)) and (
-        paths.kontext / "transformer" / "config.json"
-    ).is_file()
+    return (
+        all((folder / "model_index.json").is_file() for folder in (paths.flux, paths.kontext))
+        and (paths.kontext / "transformer" / "config.json").is_file()
+    )
 
 
 def _build_and_save(paths: TinyPaths) -> None:
