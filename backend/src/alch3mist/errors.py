@@ -6,6 +6,7 @@ Alch3mistError                 every error we raise on purpose; ``code`` is the 
 │   ├── UnknownLora            the LoRA name is not in the LoRA folder (message lists the ones that are)
 │   ├── InvalidLora            not safetensors, corrupt, or for another base model
 │   ├── InvalidParent          ``parent`` names no job of this caller's, or one without a base image yet
+│   ├── DatasetError           a LoRA dataset that cannot be built, imported or read as asked
 │   └── InvalidMesh            a mesh to texture is unreadable, empty, a point cloud, or needs what we lack
 │       └── MeshTooLarge       the mesh file or its face count is over the limit (the message offers decimation) -> 413
 ├── JobNotFound                no job with that id (or it belongs to another owner)                       -> 404
@@ -58,11 +59,21 @@ class InvalidParent(InvalidRequest):
     code = "invalid_parent"
 
 
+class DatasetError(InvalidRequest):
+    """Raised when a LoRA dataset cannot be built, imported or read as asked (the message says what to fix)."""
+
+    code = "invalid_dataset"
+
+
 class InvalidMesh(InvalidRequest):
+    """Raised when a mesh to texture is unreadable, empty, a point cloud, or uses what we cannot decode."""
+
     code = "invalid_mesh"
 
 
 class MeshTooLarge(InvalidMesh):
+    """Raised when a mesh file or its face count is over the limit (the message offers decimation)."""
+
     code = "mesh_too_large"
     http_status = 413
 
