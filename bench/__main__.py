@@ -9,6 +9,7 @@ import sys
 BENCHMARKS: list[tuple[str, list[str]]] = [
     ("bench.chain", []),
     ("bench.api", []),
+    ("bench.comfyui", []),
     ("bench.mesh", []),
     ("bench.render", []),
     ("bench.texture", []),
