@@ -484,11 +484,19 @@ def write_job(jobs: Path, job_id: str, glb: Path | None, **overrides: Any) -> No
 
 
 def test_jobs_are_read_from_their_folders(meshes: Path, tmp_path: Path) -> None:
+    from alch3mist.engines.base import EngineParams
+    from alch3mist.engines.preview import PreviewEngine
+    from alch3mist.stages.progress import StageControl
+
+    from tests.backend.engines.servers import object_image
+
     jobs = tmp_path / "data" / "jobs"
     glb = meshes / "cube.glb"
+    generated = tmp_path / "preview.glb"  # a GLB our own chain makes (the built-in preview engine)
+    PreviewEngine().generate(object_image(256), EngineParams(), generated, StageControl())
     write_job(jobs, "a" * 32, glb, created_at=datetime(2026, 12, 1, tzinfo=UTC))
     write_job(jobs, "b" * 32, glb, status="failed")
-    write_job(jobs, "c" * 32, glb, engine_is_preview=True, created_at=datetime(2026, 12, 2, tzinfo=UTC))
+    write_job(jobs, "c" * 32, generated, engine_is_preview=True, created_at=datetime(2026, 12, 2, tzinfo=UTC))
     write_job(jobs, "d" * 32, None)  # no GLB (yet)
     write_job(jobs, "e" * 32, glb, engine_3d="hunyuan3d", created_at=datetime(2026, 1, 1, tzinfo=UTC))
     (jobs / ("f" * 32)).mkdir()  # still running: no manifest
@@ -496,16 +504,17 @@ def test_jobs_are_read_from_their_folders(meshes: Path, tmp_path: Path) -> None:
     assert set(found) == {"a" * 32, "e" * 32}
     assert found["a" * 32].caption == "a cube, oak wood, brass inlay"
     assert {s.scene_id for s in mv.jobs_sources(f"{jobs}?engine=trellis")} == {"a" * 32}
-    assert {s.scene_id for s in mv.jobs_sources(f"{jobs}?preview=include&since=2026-06-01")} == {"a" * 32, "c" * 32}
     assert {s.scene_id for s in mv.jobs_sources(f"{jobs}?text=BRASS")} == {"a" * 32, "e" * 32}
-    # …and rendered, with the prompt as caption
+    query = f"{jobs}?preview=include&since=2026-06-01"
+    assert {s.scene_id for s in mv.jobs_sources(query)} == {"a" * 32, "c" * 32}
+    # …and rendered (both layouts), captions from the prompts, and the folder checks out
     out = tmp_path / "out"
-    code, summary = run_cli(
-        ["--jobs", f"{jobs}?engine=trellis", "--out", str(out), "--size", "32", "--layout", "rand6"]
-    )
-    assert code == 0 and summary["finished"] == 1
-    assert json.loads((out / "captions.json").read_text()) == {"a" * 32: "a cube, oak wood, brass inlay"}
-    assert (out / "rand6" / "data" / "aa" / ("a" * 32) / "depth_0005.exr").is_file()
+    code, summary = run_cli(["--jobs", query, "--out", str(out), "--size", "32"])
+    assert code == 0 and summary["finished"] == 2
+    captions = json.loads((out / "captions.json").read_text())
+    assert captions == {"a" * 32: "a cube, oak wood, brass inlay", "c" * 32: "a cube, oak wood, brass inlay"}
+    assert (out / "rand6" / "data" / "cc" / ("c" * 32) / "depth_0005.exr").is_file()
+    assert mv.check_dataset(out).ok
 
 
 @pytest.mark.parametrize(
