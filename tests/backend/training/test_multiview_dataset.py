@@ -459,6 +459,12 @@ def test_shards_split_the_work_and_the_plain_run_writes_the_index(meshes: Path, 
     assert code == 0 and summary["rendered"] == 1 and summary["skipped"] == 1
     assert sorted(json.loads((out / "ids.json").read_text())) == ["a", "d"]
     assert run_cli(["--out", str(out), "--check"])[0] == 0
+    # Asking for both layouts afterwards renders only the missing one
+    ortho_meta = out / "ortho10" / "data" / "a" / "a" / "meta.json"
+    before = ortho_meta.stat().st_mtime_ns
+    code, summary = run_cli([*common[:-2], "--layout", "both"])
+    assert code == 0 and summary["rendered"] == 2 and ortho_meta.stat().st_mtime_ns == before
+    assert (out / "rand6" / "data" / "d" / "d" / "meta.json").is_file()
 
 
 def write_job(jobs: Path, job_id: str, glb: Path | None, **overrides: Any) -> None:

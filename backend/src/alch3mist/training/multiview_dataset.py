@@ -268,10 +268,17 @@ class SceneOutcome:
     error: str | None = None
 
 
+def missing_layouts(settings: RenderSettings, scene_id: str) -> list[LayoutName]:
+    """The layouts of this run whose folder for ``scene_id`` is not there yet (a folder appears only complete)."""
+    return [
+        layout
+        for layout in settings.layouts
+        if not (scene_dir(layout_root(settings.out, layout), scene_id) / "meta.json").is_file()
+    ]
+
+
 def is_finished(settings: RenderSettings, scene_id: str) -> bool:
-    return all(
-        (scene_dir(layout_root(settings.out, layout), scene_id) / "meta.json").is_file() for layout in settings.layouts
-    )
+    return not missing_layouts(settings, scene_id)
 
 
 def render_scene(source: MeshSource, settings: RenderSettings) -> SceneOutcome:
@@ -297,10 +304,11 @@ def _render_scene(source: MeshSource, settings: RenderSettings) -> None:
     except ValueError as exc:
         raise InvalidMesh(f"{source.path.name}: {exc}") from exc
     radius = float(np.linalg.norm(arrays.vertices, axis=1).max())
-    # 2. Views of every layout, as G-buffer cameras in the mesh's frame
+    # 2. Views of every layout still missing, as G-buffer cameras in the mesh's frame
+    layouts = missing_layouts(settings, source.scene_id)
     views = {layout: layout_views(layout, scene_id=source.scene_id, seed=settings.seed, radius=radius)
-             for layout in settings.layouts}  # fmt: skip
-    all_views = [view for layout in settings.layouts for view in views[layout]]
+             for layout in layouts}  # fmt: skip
+    all_views = [view for layout in layouts for view in views[layout]]
     cameras = [view.camera(settings.size) for view in all_views]
     with tempfile.TemporaryDirectory(prefix="alch3mist-multiview-") as tmp:
         # 3. Exact geometry: mask, normals, positions, depth
@@ -318,7 +326,7 @@ def _render_scene(source: MeshSource, settings: RenderSettings) -> None:
         # 5. Encode and write each layout's folder, then move it into place
         background = BACKGROUNDS[settings.background]
         offset = 0
-        for layout in settings.layouts:
+        for layout in layouts:
             count = len(views[layout])
             _write_layout(
                 settings, layout, source, views[layout], buffers[offset : offset + count],
@@ -590,6 +598,9 @@ def main(args: argparse.Namespace) -> int:
     if args.captions is not None:
         extra = read_captions(args.captions)
         sources = [MeshSource(s.scene_id, s.path, extra.get(s.scene_id, s.caption)) for s in sources]
+        unused = set(extra) - {s.scene_id for s in sources}
+        if unused:
+            logger.warning("--captions: %d caption(s) name no mesh id, e.g. %s", len(unused), sorted(unused)[0])
     # 3. This shard's share, less what is finished
     mine = [s for s in sources if shard is None or shard_of(s.scene_id, shard[1]) == shard[0]]
     todo = [s for s in mine if not is_finished(settings, s.scene_id)]
