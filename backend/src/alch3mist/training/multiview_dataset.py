@@ -573,15 +573,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     if args.check:
-        report = check_dataset(args.out, progress=True)
-        for warning in report.warnings:
-            logger.warning("%s", warning)
-        for problem in report.problems:
-            logger.error("%s", problem)
-        summary = {"out": str(args.out), "scenes": report.scenes, "problems": len(report.problems),
-                   "warnings": len(report.warnings), "ok": report.ok}  # fmt: skip
-        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
-        return 0 if report.ok else 1
+        return _check(args.out)
     # 1. Check inputs
     if (args.meshes is None) == (args.jobs is None):
         raise InvalidRequest("give --meshes DIR or --jobs QUERY (or --check)")
@@ -630,6 +622,18 @@ def main(args: argparse.Namespace) -> int:
     }
     sys.stdout.write(json.dumps(summary, indent=2) + "\n")
     return 1 if failed else 0
+
+
+def _check(out: Path) -> int:
+    report = check_dataset(out, progress=True)
+    for warning in report.warnings:
+        logger.warning("%s", warning)
+    for problem in report.problems:
+        logger.error("%s", problem)
+    summary = {"out": str(out), "scenes": report.scenes, "problems": len(report.problems),
+               "warnings": len(report.warnings), "ok": report.ok}  # fmt: skip
+    sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+    return 0 if report.ok else 1
 
 
 def _parse_shard(text: str | None) -> tuple[int, int] | None:
