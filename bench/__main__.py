@@ -13,6 +13,7 @@ BENCHMARKS: list[tuple[str, list[str]]] = [
     ("bench.mesh", []),
     ("bench.render", []),
     ("bench.texture", []),
+    ("bench.multiview_dataset", []),
     ("bench.viewer", []),
     ("bench.train", ["--tiny"]),
     ("bench.gpu_flux", ["--tiny"]),

@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
         "alch3mist.training.dataset",
         "Generate pairs from a prompt file, or import pairs made elsewhere (--originals/--transformed).",
     )
+    _add_module_command(
+        dataset_commands, "multiview", "alch3mist.training.multiview_dataset", "MV-Adapter data from meshes."
+    )
 
     lora = commands.add_parser("lora", help="Train, evaluate and list Alch3mist LoRAs.")
     lora_commands = lora.add_subparsers(title="lora commands", metavar="COMMAND")
