@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from ..deps import CallerDep, ChainDep, WorkerDep
+from ..deps import CallerDep, ChainDep, SettingsDep, WorkerDep
 from ..schemas import ErrorResponse, Health, Info
 
 router = APIRouter(tags=["info"])
@@ -18,11 +18,15 @@ def read_health(request: Request) -> Health:
 
 
 @router.get("/v1/info", response_model=Info, responses={401: {"model": ErrorResponse, "description": "Bad key."}})
-def read_info(request: Request, _caller: CallerDep, chain: ChainDep, worker: WorkerDep) -> Info:
-    """Preset, device, memory plan, models, 3D engines (with health), LoRAs, defaults, queue length."""
+def read_info(
+    request: Request, caller: CallerDep, settings: SettingsDep, chain: ChainDep, worker: WorkerDep
+) -> Info:
+    """Preset, device, memory plan, models, 3D engines (with health), LoRAs, defaults, queue length, and this key's
+    quotas and parameter ceilings."""
     return Info(
         **dict(chain.info()),
         version=request.app.version,
         queue_length=worker.queue_length(),
-        running=worker.running_id(),
+        running=worker.running_id() if caller.admin else None,
+        limits=settings.limits_for(caller.key_name),
     )
