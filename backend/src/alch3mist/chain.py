@@ -264,7 +264,7 @@ class Chain:
             clean_request(req.request, self.settings.max_request_chars)
         caller_prompt(req.base_prompt, req.edit_prompt, req.title, req.base_image is not None)
         if req.base_image is not None:
-            _check_input_image(req.base_image)
+            _check_input_image(req.base_image, self.models.defaults.kontext_max_area)
         engine = req.engine_3d or self.default_engine
         if engine not in self.engines:
             raise InvalidRequest(f"unknown 3D engine {engine!r}; available: {', '.join(sorted(self.engines))}")
@@ -508,12 +508,21 @@ def build_chain(settings: Settings) -> Chain:
     return Chain(settings, models, build_engines(settings), PromptRewriter(settings))
 
 
-def _check_input_image(image: Image.Image) -> None:
+def _check_input_image(image: Image.Image, kontext_max_area: int) -> None:
     width, height = image.size
     if min(width, height) < 64:
         raise InvalidRequest(f"input image is {width}×{height}; it must be at least 64 pixels on each side")
     if max(width, height) > MAX_INPUT_IMAGE_SIDE:
         raise InvalidRequest(f"input image is {width}×{height}; the largest side allowed is {MAX_INPUT_IMAGE_SIDE}")
+    from .stages.image_to_3d import MIN_SIDE
+    from .stages.material_edit import edit_size
+
+    edited = edit_size(width, height, kontext_max_area)
+    if min(edited) < MIN_SIDE:  # the material edit keeps the aspect ratio at its own area: too thin for the 3D stage
+        raise InvalidRequest(
+            f"input image is {width}×{height}: too narrow — the material edit works at {edited[0]}×{edited[1]} and "
+            f"the 3D stage needs at least {MIN_SIDE} px a side; crop it closer to square"
+        )
 
 
 def _slug(text: str) -> str:
