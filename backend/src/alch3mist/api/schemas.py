@@ -5,11 +5,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from ..config import MAX_SEED, Limits
 from ..domain import ChainInfo, JobStatus, LoraChoice, StageName
 from ..prompting.schema import MaterialPrompt
+
+
+def _encodable(value: str | None) -> str | None:
+    """JSON allows unpaired surrogates (``"\\ud800"``); UTF-8, and so every file a job writes, does not."""
+    if value is not None:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError("contains an unpaired surrogate (not valid Unicode text)") from exc
+    return value
 
 
 class JobCreate(BaseModel):
@@ -43,6 +53,10 @@ class JobCreate(BaseModel):
         "Open WebUI's rewrite model). Validated like the backend's own LLM; when it is not usable the backend "
         "rewrites the request itself and the job says so in `warnings`.",
     )
+
+    _text = field_validator(
+        "request", "base_prompt", "edit_prompt", "title", "image", "engine_3d", "parent", "user", "rewrite_reply"
+    )(_encodable)
     user: str | None = Field(
         None,
         max_length=200,
@@ -142,6 +156,8 @@ class RewriteCreate(BaseModel):
 
     request: str = Field(min_length=1, description="What the person asked for, in any language.")
     parent: str | None = Field(None, description="The earlier job this request refines (its prompts become context).")
+
+    _text = field_validator("request", "parent")(_encodable)
 
 
 class ChatMessage(BaseModel):

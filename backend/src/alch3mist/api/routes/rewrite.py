@@ -17,7 +17,9 @@ from ..schemas import ChatMessage, ErrorResponse, RewriteCreate, RewriteMessages
 router = APIRouter(prefix="/v1", tags=["rewrite"])
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "The request body could not be read (e.g. not UTF-8)."},
     401: {"model": ErrorResponse, "description": "Missing or invalid API key."},
+    413: {"model": ErrorResponse, "description": "Request body too large."},
     422: {"model": ErrorResponse, "description": "Empty or too long request, or a parent that is not the caller's."},
 }
 
