@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
@@ -30,6 +30,7 @@ from .domain import STAGE_LABELS, ChainInfo, LoraChoice, StageName
 from .engines.base import EngineParams
 from .errors import Alch3mistError, Cancelled, InvalidRequest, UnknownLora
 from .prompting.schema import MaterialPrompt
+from .stages.image_to_3d import MeshManifest
 from .stages.multiview import DEFAULT_VIEWS
 from .stages.progress import StageControl
 
@@ -151,7 +152,7 @@ class Manifest(BaseModel):
     model_seconds: float = Field(0.0, description="Time inside the model/engine/renderer calls alone.")
     total_seconds: float = 0.0
     artifacts: list[str] = Field(default_factory=list)
-    mesh: dict[str, Any] = Field(default_factory=dict)
+    mesh: MeshManifest | None = Field(None, description="What the mesh stage made and how (engine record included).")
     warnings: list[str] = Field(default_factory=list)
     error: ManifestError | None = None
     versions: dict[str, str] = Field(default_factory=dict)
@@ -381,8 +382,8 @@ class Chain:
                 ),
             )
         run.manifest.engine_is_preview = result.is_preview
-        run.manifest.mesh = {"faces": result.faces, "vertices": result.vertices, **result.metadata}
-        for warning in result.metadata.get("warnings", []):
+        run.manifest.mesh = result.manifest()
+        for warning in result.warnings:
             run.warn("mesh", f"{engine}: {warning}")
         if result.is_preview:
             run.warn("mesh", "3D model made by the built-in preview engine (silhouette inflation), not TRELLIS")

@@ -71,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lora_list = lora_commands.add_parser("list", help="List the LoRAs in the LoRA folder.")
     lora_list.set_defaults(handler=_lora_list)
+
+    engines = commands.add_parser("engines", help="Check the 3D engine servers (TRELLIS, Hunyuan3D) before a job.")
+    engine_commands = engines.add_subparsers(title="engines commands", metavar="COMMAND")
+    _add_module_command(engine_commands, "check", "alch3mist.engines.check", "What an engine offers; --smoke runs one.")
     return parser
 
 

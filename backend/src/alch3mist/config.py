@@ -129,6 +129,13 @@ class Settings(BaseSettings):
     trellis_url: str | None = Field(None, description="URL of a TRELLIS Gradio app.")
     hunyuan3d_url: str | None = Field(None, description="URL of a Hunyuan3D-2.x api_server.")
     engine_timeout_s: float = Field(600.0, description="Timeout of one 3D engine call.")
+    # Hunyuan3D-2.1 never reports a failed stage, so each phase of a job has a no-progress deadline (engines issue)
+    hunyuan3d_shape_deadline_s: float = Field(
+        300.0, description="Longest a Hunyuan3D job may stay 'processing' (shape) before it fails."
+    )
+    hunyuan3d_texture_deadline_s: float = Field(
+        420.0, description="Longest it may stay 'texturing' before the untextured shape is delivered with a warning."
+    )
 
     # --- viewer ---
     model_viewer_bundle: Path | None = Field(

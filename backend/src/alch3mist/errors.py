@@ -122,6 +122,7 @@ class EngineError(Alch3mistError):
         super().__init__(f"3D engine '{engine}'{where}: {message}")
         self.engine = engine
         self.url = url
+        self.reason = message  # without the engine and URL (health details name them already)
 
 
 class EngineUnavailable(EngineError):

@@ -32,7 +32,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-
 def resolve_preset(preset: Preset, cuda_available: bool) -> ResolvedPreset:
     """``auto`` means full on a CUDA machine and tiny elsewhere — said loudly, since tiny images are noise."""
     if preset != "auto":
