@@ -40,7 +40,7 @@ def test_a_success_lists_prompts_seed_engine_lora_and_the_marker() -> None:
     assert "- **Seed:** 7" in lines and "- **LoRA:** alch3mist × 0.5" in lines
     assert "- **Prompts written by:** the caller (e.g. the rewrite model in Open WebUI)" in lines
     assert any(line.startswith("- **3D engine:** preview (the built-in CPU engine") for line in lines)
-    assert lines[-1] == f"`alch3mist job {'a' * 32}`"
+    assert lines[-1] == "- *Warning:* careful \\<img src=x onerror=alert(1)\\>"
     body = "\n".join(line.removeprefix("- **").split(":**", 1)[-1] for line in lines)
     assert not _unescaped(body, "<(script|img|b)") and not _unescaped(body, r"\]\(javascript")
 

@@ -76,6 +76,6 @@ def test_links_in_answers_last_as_long_as_the_job_and_page_links_are_fresh() -> 
 def test_a_finished_job_carries_its_chat_summary() -> None:
     assert to_public(_record(status="running"), None, LINKS).summary is None
     done = to_public(_record(status="succeeded", seed=3, engine_3d="preview"), None, LINKS)
-    assert done.summary is not None and done.summary.endswith(f"`alch3mist job {'a' * 32}`")
+    assert done.summary is not None and done.summary.startswith("### Your 3D asset")
     assert "**Seed:** 3" in done.summary and "preview (the built-in CPU engine" in done.summary
     assert to_public(_record(status="succeeded", user=""), None, LINKS).user is None  # the key's own job

@@ -39,8 +39,8 @@ def md_code(text: Any) -> str:
 
 
 def chat_summary(job: JobPublic) -> str:
-    """What was made and how to reproduce it — or where it failed — as escaped markdown; ends with the job marker
-    (`` `alch3mist job <id>` ``) a plugin finds again to refine this job."""
+    """What was made and how to reproduce it — or where it failed — as escaped markdown lines. The plugins add
+    their own lines (download, notes) and the job marker they read back to refine it."""
     lines = [_headline(job)]
     if job.prompt is not None:
         lines.append(f"- **Base prompt:** {md_text(job.prompt.base_prompt)}")
@@ -54,7 +54,6 @@ def chat_summary(job: JobPublic) -> str:
     else:
         lines.append("- **LoRA:** none (Kontext without a material LoRA)")
     lines.extend(f"- *Warning:* {md_text(warning, 300)}" for warning in job.warnings)
-    lines.append(f"\n`alch3mist job {job.id}`")
     return "\n".join(lines)
 
 

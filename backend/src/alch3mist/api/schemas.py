@@ -108,8 +108,8 @@ class JobPublic(BaseModel):
     links: dict[str, str] = Field(default_factory=dict, description="self, events, viewer, viewer_inline, cancel")
     summary: str | None = Field(
         None,
-        description="Once finished: what was made (or where it failed) as chat-ready markdown, every user- or "
-        "model-written text escaped; ends with the line `alch3mist job <id>`.",
+        description="Once finished: what was made (or where it failed) as chat-ready markdown lines, every user- "
+        "or model-written text escaped.",
     )
 
 

@@ -1,10 +1,13 @@
-"""``/healthz`` (no auth) and ``/v1/info`` (what this server runs: preset, device, engines, LoRAs, queue)."""
+"""``/healthz`` (no auth), ``/v1/info`` (what this server runs: preset, device, engines, LoRAs, queue, limits) and
+``/v1/limits`` (only the caller's limits: what a plugin reads for every message, without ``/v1/info``'s engine
+health checks, which are network calls)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
 from ..deps import CallerDep, ChainDep, SettingsDep, WorkerDep
+from ...config import Limits
 from ..schemas import ErrorResponse, Health, Info
 
 router = APIRouter(tags=["info"])
@@ -30,3 +33,9 @@ def read_info(
         running=worker.running_id() if caller.admin else None,
         limits=settings.limits_for(caller.key_name),
     )
+
+
+@router.get("/v1/limits", response_model=Limits, responses={401: {"model": ErrorResponse, "description": "Bad key."}})
+def read_limits(caller: CallerDep, settings: SettingsDep) -> Limits:
+    """This API key's quotas and parameter ceilings (a job above a ceiling is refused with 422)."""
+    return settings.limits_for(caller.key_name)
