@@ -111,6 +111,7 @@ def test_ceilings_are_422_naming_the_limit_and_info_lists_them(strict: BackendPr
     with strict.client(API_KEYS["tool"]) as client:
         limits = client.get("/v1/info").json()["limits"]
         assert {name: limits[name] for name in CEILINGS} == CEILINGS
+        assert client.get("/v1/limits").json() == limits  # the cheap route the plugins call for every message
         for field, ceiling in (("steps", "max_steps"), ("edit_steps", "max_steps"), ("views", "max_views"),
                                ("view_size", "max_view_size"), ("texture_size", "max_texture_size")):  # fmt: skip
             status, code, message = _error(_post(client, request="a cup", **{field: CEILINGS[ceiling] + 1}))

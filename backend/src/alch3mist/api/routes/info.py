@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from ..deps import CallerDep, ChainDep, SettingsDep, WorkerDep
 from ...config import Limits
+from ..deps import CallerDep, ChainDep, SettingsDep, WorkerDep
 from ..schemas import ErrorResponse, Health, Info
 
 router = APIRouter(tags=["info"])
