@@ -9,11 +9,13 @@ import sys
 BENCHMARKS: list[tuple[str, list[str]]] = [
     ("bench.chain", []),
     ("bench.api", []),
+    ("bench.comfyui", []),
     ("bench.mesh", []),
     ("bench.render", []),
     ("bench.viewer", []),
     ("bench.train", ["--tiny"]),
     ("bench.gpu_flux", ["--tiny"]),
+    ("bench.rewriter", []),
 ]
 
 

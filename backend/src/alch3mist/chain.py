@@ -515,8 +515,8 @@ def _check_input_image(image: Image.Image, kontext_max_area: int) -> None:
         raise InvalidRequest(f"input image is {width}×{height}; it must be at least 64 pixels on each side")
     if max(width, height) > MAX_INPUT_IMAGE_SIDE:
         raise InvalidRequest(f"input image is {width}×{height}; the largest side allowed is {MAX_INPUT_IMAGE_SIDE}")
+    from .stages.image_backend import edit_size
     from .stages.image_to_3d import MIN_SIDE
-    from .stages.material_edit import edit_size
 
     edited = edit_size(width, height, kontext_max_area)
     if min(edited) < MIN_SIDE:  # the material edit keeps the aspect ratio at its own area: too thin for the 3D stage

@@ -50,7 +50,7 @@ class LoraChoice(BaseModel):
 class LoraInfo(BaseModel):
     name: str
     file: str
-    size_bytes: int
+    size_bytes: int | None = Field(None, description="File size; unknown (null) for a LoRA on a ComfyUI server.")
     rank: int | None = None
 
 

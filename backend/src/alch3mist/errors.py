@@ -6,7 +6,8 @@ Alch3mistError                 every error we raise on purpose; ``code`` is the 
 │   ├── UnknownLora            the LoRA name is not in the LoRA folder (message lists the ones that are)
 │   ├── InvalidLora            not safetensors, corrupt, or for another base model
 │   ├── InvalidParent          ``parent`` names no job of this caller's, or one without a base image yet
-│   └── OverLimit              a parameter is above the API key's ceiling (steps, size, views, …)
+│   ├── OverLimit              a parameter is above the API key's ceiling (steps, size, views, …)
+│   └── DatasetError           a LoRA dataset that cannot be built, imported or read as asked
 ├── JobNotFound                no job with that id (or it belongs to another owner)                       -> 404
 ├── JobNotActive               cancelling a job that has already finished                                 -> 409
 ├── QueueFull                  the caller already has too many queued or running jobs                      -> 429
@@ -18,6 +19,8 @@ Alch3mistError                 every error we raise on purpose; ``code`` is the 
 ├── RewriteError               the LLM rewriter failed (the caller falls back to the offline one)
 ├── EngineError                a 3D engine failed; names the engine and its URL                           -> 502
 │   └── EngineUnavailable      the engine's server is down or timed out                                   -> 503
+├── ComfyUIError               the ComfyUI server refused or failed a workflow; names the server and node -> 502
+│   └── ComfyUIUnavailable     the ComfyUI server is down, timed out or dropped the connection            -> 503
 ├── MeshError                  a GLB is invalid / empty
 └── Cancelled                  the job was cancelled; raised at the next step boundary
 
@@ -60,6 +63,12 @@ class InvalidParent(InvalidRequest):
 
 class OverLimit(InvalidRequest):
     code = "over_limit"
+
+
+class DatasetError(InvalidRequest):
+    """Raised when a LoRA dataset cannot be built, imported or read as asked (the message says what to fix)."""
+
+    code = "invalid_dataset"
 
 
 class JobNotFound(Alch3mistError):
@@ -127,6 +136,20 @@ class EngineError(Alch3mistError):
 
 class EngineUnavailable(EngineError):
     code = "engine_unavailable"
+    http_status = 503
+
+
+class ComfyUIError(Alch3mistError):
+    code = "comfyui_error"
+    http_status = 502
+
+    def __init__(self, url: str, message: str) -> None:
+        super().__init__(f"ComfyUI at {url}: {message}")
+        self.url = url
+
+
+class ComfyUIUnavailable(ComfyUIError):
+    code = "comfyui_unavailable"
     http_status = 503
 
 

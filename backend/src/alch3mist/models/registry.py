@@ -46,7 +46,14 @@ def resolve_preset(preset: Preset, cuda_available: bool) -> ResolvedPreset:
 
 
 def load_models(settings: Settings, preset: Preset | None = None) -> LoadedModels:
-    """Load both pipelines, apply the memory plan and open the LoRA folder. Slow for ``full``: call it once."""
+    """Load both pipelines, apply the memory plan and open the LoRA folder. Slow for ``full``: call it once.
+
+    With ``ALCH3MIST_COMFYUI_URL`` set nothing is loaded here: stages 1-2 run as workflows on that ComfyUI server.
+    """
+    if settings.comfyui_url:
+        from ..comfyui.backend import comfyui_models
+
+        return comfyui_models(settings, preset or settings.preset)
     cuda = torch.cuda.is_available()
     resolved = resolve_preset(preset or settings.preset, cuda)
     if resolved == "full" and not cuda:
