@@ -216,6 +216,12 @@ def _add_serve(commands: Any) -> None:
     p = commands.add_parser("serve", help="Run the jobs API (one GPU, FIFO queue).")
     p.add_argument("--host", default=None, help="Interface to listen on (default ALCH3MIST_HOST or 127.0.0.1).")
     p.add_argument("--port", type=int, default=None, help="Port (default ALCH3MIST_PORT or 8765).")
+    p.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="Serve without API keys on a non-loopback address: anyone who reaches the port can run jobs and read "
+        "every job. Only on a trusted, isolated network (docs/api.md).",
+    )
     _add_preset(p)
     p.set_defaults(handler=_serve)
 
@@ -224,6 +230,8 @@ def _serve(args: argparse.Namespace) -> int:
     from .api.main import serve
 
     overrides = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
+    if args.insecure_no_auth:
+        overrides["insecure_no_auth"] = True
     serve(_settings(args, **overrides))
     return 0
 
