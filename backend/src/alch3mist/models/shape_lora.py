@@ -111,14 +111,19 @@ def list_shape_loras(lora_dir: Path) -> list[LoraInfo]:
     return found
 
 
-def _lora_layers(module: torch.nn.Module) -> list[Any]:
+def _lora_layers(module: torch.nn.Module, adapter: str = ADAPTER) -> list[Any]:
     from peft.tuners.lora import LoraLayer
 
-    return [layer for layer in module.modules() if isinstance(layer, LoraLayer) and ADAPTER in layer.lora_A]
+    return [layer for layer in module.modules() if isinstance(layer, LoraLayer) and adapter in layer.lora_A]
 
 
 def add_shape_lora(
-    module: torch.nn.Module, targets: list[str] | tuple[str, ...], rank: int, alpha: int, dropout: float = 0.0
+    module: torch.nn.Module,
+    targets: list[str] | tuple[str, ...],
+    rank: int,
+    alpha: int,
+    dropout: float = 0.0,
+    adapter: str = ADAPTER,
 ) -> int:
     """Wrap ``module``'s target linears with a fresh adapter (PEFT's gaussian A, zero B); returns the layer count."""
     from peft import LoraConfig, inject_adapter_in_model
@@ -126,12 +131,17 @@ def add_shape_lora(
     config = LoraConfig(
         r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets), init_lora_weights="gaussian"
     )
-    inject_adapter_in_model(config, module, adapter_name=ADAPTER)
-    return len(_lora_layers(module))
+    inject_adapter_in_model(config, module, adapter_name=adapter)
+    return len(_lora_layers(module, adapter))
 
 
 def save_shape_lora(
-    path: Path, parts: dict[str, torch.nn.Module], rank: int, alpha: int, extra: dict[str, Any] | None = None
+    path: Path,
+    parts: dict[str, torch.nn.Module],
+    rank: int,
+    alpha: int,
+    extra: dict[str, Any] | None = None,
+    adapter: str = ADAPTER,
 ) -> ShapeLoraFile:
     """Write the adapters of ``parts`` ({group: module}) in the file format above, atomically, and check it."""
     from peft.utils import get_peft_model_state_dict
@@ -139,7 +149,7 @@ def save_shape_lora(
 
     tensors: dict[str, torch.Tensor] = {}
     for group, module in parts.items():
-        state = get_peft_model_state_dict(module, adapter_name=ADAPTER)
+        state = get_peft_model_state_dict(module, adapter_name=adapter)
         for key, value in state.items():
             folded = value.float() * (alpha / rank) if ".lora_B." in key else value.float()
             tensors[f"{group}.{key}"] = folded.detach().cpu().contiguous()
@@ -148,7 +158,7 @@ def save_shape_lora(
     save_file(tensors, str(partial), metadata=metadata)
     partial.replace(path)
     saved = validate_shape_lora(path)
-    expected = sum(len(_lora_layers(module)) for module in parts.values())
+    expected = sum(len(_lora_layers(module, adapter)) for module in parts.values())
     if saved.layers != expected:
         raise InvalidLora(f"saved 3D LoRA {path} is malformed: {saved.layers} of {expected} layers")
     return saved

@@ -11,10 +11,12 @@ transformers' ``Dinov2Model`` (1 layer, width 32 — DINOv2 weights cannot be do
 ``Hunyuan3DDiT`` with one double and one single block, and a ``ShapeVAE`` decoder (32 latents × 8 channels).
 
 Only the ShapeVAE decoder is not left random: a random occupancy decoder has no surface, or one cut open by the
-box, and the engine must hand out a closed mesh. So the builder teaches it, in a few hundred seeded steps, to decode
-*every* latent into a closed blob — an ellipsoid whose three radii (0.25–0.65) are read from the latent's mean
-channels 0–2. The DiT and the conditioner stay random: the meshes mean nothing, but they are closed, they depend on
-the image and the seed, and a latent fitted to an ellipsoid mesh decodes back to it (the 3D LoRA trainer uses that).
+box, and the engine must hand out a closed mesh. So ``build_closed_shape_decoder`` sets its weights by hand so that it
+decodes *every* latent into a closed, convex, rounded blob inside the box: the level set
+``cos x + cos y + cos z = LEVEL_MID - LEVEL_SWING * m(latent)`` (the Fourier features' own cosines), whose size ``m``
+reads from channel 0 of the latent tokens (a mean, through a query-independent cross-attention). The DiT and the
+conditioner stay random: the meshes mean nothing, but they are closed, they depend on the image and the seed, and a
+latent fitted to a blob decodes back to it (the 3D LoRA trainer relies on that).
 
 Bump ``TINY_VERSION`` whenever anything below changes, so stale caches are never reused.
 """
@@ -37,8 +39,6 @@ logger = logging.getLogger(__name__)
 TINY_VERSION = "tiny-hunyuan3d-v1"
 SUBFOLDER = "hunyuan3d-dit-v2-0"
 SEED = 20261201
-DECODER_STEPS = 300
-RADIUS_MEAN, RADIUS_SPREAD = 0.45, 0.2  # radii = RADIUS_MEAN + RADIUS_SPREAD * tanh(latent mean of channel k)
 
 DINO_WIDTH = 32
 LATENT_CHANNELS = 8
@@ -160,7 +160,7 @@ def build_tiny_shape_model(folder: Path) -> None:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
         parts = {name: instantiate_from_config(TINY_CONFIG[name]) for name in ("model", "vae", "conditioner")}
-        teach_decoder_closed_shapes(parts["vae"], DECODER_STEPS)
+        build_closed_shape_decoder(parts["vae"])
     tensors = {
         f"{name}.{key}": value.detach().contiguous()
         for name, module in parts.items()
@@ -171,36 +171,42 @@ def build_tiny_shape_model(folder: Path) -> None:
     save_file(tensors, str(folder / "model.safetensors"), metadata={"alch3mist": TINY_VERSION})
 
 
-def ellipsoid_radii(latents: torch.Tensor) -> torch.Tensor:
-    """(B, 3) radii the taught decoder draws for (B, num_latents, channels) latents."""
-    spread = latents[..., :3].mean(dim=1) * latents.shape[1] ** 0.5  # ~N(0, 1) for N(0, 1) latents
-    return RADIUS_MEAN + RADIUS_SPREAD * torch.tanh(spread)
+LEVEL_MID = 2.765  # sum of cosines at the surface for m = 0 (about a sphere of radius 0.69)
+LEVEL_SWING = 0.05  # per unit of m (|m| < 4): the surface stays between radius ~0.3 and ~0.93
+FIELD_GAIN = 10.0  # scale of the occupancy logits
+TOKEN_BIAS = 1.0  # constant channels that keep LayerNorm from erasing the latent's magnitude
 
 
-def teach_decoder_closed_shapes(vae: Any, steps: int, batch: int = 8, queries: int = 1024) -> None:
-    """Train ``vae``'s decoder (post_kl → transformer → geo_decoder) so occupancy logits are positive exactly inside
-    the ellipsoid ``ellipsoid_radii(latents)``, for latents of any scale from 0.5 to 2.5."""
-    vae.train()
-    optimiser = torch.optim.Adam(vae.parameters(), lr=3e-3)
-    shape = (batch, *vae.latent_shape)
-    for _ in range(steps):
-        latents = torch.randn(shape) * (0.5 + 2.0 * torch.rand(batch, 1, 1))
-        radii = ellipsoid_radii(latents)
-        points = _query_points(radii, queries)
-        inside = ((points / radii[:, None, :]) ** 2).sum(dim=-1) < 1.0
-        logits = vae.geo_decoder(queries=points, latents=vae(latents)).squeeze(-1)
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, inside.float())
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-    vae.eval()
-    logger.info("tiny shape decoder taught (final loss %.3f)", float(loss.detach()))
+def build_closed_shape_decoder(vae: Any) -> None:
+    """Set ``vae``'s decoder (post_kl → transformer → geo_decoder) so occupancy logits are
+    ``FIELD_GAIN * (Σ cos(p_i) - LEVEL_MID) + FIELD_GAIN * LEVEL_SWING * m`` before the final LayerNorm (which keeps
+    their sign), with ``m`` = the token mean of ``4 z0 / sqrt(z0² + 1)`` over channel 0 ``z0`` of the latents."""
+    with torch.no_grad():
+        for parameter in vae.parameters():
+            parameter.zero_()
+        for module in vae.modules():
+            if isinstance(module, torch.nn.LayerNorm) and module.weight is not None:
+                module.weight.fill_(1.0)
+        # latent tokens -> [z0, -z0, b, -b, 0…]: LayerNorm then maps them to ±4 z0 / sqrt(z0² + b²)
+        vae.post_kl.weight[0, 0], vae.post_kl.weight[1, 0] = 1.0, -1.0
+        vae.post_kl.bias[2], vae.post_kl.bias[3] = TOKEN_BIAS, -TOKEN_BIAS
+        # the transformer is an identity (its residual branches' output projections stay zero)
+        decoder = vae.geo_decoder
+        frequencies = decoder.fourier_embedder.num_freqs
+        cos_f1 = [3 + 3 * frequencies + axis * frequencies for axis in range(3)]  # cos(1 * p_axis) in the embedding
+        for axis_index in cos_f1:
+            decoder.query_proj.weight[0, axis_index], decoder.query_proj.weight[1, axis_index] = FIELD_GAIN, -FIELD_GAIN
+        decoder.query_proj.bias[0], decoder.query_proj.bias[1] = -FIELD_GAIN * LEVEL_MID, FIELD_GAIN * LEVEL_MID
+        decoder.query_proj.bias[2], decoder.query_proj.bias[3] = TOKEN_BIAS, -TOKEN_BIAS
+        attention = decoder.cross_attn_decoder.attn  # queries stay zero: every query averages all latent tokens
+        head_width = attention.c_kv.out_features // attention.heads
+        attention.c_kv.weight[head_width // 2, 0] = 1.0  # head 0's first value channel = the normalised z0
+        gain = FIELD_GAIN * LEVEL_SWING
+        attention.c_proj.weight[0, 0], attention.c_proj.weight[1, 0] = gain, -gain
+        decoder.output_proj.weight[0, 0] = 1.0
 
 
-def _query_points(radii: torch.Tensor, count: int) -> torch.Tensor:
-    """Half uniform in the [-1, 1] box, half within ±20% of each ellipsoid's surface (where the level set is)."""
-    batch = radii.shape[0]
-    uniform = torch.rand(batch, count // 2, 3) * 2.0 - 1.0
-    directions = torch.nn.functional.normalize(torch.randn(batch, count - count // 2, 3), dim=-1)
-    near = directions * radii[:, None, :] * (0.8 + 0.4 * torch.rand(batch, count - count // 2, 1))
-    return torch.cat([uniform, near], dim=1)
+def latent_size_signal(latents: torch.Tensor) -> torch.Tensor:
+    """(B,) the ``m`` the tiny decoder reads from (B, num_latents, channels) latents: bigger m, bigger blob."""
+    z0 = latents[..., 0]
+    return (4.0 * z0 / torch.sqrt(z0**2 + TOKEN_BIAS**2)).mean(dim=1)
