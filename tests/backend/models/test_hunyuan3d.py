@@ -100,7 +100,7 @@ def test_hostile_config_is_refused_before_anything_is_instantiated(tmp_path: Pat
     config["scheduler"] = {"target": "subprocess.Popen", "params": {"args": ["touch", str(tmp_path / "pwned")]}}
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
     (folder / "model.safetensors").write_bytes((tiny_root / SUBFOLDER / "model.safetensors").read_bytes())
-    with pytest.raises(ModelLoadError, match="'scheduler' names 'subprocess.Popen'"):
+    with pytest.raises(ModelLoadError, match=r"'scheduler' names 'subprocess\.Popen'"):
         _load(tmp_path / "evil")
     assert not (tmp_path / "pwned").exists()
     with pytest.raises(ModelLoadError, match="not a Hunyuan3D-2 config"):

@@ -206,7 +206,7 @@ def train(args: argparse.Namespace) -> Shape3DTrainResult:
 
     # 4. Resume: LoRA weights, optimiser state and step from the latest checkpoint
     trained = torch.nn.ModuleDict(parts)  # one module, so checkpoints carry model.* and conditioner.* keys
-    trained.peft_config = pipe.model.peft_config  # what PEFT's state-dict helpers read (set on the DiT by the injection)
+    trained.peft_config = pipe.model.peft_config  # read by PEFT's state-dict helpers (the injection set it on the DiT)
     start_step = _resume(work, trained, optimizer, args) if args.resume else 0
 
     # 5. Train
