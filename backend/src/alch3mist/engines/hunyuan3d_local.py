@@ -75,7 +75,7 @@ class ShapeDefaults:
     num_chunks: int
 
 
-TINY_SHAPE_DEFAULTS = ShapeDefaults(steps=3, guidance=5.0, octree_resolution=48, num_chunks=8000)
+TINY_SHAPE_DEFAULTS = ShapeDefaults(steps=3, guidance=5.0, octree_resolution=32, num_chunks=8000)
 FULL_SHAPE_STEPS, FULL_SHAPE_GUIDANCE = 30, 5.0  # hy3dgen's app and API server defaults
 
 
