@@ -223,6 +223,9 @@ class ShapeLoraManager:
     def unload(self) -> None:
         for layer in self._layers():
             layer.delete_adapter(ADAPTER)
+        for module in self._parts.values():
+            if hasattr(module, "peft_config"):
+                del module.peft_config  # the injection's record; the next load writes its own
         self._loaded = None
         self._active = None
 

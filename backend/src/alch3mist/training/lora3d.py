@@ -248,6 +248,7 @@ def _loop(
         for micro in range(args.gradient_accumulation_steps):
             index = step * args.gradient_accumulation_steps + micro
             indices = _batch_indices(index, args.batch_size, len(cache), args.seed)
+            torch.manual_seed(args.seed * 1_000_003 + index)  # LoRA dropout masks: a function of the step, too
             loss = flow_matching_loss(pipe, cache, indices, _step_generator(args.seed, index), args)
             (loss / args.gradient_accumulation_steps).backward()
             loss_value += float(loss.detach()) / args.gradient_accumulation_steps
