@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -184,3 +185,16 @@ def test_memory_fallbacks_and_decoding_defaults() -> None:
     assert decoding_defaults(80 * GiB) == (384, 200_000) and decoding_defaults(4 * GiB) == (256, 8000)
     chunks = [decoding_defaults(gib * GiB)[1] for gib in (4, 8, 12, 24, 80)]
     assert chunks == sorted(chunks)  # more free VRAM never means smaller chunks
+
+
+def test_alch3mist_info_lists_the_engine_when_enabled(
+    tiny_models: LoadedModels, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from alch3mist.cli import main
+
+    for name, value in {"CACHE_DIR": TINY_CACHE_DIR, "DATA_DIR": tmp_path, "HUNYUAN3D_LOCAL": "true"}.items():
+        monkeypatch.setenv(f"ALCH3MIST_{name}", str(value))
+    monkeypatch.chdir(tmp_path)  # no developer .env
+    assert main(["info", "--preset", "tiny"]) == 0
+    engines = {engine["name"]: engine for engine in json.loads(capsys.readouterr().out)["engines"]}
+    assert engines["hunyuan3d-local"]["available"]
