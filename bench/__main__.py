@@ -14,6 +14,7 @@ BENCHMARKS: list[tuple[str, list[str]]] = [
     ("bench.viewer", []),
     ("bench.train", ["--tiny"]),
     ("bench.gpu_flux", ["--tiny"]),
+    ("bench.gpu_shape", ["--tiny"]),
 ]
 
 

@@ -170,9 +170,11 @@ def load_shape_pipeline(source: ShapeSource, device: torch.device, dtype: torch.
     shapegen = import_hy3dgen()
     from hy3dgen.shapegen.utils import smart_load_model
 
+    # smart_load_model joins a relative path onto its own cache folder (~/.cache/hy3dgen): make local folders absolute
+    model = str(Path(source.model).resolve()) if Path(source.model).is_dir() else source.model
     try:
         config_path, ckpt_path = smart_load_model(
-            source.model, subfolder=source.subfolder, use_safetensors=True, variant=source.variant
+            model, subfolder=source.subfolder, use_safetensors=True, variant=source.variant
         )
     except Exception as error:  # a local path, the hub client and the network raise many different types
         raise ModelLoadError(_load_hint(source, error)) from error
@@ -189,7 +191,7 @@ def load_shape_pipeline(source: ShapeSource, device: torch.device, dtype: torch.
             use_safetensors=True,
             # what from_pretrained records too (hy3dgen's enable_flashvdm reads it)
             from_pretrained_kwargs={
-                "model_path": source.model,
+                "model_path": model,
                 "subfolder": source.subfolder,
                 "use_safetensors": True,
                 "variant": source.variant,
