@@ -9,12 +9,14 @@ import sys
 BENCHMARKS: list[tuple[str, list[str]]] = [
     ("bench.chain", []),
     ("bench.api", []),
+    ("bench.comfyui", []),
     ("bench.mesh", []),
     ("bench.render", []),
     ("bench.viewer", []),
     ("bench.train", ["--tiny"]),
     ("bench.gpu_flux", ["--tiny"]),
     ("bench.gpu_shape", ["--tiny"]),
+    ("bench.rewriter", []),
 ]
 
 

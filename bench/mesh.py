@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"| step ({args.size}² input) | median s | min s | max s | notes |")
         print("|---|---:|---:|---:|---|")
         result = engine.generate(image, params, raw, control)
-        faces = result.metadata["faces"]
+        faces = result.details["faces"]
         row(
             "preview engine generate",
             timed(args.runs, lambda: engine.generate(image, params, raw, control)),

@@ -104,6 +104,15 @@ class BackendError(Exception):
     """The backend answered with an error, or could not be reached. ``str()`` is chat-ready text."""
 
 
+class FileStoreRefused(Exception):
+    """Open WebUI's file store refused an artifact (its ``upload_file_handler`` raises FastAPI ``HTTPException``:
+    413 over the admin's maximum file size, 400 on a storage error). ``link`` is the backend's URL to use instead."""
+
+    def __init__(self, link: str, reason: str) -> None:
+        super().__init__(reason)
+        self.link, self.reason = link, reason
+
+
 # --------------------------------------------------------------------------------------------------------------
 # small helpers (module level: they hold no state)
 # --------------------------------------------------------------------------------------------------------------
@@ -529,12 +538,16 @@ class Pipe:
         content_type = response.headers.get("content-type", "application/octet-stream").split(";")[0]
         if len(data) > MAX_GLB_UPLOAD_BYTES:
             return public
-        from fastapi import UploadFile
+        from fastapi import HTTPException, UploadFile
         from open_webui.routers.files import upload_file_handler
 
         upload = UploadFile(file=io.BytesIO(data), filename=filename, headers={"content-type": content_type})
         file_meta = {k: metadata[k] for k in ("chat_id", "message_id") if metadata.get(k)}
-        file_item = await upload_file_handler(request, file=upload, metadata=file_meta, process=False, user=user)
+        try:
+            file_item = await upload_file_handler(request, file=upload, metadata=file_meta, process=False, user=user)
+        except HTTPException as exc:
+            reason = f"Open WebUI did not store {filename} (HTTP {exc.status_code}: {exc.detail})"
+            raise FileStoreRefused(public, reason) from exc
         chat_id, message_id = metadata.get("chat_id"), metadata.get("message_id")
         if chat_id and message_id and not str(chat_id).startswith("local:"):
             from open_webui.models.chats import Chats
@@ -728,6 +741,9 @@ class Pipe:
                     glb_link = await self._store_file(
                         client, artifacts["glb"], f"{slug(final, job_id)}.glb", request, owner, metadata
                     )
+                except FileStoreRefused as exc:
+                    glb_link = exc.link
+                    warnings.append(f"{exc.reason}; the model is linked from the Alch3mist backend instead")
                 except (httpx.HTTPError, OSError) as exc:
                     log.warning("alch3mist: could not store the GLB of %s: %s", job_id, exc)
                     glb_link = rebase(artifacts["glb"], v.PUBLIC_BACKEND_URL)
@@ -869,6 +885,9 @@ class Pipe:
         shown.add(name)
         try:
             link = await self._store_file(client, url, f"alch3mist-{name}.png", request, owner, metadata)
+        except FileStoreRefused as exc:
+            note = f"{md_text(exc.reason, 300)}; linked from the Alch3mist backend instead"
+            return f"\n\n**{captions[name]}**\n\n![{name}]({exc.link})\n\n*{note}.*\n\n"
         except (httpx.HTTPError, OSError) as exc:
             log.warning("alch3mist: could not store %s: %s", name, exc)
             return f"\n\n*{captions[name]}: could not be copied into the chat ({md_text(str(exc), 200)}).*\n\n"

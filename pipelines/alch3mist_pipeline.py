@@ -47,6 +47,12 @@ REFINE_CUES = re.compile(
     re.IGNORECASE,
 )
 JOB_MARKER = re.compile(r"`alch3mist job ([A-Za-z0-9_-]{4,64})`")
+# Open WebUI's background-task prompts (0.12.4 config.py DEFAULT_{TITLE,TAGS,FOLLOW_UP,...}_GENERATION_PROMPT_TEMPLATE)
+# start with "### Task:" and quote the chat between <chat_history> tags, trigger word included. A Pipelines connection
+# gets them without `metadata` (routers/openai.py generate_chat_completion pops it), so the prompt is the only sign.
+TASK_PROMPT = re.compile(r"\A\s*### Task:|<chat_history>.*</chat_history>", re.DOTALL)
+TASK_JSON_KEY = re.compile(r'JSON format:\s*\{\s*"(\w+)"')
+TASK_ANSWERS = {"title": {"title": "Alch3mist 3D asset"}, "tags": {"tags": ["3D"]}, "follow_ups": {"follow_ups": []}}
 JOB_URL = re.compile(r"/v1/jobs/([A-Za-z0-9_-]{4,64})/")
 REWRITE_SYSTEM_PROMPT = f"""You write prompts for a two-stage image pipeline that ends in a 3D model.
 Reply with ONE JSON object and nothing else (no prose, no code fence) with exactly these keys:
@@ -99,6 +105,16 @@ def message_text(content: Any) -> str:
     if isinstance(content, list):
         return "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
     return ""
+
+
+def openwebui_task(messages: list[dict[str, Any]]) -> str | None:
+    """The JSON key Open WebUI's task prompt asks for ("title", "tags", "follow_ups"…), or "task"; None for a chat."""
+    last = next((m for m in reversed(messages) if m.get("role") == "user"), None)
+    text = message_text(last.get("content")) if last else ""
+    if not TASK_PROMPT.search(text):
+        return None
+    key = TASK_JSON_KEY.search(text)
+    return key.group(1) if key else "task"
 
 
 def find_trigger(text: str, trigger: str) -> re.Match[str] | None:
@@ -203,20 +219,28 @@ class Pipeline:
         log.info("alch3mist pipeline: stopped")
 
     def pipe(
-        self, user_message: str, model_id: str, messages: list[dict[str, Any]], body: dict[str, Any]
+        self, user_message: str | list[Any], model_id: str, messages: list[dict[str, Any]], body: dict[str, Any]
     ) -> str | Generator[str, None, None] | Iterator[str]:
         """Answer one chat turn: forward it, or make a 3D asset when it carries the trigger word.
 
-        :param user_message: the last user message's text.
+        :param user_message: the last user message's text (the Pipelines server passes the content list as it is
+            when the message has no text part, e.g. images only).
         :param model_id: this pipeline's id.
         :param messages: the conversation so far (OpenAI format).
-        :param body: the whole request; background tasks (titles, tags) are marked in it and never generate.
+        :param body: the whole request. Background tasks (titles, tags, follow-ups) never generate: marked in the
+            body by some clients, recognised by their prompt when Open WebUI forwards them (it strips the mark).
         """
-        task = body.get("task") or (body.get("metadata") or {}).get("task") or ("title" if body.get("title") else None)
-        match = find_trigger(user_message or "", self.valves.TRIGGER_WORD)
+        task = (
+            body.get("task")
+            or (body.get("metadata") or {}).get("task")
+            or ("title" if body.get("title") else None)
+            or openwebui_task(messages)
+        )
+        text = message_text(user_message)
+        match = find_trigger(text, self.valves.TRIGGER_WORD)
         if task or not match:
             return self._forward(messages, task)
-        return self._generate(strip_trigger(user_message, match), messages, body)
+        return self._generate(strip_trigger(text, match), messages, body)
 
     def _chat(self, model: str, messages: list[dict[str, Any]], timeout: float) -> str:
         v = self.valves
@@ -234,7 +258,8 @@ class Pipeline:
         v = self.valves
         if not (v.BASE_CHAT_MODEL and v.OPENAI_API_BASE_URL):
             if task:
-                return json.dumps({"title": "Alch3mist 3D asset"}) if "title" in task else ""
+                known = next((answer for key, answer in TASK_ANSWERS.items() if key.rstrip("s") in task), None)
+                return json.dumps(known) if known else ""
             trigger = md_text(v.TRIGGER_WORD)
             return f"I make 3D assets: write **{trigger}** and what you want, e.g. *{trigger}, a golden teapot*."
         try:

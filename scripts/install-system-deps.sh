@@ -9,6 +9,12 @@
 #       nodejs npm
 #   * `docker-compose config` checks compose.yaml in the tests, offline and without a Docker engine
 #       docker-compose
+#   * the offline prompt rewriter (alch3mist.prompting, docs/prompting.md): FreeDict bilingual dictionaries in dictd
+#     format into English (and the German/Polish pivots of the small ones), read from /usr/share/dictd, and English
+#     WordNet 3.0 from /usr/share/wordnet
+#       dict-freedict-{deu,fra,spa,ita,por,nld,pol,swe}-eng  dict-freedict-eng-{spa,ita,por,fra,nld,swe,pol}
+#       dict-freedict-{spa,fra,por,nld,ita}-deu  dict-freedict-deu-{spa,fra,por,nld,ita,swe}  dict-freedict-ita-pol
+#       wordnet-base
 # Usage: scripts/install-system-deps.sh   (as root, or a user with sudo; CI runs it as root)
 set -euo pipefail
 
@@ -16,6 +22,14 @@ PACKAGES=(
   libegl1 libegl-mesa0 libgl1-mesa-dri libgl1 libglx-mesa0
   chromium fonts-dejavu-core
   docker-compose
+  dict-freedict-deu-eng dict-freedict-fra-eng dict-freedict-spa-eng dict-freedict-ita-eng dict-freedict-por-eng
+  dict-freedict-nld-eng dict-freedict-pol-eng dict-freedict-swe-eng
+  dict-freedict-eng-spa dict-freedict-eng-ita dict-freedict-eng-por dict-freedict-eng-fra dict-freedict-eng-nld
+  dict-freedict-eng-swe dict-freedict-eng-pol
+  dict-freedict-spa-deu dict-freedict-fra-deu dict-freedict-por-deu dict-freedict-nld-deu dict-freedict-ita-deu
+  dict-freedict-deu-spa dict-freedict-deu-fra dict-freedict-deu-por dict-freedict-deu-nld dict-freedict-deu-ita
+  dict-freedict-deu-swe dict-freedict-ita-pol
+  wordnet-base
 )
 command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs)
 command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)

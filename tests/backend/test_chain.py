@@ -94,7 +94,7 @@ def test_an_input_image_replaces_the_base_image(tiny_chain: Chain, tmp_path: Pat
     manifest, events = _run(tiny_chain, tmp_path, base_image=picture, views=0)
 
     assert manifest.status == "succeeded", manifest.error
-    assert manifest.parameters["base_image"] == "given"
+    assert manifest.parameters.base_image == "given"
     assert Image.open(tmp_path / "base.png").size == (96, 80)
     assert not [e for e in events if e.type == "progress" and e.stage == "base_image" and e.stage_progress < 1]
 

@@ -308,3 +308,25 @@ def test_user_valves_stay_within_the_admins_limits(owui: OpenWebUI, e2e_backend:
     assert "Views 30 is above the admin's limit; 16 was used" in content
     job = job_of(e2e_backend, JOB_MARKER.search(message["content"]).group(1))  # type: ignore[union-attr]
     assert job["seed"] == 8
+
+
+def test_a_file_store_refusal_falls_back_to_backend_links_and_says_so(
+    owui: OpenWebUI, e2e_backend: BackendProcess
+) -> None:
+    # Open WebUI's upload_file_handler raises HTTPException (400) when its storage fails: make its uploads folder a file
+    uploads = owui.root / "data" / "uploads"
+    away = uploads.with_name("uploads-away")
+    uploads.rename(away)
+    uploads.write_text("not a folder")
+    try:
+        _, _, message = owui.chat("alch3mist", TRIGGER_REQUEST)
+    finally:
+        uploads.unlink()
+        away.rename(uploads)
+    content = message["content"]
+    assert "Open WebUI did not store" in content and "linked from the Alch3mist backend instead" in content, content
+    links = dict(re.findall(r"!\[(\w+)\]\((http[^)]+)\)", content))
+    assert set(links) == {"base_image", "textured_image", "contact_sheet"}, content
+    for url in links.values():
+        assert httpx.get(url).status_code == 200
+    assert JOB_MARKER.search(content) and "**Seed:**" in content  # the reply went on to the summary

@@ -58,8 +58,9 @@ def wait_until_healthy(
 
 
 class BackendProcess:
-    def __init__(self, data_dir: Path, log_path: Path, **env: str) -> None:
+    def __init__(self, data_dir: Path, log_path: Path, preset: str = "tiny", **env: str) -> None:
         self.data_dir = data_dir
+        self.preset = preset
         self.log_path = log_path
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -79,7 +80,7 @@ class BackendProcess:
 
     def start(self) -> BackendProcess:
         alch3mist = Path(sys.executable).with_name("alch3mist")  # the console script of this environment
-        command = [str(alch3mist), "serve", "--preset", "tiny", "--host", "127.0.0.1", "--port", str(self.port)]
+        command = [str(alch3mist), "serve", "--preset", self.preset, "--host", "127.0.0.1", "--port", str(self.port)]
         cwd = self.data_dir.parent / f"cwd-{self.port}"
         cwd.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:

@@ -32,7 +32,7 @@ def test_info_lists_the_engine_and_a_job_runs_on_it(shape_backend: BackendProces
     assert job["engine_3d"] == "hunyuan3d-local"
     assert any("single-view projection" in warning for warning in job["warnings"])
     mesh = job["manifest"]["mesh"]
-    assert mesh["engine"]["closed"] and mesh["engine"]["preset"] == "tiny"
+    assert mesh["engine"]["details"]["closed"] and mesh["engine"]["details"]["preset"] == "tiny"
     with httpx.Client(timeout=60) as browser:
         glb = browser.get(job["artifacts"]["glb"])
     assert glb.status_code == 200 and glb.content[:4] == b"glTF"

@@ -3,12 +3,17 @@ and the test LLM server (as its OpenAI-compatible API for the rewrite and base c
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
-from tests.e2e.conftest import BACKEND_KEY, E2E_SEED
+from tests.e2e.conftest import BACKEND_KEY, E2E_SEED, OWUI_VENV
 from tests.integration.conftest import BackendProcess, free_port
 from tests.pipelines.conftest import load_plugin
 from tests.servers.llm_server import RunningServer
@@ -88,3 +93,86 @@ def test_backend_down(llm: RunningServer) -> None:
 
 def test_empty_request() -> None:
     assert "Tell me what to make" in run(MODULE.Pipeline(), "Alch3mist")
+
+
+# --- what Open WebUI 0.12.4 forwards to a Pipelines connection ------------------------------------------------------
+
+CHAT = [
+    {"role": "user", "content": "Material Alch3mist, genérame una vaca con piel de cocodrilo"},
+    {"role": "assistant", "content": "### Vaca de cocodrilo\n- **Seed:** 7\n\n`alch3mist job j0b1d`"},
+]
+
+
+@pytest.fixture(scope="module")
+def forwarded_task_bodies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """Open WebUI's own code builds its title / tags / follow-up task bodies for a Pipelines model (see the script)."""
+    python = OWUI_VENV / "bin" / "python"
+    if not python.is_file():
+        pytest.fail(f"Open WebUI is not installed at {OWUI_VENV}: run `bash scripts/openwebui-venv.sh`")
+    data = tmp_path_factory.mktemp("owui-data")
+    frontend = next((OWUI_VENV / "lib").glob("python3*/site-packages/open_webui/frontend"))
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(data),
+        "DATA_DIR": str(data),
+        "WEBUI_SECRET_KEY": "alch3mist-test",
+        "OFFLINE_MODE": "True",
+        "FRONTEND_BUILD_DIR": str(frontend),
+    }
+    script = Path(__file__).with_name("openwebui_task_bodies.py")
+    done = subprocess.run(
+        [str(python), str(script), "alch3mist", json.dumps(CHAT)],
+        env=env,
+        cwd=data,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    bodies: dict[str, dict[str, Any]] = json.loads(done.stdout.strip().splitlines()[-1])
+    return bodies
+
+
+def serve_like_the_pipelines_server(pipeline: Any, payload: dict[str, Any]) -> str:
+    """open-webui/pipelines main.py generate_openai_chat_completion: messages dumped from the form, user_message from
+    utils/pipelines/main.py get_last_user_message (the first text part, or the content as it is), body = the form."""
+    messages = [dict(m) for m in payload["messages"]]
+    user_message: Any = None
+    for message in reversed(messages):
+        if message["role"] == "user":
+            content = message["content"]
+            user_message = (
+                next((i["text"] for i in content if i["type"] == "text"), content)
+                if isinstance(content, list)
+                else content
+            )
+            break
+    result = pipeline.pipe(user_message=user_message, model_id=payload["model"], messages=messages, body=payload)
+    return result if isinstance(result, str) else "".join(result)
+
+
+@pytest.mark.parametrize(("task", "key"), [("title", "title"), ("tags", "tags"), ("follow_up", "follow_ups")])
+def test_open_webui_task_prompts_never_generate(
+    forwarded_task_bodies: dict[str, dict[str, Any]], task: str, key: str
+) -> None:
+    payload = forwarded_task_bodies[task]
+    assert "metadata" not in payload and "task" not in payload  # what makes the prompt the only sign
+    assert "Alch3mist" in payload["messages"][-1]["content"]  # the trigger word, quoted from the chat
+    pipeline = MODULE.Pipeline()
+    pipeline.valves = MODULE.Pipeline.Valves(BACKEND_URL=f"http://127.0.0.1:{free_port()}")  # nothing listens
+    answer = serve_like_the_pipelines_server(pipeline, payload)
+    assert key in json.loads(answer), answer
+
+
+def test_open_webui_task_goes_to_the_base_chat_model(
+    forwarded_task_bodies: dict[str, dict[str, Any]], e2e_backend: BackendProcess, llm: RunningServer
+) -> None:
+    answer = serve_like_the_pipelines_server(make(e2e_backend, llm), forwarded_task_bodies["title"])
+    assert answer.startswith("You said: ### Task:"), answer  # the test LLM echoes; no job was started
+
+
+def test_a_message_of_images_only_does_not_crash() -> None:
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    payload = {"model": "alch3mist", "messages": [{"role": "user", "content": [image]}], "stream": True}
+    answer = serve_like_the_pipelines_server(MODULE.Pipeline(), payload)
+    assert "I make 3D assets" in answer

@@ -90,6 +90,10 @@ class ServerState:
 def create_app(api_key: str | None = None, slow_seconds: float = 5.0) -> FastAPI:
     """The app; each call has its own state (recorded requests, invalid-once memory)."""
     state = ServerState(api_key=api_key, slow_seconds=min(slow_seconds, MAX_SLOW_SECONDS))
+    # The "rewriter" models answer with the offline rewriter: load its language resources before the first request
+    # (seconds on a busy machine), not inside a client's timeout.
+    for request in ("a cow made of gold", "una vaca con piel de cocodrilo", "une vache en or"):
+        rewrite_offline(request)
     app = FastAPI(title="alch3mist test LLM server", docs_url=None, redoc_url=None)
 
     @app.get("/v1/models", response_model=None)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
@@ -30,11 +30,13 @@ from .domain import STAGES, ChainInfo, LoraChoice, StageName
 from .engines.base import EngineParams
 from .errors import Alch3mistError, Cancelled, InvalidRequest, UnknownLora
 from .prompting.schema import MaterialPrompt
+from .stages.image_to_3d import MeshManifest
+from .stages.multiview import DEFAULT_VIEWS
 from .stages.progress import StageControl
 
 if TYPE_CHECKING:
     from .engines.base import ImageTo3DEngine
-    from .models.registry import LoadedModels
+    from .models.loaded import GenerationDefaults, LoadedModels
     from .prompting.rewrite import PromptRewriter
 
 logger = logging.getLogger(__name__)
@@ -51,6 +53,7 @@ STAGE_WEIGHTS: dict[StageName, float] = {
     "viewer": 0.02,
 }
 VIEW_SIZE = 512
+DEFAULT_TEXTURE_SIZE = EngineParams.model_fields["texture_size"].default
 MAX_INPUT_IMAGE_SIDE = 4096
 
 
@@ -75,6 +78,41 @@ class GenerationRequest(BaseModel):
     texture_size: int | None = Field(None, ge=256, le=4096)
     views: int | None = Field(None, ge=0, le=36)
     view_size: int = Field(VIEW_SIZE, ge=64, le=2048)
+
+
+class Parameters(BaseModel):
+    """The knobs one run used, every default resolved once (from the request, else the preset's defaults)."""
+
+    steps: int = Field(description="FLUX.1-dev steps.")
+    guidance: float
+    size: int = Field(description="Base image side, pixels.")
+    edit_steps: int = Field(description="Kontext steps.")
+    edit_guidance: float
+    kontext_max_area: int = Field(description="Kontext works at an area of about this many pixels.")
+    texture_size: int
+    views: int = Field(description="Multiview renders (0 = none).")
+    view_size: int
+    base_image: Literal["generated", "given"] = Field(
+        "generated", description="given: the caller's image or the parent job's base image (FLUX.1-dev skipped)."
+    )
+
+    @classmethod
+    def resolve(cls, req: GenerationRequest, defaults: GenerationDefaults) -> Parameters:
+        def pick(value: T | None, default: T) -> T:
+            return default if value is None else value
+
+        return cls(
+            steps=pick(req.steps, defaults.steps),
+            guidance=pick(req.guidance, defaults.guidance),
+            size=pick(req.size, defaults.size),
+            edit_steps=pick(req.edit_steps, defaults.edit_steps),
+            edit_guidance=pick(req.edit_guidance, defaults.edit_guidance),
+            kontext_max_area=defaults.kontext_max_area,
+            texture_size=pick(req.texture_size, DEFAULT_TEXTURE_SIZE),
+            views=pick(req.views, DEFAULT_VIEWS),
+            view_size=req.view_size,
+            base_image="given" if req.base_image is not None else "generated",
+        )
 
 
 class ChainEvent(BaseModel):
@@ -107,12 +145,12 @@ class Manifest(BaseModel):
     lora: LoraChoice | None = None
     engine_3d: str | None = None
     engine_is_preview: bool = False
-    parameters: dict[str, Any] = Field(default_factory=dict)
+    parameters: Parameters
     timings_s: dict[str, float] = Field(default_factory=dict)
     model_seconds: float = Field(0.0, description="Time inside the model/engine/renderer calls alone.")
     total_seconds: float = 0.0
     artifacts: list[str] = Field(default_factory=list)
-    mesh: dict[str, Any] = Field(default_factory=dict)
+    mesh: MeshManifest | None = Field(None, description="What the mesh stage made and how (engine record included).")
     warnings: list[str] = Field(default_factory=list)
     error: ManifestError | None = None
     versions: dict[str, str] = Field(default_factory=dict)
@@ -197,7 +235,7 @@ class Chain:
     # ------------------------------------------------------------------ info / validation
 
     def info(self) -> ChainInfo:
-        d = self.models.defaults
+        defaults = Parameters.resolve(GenerationRequest(), self.models.defaults)
         return ChainInfo(
             preset=self.models.preset,
             device=self.models.device,
@@ -207,17 +245,7 @@ class Chain:
             default_engine=self.default_engine,
             loras=self.models.loras.available(),
             default_lora=self._default_lora_name(),
-            defaults={
-                "steps": d.steps,
-                "guidance": d.guidance,
-                "size": d.size,
-                "edit_steps": d.edit_steps,
-                "edit_guidance": d.edit_guidance,
-                "kontext_max_area": d.kontext_max_area,
-                "texture_size": EngineParams().texture_size,
-                "views": 8,
-                "view_size": VIEW_SIZE,
-            },
+            defaults=defaults.model_dump(exclude={"base_image"}),
         )
 
     def validate(self, req: GenerationRequest) -> None:
@@ -262,11 +290,11 @@ class Chain:
             # 2. Base image: FLUX.1-dev, or the caller's / parent job's image
             base = self._make_base_image(run, req, prompt)
             # 3. Material edit: FLUX.1 Kontext [dev] + the Alch3mist LoRA
-            textured = self._apply_material(run, req, prompt, base)
+            textured = self._apply_material(run, prompt, base)
             # 4. Image → textured GLB (TRELLIS / Hunyuan3D / the preview engine), normalised and validated
-            glb_path = self._build_mesh(run, req, textured)
+            glb_path = self._build_mesh(run, textured)
             # 5. Multiview renders + contact sheet
-            self._render_views(run, req, glb_path)
+            self._render_views(run, glb_path)
             # 6. Self-contained viewer page (the API also serves a URL-mode page)
             self._write_viewer(run, prompt, glb_path, textured)
         except _StageStopped:
@@ -297,20 +325,19 @@ class Chain:
         return prompt
 
     def _make_base_image(self, run: _Run, req: GenerationRequest, prompt: MaterialPrompt) -> Image.Image:
-        d = self.models.defaults
+        p = run.manifest.parameters
         with self._stage(run, "base_image") as control:
             if req.base_image is not None:
                 image = req.base_image.convert("RGB")
-                run.manifest.parameters["base_image"] = "given"
             else:
                 image = self._timed(
                     run,
                     lambda: self.base_image.run(
                         prompt.base_prompt,
                         seed=run.manifest.seed,
-                        steps=req.steps or d.steps,
-                        guidance=req.guidance if req.guidance is not None else d.guidance,
-                        size=req.size or d.size,
+                        steps=p.steps,
+                        guidance=p.guidance,
+                        size=p.size,
                         control=control,
                     ),
                 )
@@ -319,10 +346,8 @@ class Chain:
         run.artifact("base_image", path)
         return image
 
-    def _apply_material(
-        self, run: _Run, req: GenerationRequest, prompt: MaterialPrompt, base: Image.Image
-    ) -> Image.Image:
-        d = self.models.defaults
+    def _apply_material(self, run: _Run, prompt: MaterialPrompt, base: Image.Image) -> Image.Image:
+        p = run.manifest.parameters
         lora = run.manifest.lora
         with self._stage(run, "material_edit") as control:
             image = self._timed(
@@ -331,8 +356,8 @@ class Chain:
                     base,
                     prompt.edit_prompt,
                     seed=run.manifest.seed,
-                    steps=req.edit_steps or d.edit_steps,
-                    guidance=req.edit_guidance if req.edit_guidance is not None else d.edit_guidance,
+                    steps=p.edit_steps,
+                    guidance=p.edit_guidance,
                     lora=lora.name if lora else None,
                     lora_scale=lora.scale if lora else 0.0,
                     control=control,
@@ -343,9 +368,9 @@ class Chain:
         run.artifact("material_edit", path)
         return image
 
-    def _build_mesh(self, run: _Run, req: GenerationRequest, textured: Image.Image) -> Path:
+    def _build_mesh(self, run: _Run, textured: Image.Image) -> Path:
         engine = run.manifest.engine_3d or self.default_engine
-        params = EngineParams(seed=run.manifest.seed, texture_size=req.texture_size or EngineParams().texture_size)
+        params = EngineParams(seed=run.manifest.seed, texture_size=run.manifest.parameters.texture_size)
         with self._stage(run, "mesh") as control:
             result = self._timed(
                 run,
@@ -354,8 +379,8 @@ class Chain:
                 ),
             )
         run.manifest.engine_is_preview = result.is_preview
-        run.manifest.mesh = {"faces": result.faces, "vertices": result.vertices, **result.metadata}
-        for warning in result.metadata.get("warnings", []):
+        run.manifest.mesh = result.manifest()
+        for warning in result.warnings:
             run.warn("mesh", f"{engine}: {warning}")
         if result.is_preview:
             run.warn("mesh", "3D model made by the built-in preview engine (silhouette inflation), not TRELLIS")
@@ -364,16 +389,14 @@ class Chain:
             run.artifact("mesh", result.texture_map_path)
         return result.glb_path
 
-    def _render_views(self, run: _Run, req: GenerationRequest, glb_path: Path) -> None:
-        views = 8 if req.views is None else req.views
+    def _render_views(self, run: _Run, glb_path: Path) -> None:
+        views, view_size = run.manifest.parameters.views, run.manifest.parameters.view_size
         if views == 0:
             return
         with self._stage(run, "views") as control:
             result = self._timed(
                 run,
-                lambda: self.multiview.run(
-                    glb_path, views=views, size=req.view_size, out_dir=run.out_dir, control=control
-                ),
+                lambda: self.multiview.run(glb_path, views=views, size=view_size, out_dir=run.out_dir, control=control),
             )
         for view in result.views:
             run.artifact("views", view)
@@ -444,7 +467,6 @@ class Chain:
     def _new_manifest(self, req: GenerationRequest) -> Manifest:
         lora_name = self._lora_name(req)
         scale = req.lora.scale if req.lora else self.settings.default_lora_scale
-        d = self.models.defaults
         return Manifest(
             request=req.request,
             seed=req.seed if req.seed is not None else secrets.randbelow(MAX_SEED + 1),
@@ -454,17 +476,7 @@ class Chain:
             models=self.models.model_ids,
             lora=LoraChoice(name=lora_name, scale=scale) if lora_name else None,
             engine_3d=req.engine_3d or self.default_engine,
-            parameters={
-                "steps": req.steps or d.steps,
-                "guidance": req.guidance if req.guidance is not None else d.guidance,
-                "size": req.size or d.size,
-                "edit_steps": req.edit_steps or d.edit_steps,
-                "edit_guidance": req.edit_guidance if req.edit_guidance is not None else d.edit_guidance,
-                "kontext_max_area": d.kontext_max_area,
-                "texture_size": req.texture_size or EngineParams().texture_size,
-                "views": 8 if req.views is None else req.views,
-                "view_size": req.view_size,
-            },
+            parameters=Parameters.resolve(req, self.models.defaults),
             versions=_versions(),
         )
 

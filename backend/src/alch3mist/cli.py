@@ -81,6 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
         lora3d_commands, "eval", "alch3mist.training.lora3d_eval", "Compare shapes with/without a LoRA."
     )
     _add_module_command(lora3d_commands, "pairs", "alch3mist.training.lora3d_data", "Make pairs from finished jobs.")
+
+    engines = commands.add_parser("engines", help="Check the 3D engine servers (TRELLIS, Hunyuan3D) before a job.")
+    engine_commands = engines.add_subparsers(title="engines commands", metavar="COMMAND")
+    _add_module_command(engine_commands, "check", "alch3mist.engines.check", "What an engine offers; --smoke runs one.")
+
+    comfyui = commands.add_parser("comfyui", help="The ComfyUI workflows, and a ComfyUI server as image backend.")
+    comfyui_commands = comfyui.add_subparsers(title="comfyui commands", metavar="COMMAND")
+    _add_module_command(comfyui_commands, "export", "alch3mist.comfyui.export", "Write the four ComfyUI workflows.")
+    _add_module_command(comfyui_commands, "check", "alch3mist.comfyui.check", "Report what a ComfyUI server has.")
     return parser
 
 
@@ -230,8 +239,13 @@ def _serve(args: argparse.Namespace) -> int:
 def _info(args: argparse.Namespace) -> int:
     from .chain import build_chain
 
-    info = build_chain(_settings(args)).info()
-    sys.stdout.write(info.model_dump_json(indent=2) + "\n")
+    settings = _settings(args)
+    info: dict[str, Any] = build_chain(settings).info().model_dump(mode="json")
+    if settings.comfyui_url:  # what the image backend's server has (nodes, model files, what is missing)
+        from .comfyui.check import server_summary
+
+        info["comfyui"] = server_summary(settings)
+    sys.stdout.write(json.dumps(info, indent=2) + "\n")
     return 0
 
 

@@ -64,6 +64,15 @@ class Settings(BaseSettings):
     llm_model: str = Field("gpt-4o-mini", description="Model name for the rewrite.")
     llm_timeout_s: float = Field(30.0, description="Timeout of one rewrite call.")
 
+    # --- offline rewriter: language resources (Debian dict-freedict-*-eng and wordnet-base) ---
+    dictionary_dir: Path = Field(
+        Path("/usr/share/dictd"),
+        description="Folder of the FreeDict dictd dictionaries (freedict-deu-eng.index + .dict.dz …).",
+    )
+    wordnet_dir: Path = Field(
+        Path("/usr/share/wordnet"), description="Folder of English WordNet 3.0 (index.noun, data.noun …)."
+    )
+
     # --- 3D engines ---
     engine_3d: EngineName | Literal["auto"] = Field(
         "auto", description="Default engine: auto = trellis on the full preset, else preview."
@@ -71,6 +80,34 @@ class Settings(BaseSettings):
     trellis_url: str | None = Field(None, description="URL of a TRELLIS Gradio app.")
     hunyuan3d_url: str | None = Field(None, description="URL of a Hunyuan3D-2.x api_server.")
     engine_timeout_s: float = Field(600.0, description="Timeout of one 3D engine call.")
+    # Hunyuan3D-2.1 never reports a failed stage, so each phase of a job has a no-progress deadline (engines issue)
+    hunyuan3d_shape_deadline_s: float = Field(
+        300.0, description="Longest a Hunyuan3D job may stay 'processing' (shape) before it fails."
+    )
+    hunyuan3d_texture_deadline_s: float = Field(
+        420.0, description="Longest it may stay 'texturing' before the untextured shape is delivered with a warning."
+    )
+
+    # --- ComfyUI as the image backend (alch3mist.comfyui): stages 1-2 run as workflows on the user's ComfyUI ---
+    comfyui_url: str | None = Field(
+        None,
+        description="Base URL of a ComfyUI server, e.g. http://gpu-box:8188. When set, the base image and material "
+        "edit run there as API-format workflows and FLUX is not loaded in this process.",
+    )
+    comfyui_timeout_s: float = Field(600.0, description="Longest one ComfyUI workflow may take, queue wait included.")
+    comfyui_flux_unet: str = Field(
+        "flux1-dev.safetensors", description="FLUX.1-dev in the server's models/diffusion_models."
+    )
+    comfyui_kontext_unet: str = Field(
+        "flux1-dev-kontext_fp8_scaled.safetensors",
+        description="FLUX.1 Kontext [dev] in the server's models/diffusion_models.",
+    )
+    comfyui_clip_l: str = Field("clip_l.safetensors", description="CLIP-L in the server's models/text_encoders.")
+    comfyui_t5: str = Field(
+        "t5xxl_fp16.safetensors",
+        description="T5-XXL in the server's models/text_encoders (t5xxl_fp8_e4m3fn_scaled.safetensors also works).",
+    )
+    comfyui_vae: str = Field("ae.safetensors", description="The FLUX VAE in the server's models/vae.")
 
     # --- hunyuan3d-local: Hunyuan3D-2 shape (hy3dgen) in-process; optional, off by default ---
     hunyuan3d_local: bool = Field(
@@ -101,7 +138,7 @@ class Settings(BaseSettings):
         None, description="The @google/model-viewer UMD bundle (default: the repository's vendored copy)."
     )
 
-    @field_validator("public_url")
+    @field_validator("public_url", "comfyui_url")
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else value

@@ -5,13 +5,27 @@ The HTTP schemas (``api/schemas.py``) import these; nothing here imports from ``
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
 from .engines.base import EngineHealth
 
-__all__ = ["STAGES", "ChainInfo", "JobStatus", "LoraChoice", "LoraInfo", "StageName"]
+if TYPE_CHECKING:
+    from .chain import ChainEvent, GenerationRequest, Manifest
+
+__all__ = [
+    "STAGES",
+    "ChainInfo",
+    "GenerationChain",
+    "JobStatus",
+    "LoraChoice",
+    "LoraInfo",
+    "StageName",
+]
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 StageName = Literal["rewrite", "base_image", "material_edit", "mesh", "views", "viewer"]
@@ -26,7 +40,7 @@ class LoraChoice(BaseModel):
 class LoraInfo(BaseModel):
     name: str
     file: str
-    size_bytes: int
+    size_bytes: int | None = Field(None, description="File size; unknown (null) for a LoRA on a ComfyUI server.")
     rank: int | None = None
 
 
@@ -42,3 +56,19 @@ class ChainInfo(BaseModel):
     loras: list[LoraInfo]
     default_lora: str | None
     defaults: dict[str, Any]
+
+
+class GenerationChain(Protocol):
+    """What the API and the workers need of the loaded chain (``alch3mist.chain.Chain``)."""
+
+    def info(self) -> ChainInfo: ...
+
+    def validate(self, req: GenerationRequest) -> None: ...
+
+    def run(
+        self,
+        req: GenerationRequest,
+        out_dir: Path,
+        on_event: Callable[[ChainEvent], None],
+        cancel: threading.Event | None = None,
+    ) -> Manifest: ...

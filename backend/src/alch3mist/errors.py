@@ -14,6 +14,8 @@ Alch3mistError                 every error we raise on purpose; ``code`` is the 
 ├── RewriteError               the LLM rewriter failed (the caller falls back to the offline one)
 ├── EngineError                a 3D engine failed; names the engine and its URL                           -> 502
 │   └── EngineUnavailable      the engine's server is down or timed out                                   -> 503
+├── ComfyUIError               the ComfyUI server refused or failed a workflow; names the server and node -> 502
+│   └── ComfyUIUnavailable     the ComfyUI server is down, timed out or dropped the connection            -> 503
 ├── MeshError                  a GLB is invalid / empty
 └── Cancelled                  the job was cancelled; raised at the next step boundary
 
@@ -92,10 +94,25 @@ class EngineError(Alch3mistError):
         super().__init__(f"3D engine '{engine}'{where}: {message}")
         self.engine = engine
         self.url = url
+        self.reason = message  # without the engine and URL (health details name them already)
 
 
 class EngineUnavailable(EngineError):
     code = "engine_unavailable"
+    http_status = 503
+
+
+class ComfyUIError(Alch3mistError):
+    code = "comfyui_error"
+    http_status = 502
+
+    def __init__(self, url: str, message: str) -> None:
+        super().__init__(f"ComfyUI at {url}: {message}")
+        self.url = url
+
+
+class ComfyUIUnavailable(ComfyUIError):
+    code = "comfyui_unavailable"
     http_status = 503
 
 

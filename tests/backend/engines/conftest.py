@@ -1,4 +1,4 @@
-"""Engine test servers: real stand-ins of the TRELLIS Gradio app and the Hunyuan3D api_server, one per module."""
+"""Engine test servers: stand-ins of the TRELLIS / TRELLIS.2 apps and the Hunyuan3D api_servers, one per module."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ from .servers import RunningServer, free_port, hunyuan_command, run_server, trel
 
 @pytest.fixture(scope="module")
 def trellis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """The TRELLIS stand-in (Gradio 4.44.1, its own venv)."""
-    with run_server(trellis_command("trellis"), free_port(), "/info", tmp_path_factory.mktemp("trellis")) as server:
+    """TRELLIS' app.py (Gradio 4.44.1, its own venv); ready when its config answers."""
+    with run_server(trellis_command("trellis"), free_port(), "/config", tmp_path_factory.mktemp("trellis")) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def trellis2_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """The TRELLIS.2 stand-in (its endpoint parameters differ)."""
-    with run_server(trellis_command("trellis2"), free_port(), "/info", tmp_path_factory.mktemp("trellis2")) as server:
+    """TRELLIS.2's app.py (Gradio 6.0.1, its own venv)."""
+    with run_server(trellis_command("trellis2"), free_port(), "/config", tmp_path_factory.mktemp("trellis2")) as server:
         yield server
 
 
@@ -32,6 +32,14 @@ def hunyuan_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running
 
 @pytest.fixture(scope="module")
 def hunyuan20_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """The Hunyuan3D-2.0 api_server stand-in (no /health, failed jobs stay 'processing')."""
+    """The Hunyuan3D-2.0 api_server stand-in started without --enable_tex (its default)."""
     with run_server(hunyuan_command("2.0"), free_port(), "/docs", tmp_path_factory.mktemp("hy20")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def hunyuan20_tex_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """The Hunyuan3D-2.0 api_server stand-in started with --enable_tex."""
+    command = hunyuan_command("2.0", enable_tex=True)
+    with run_server(command, free_port(), "/docs", tmp_path_factory.mktemp("hy20tex")) as server:
         yield server

@@ -17,8 +17,9 @@ from PIL import Image, ImageDraw
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SERVERS = REPO_ROOT / "tests" / "servers"
-STANDIN_PYTHON = REPO_ROOT / ".cache" / "trellis-standin-venv" / "bin" / "python"
-SETUP_HINT = "run scripts/setup-engine-test-servers.sh (or `make setup`) first"
+STANDIN_PYTHON = REPO_ROOT / ".cache" / "trellis-standin-venv" / "bin" / "python"  # Gradio 4.44.1 (TRELLIS)
+STANDIN2_PYTHON = REPO_ROOT / ".cache" / "trellis2-standin-venv" / "bin" / "python"  # Gradio 6.0.1 (TRELLIS.2)
+SETUP_HINT = "run scripts/setup-engine-test-servers.sh (or `make test-deps`) first"
 
 
 @dataclass
@@ -85,13 +86,17 @@ def _wait_ready(process: subprocess.Popen[bytes], url: str, log_path: Path, time
 
 
 def trellis_command(variant: str = "trellis") -> list[str]:
-    if not STANDIN_PYTHON.is_file():
-        pytest.fail(f"the TRELLIS stand-in needs its own venv with Gradio 4.44.1 at {STANDIN_PYTHON}: {SETUP_HINT}")
-    return [str(STANDIN_PYTHON), str(SERVERS / "trellis_app.py"), "--variant", variant]
+    """TRELLIS' app.py stand-in on Gradio 4.44.1, or TRELLIS.2's on Gradio 6.0.1 (each in the venv it pins)."""
+    v2 = variant == "trellis2"
+    python, script = (STANDIN2_PYTHON, "trellis2_app.py") if v2 else (STANDIN_PYTHON, "trellis_app.py")
+    if not python.is_file():
+        pytest.fail(f"the {variant} stand-in needs its own venv at {python}: {SETUP_HINT}")
+    return [str(python), str(SERVERS / script)]
 
 
-def hunyuan_command(version: str = "2.1", delay_s: float = 0.1) -> list[str]:
-    return [sys.executable, str(SERVERS / "hunyuan3d_server.py"), "--version", version, "--delay", str(delay_s)]
+def hunyuan_command(version: str = "2.1", delay_s: float = 0.1, enable_tex: bool = False) -> list[str]:
+    command = [sys.executable, str(SERVERS / "hunyuan3d_server.py"), "--version", version, "--delay", str(delay_s)]
+    return [*command, "--enable_tex"] if enable_tex else command
 
 
 def object_image(

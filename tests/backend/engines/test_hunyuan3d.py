@@ -1,13 +1,15 @@
-"""The Hunyuan3D client against a real HTTP server with Hunyuan3D-2.x api_server's routes (tests/servers/)."""
+"""The Hunyuan3D client against stand-ins of Hunyuan3D-2.0's and 2.1's api_server (tests/servers/hunyuan3d_server.py):
+2.1's status that never says "error", 2.0 with and without --enable_tex, 2.1's bounds and ignored fields."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from alch3mist.engines.base import EngineParams, EngineResult, check_glb
+from alch3mist.engines.base import EngineParams, EngineResult, check_glb, glb_has_texture
 from alch3mist.engines.hunyuan3d import Hunyuan3DEngine
 from alch3mist.errors import Cancelled, EngineError, EngineUnavailable, MeshError
 from alch3mist.stages.progress import StageControl
@@ -23,7 +25,8 @@ def server(hunyuan_server: RunningServer) -> Iterator[RunningServer]:
 
 
 def _engine(url: str, **kwargs: object) -> Hunyuan3DEngine:
-    return Hunyuan3DEngine(url, poll_interval_s=0.05, timeout_s=kwargs.pop("timeout_s", 30), **kwargs)  # type: ignore[arg-type]
+    settings = {"poll_interval_s": 0.05, "timeout_s": 30, "shape_deadline_s": 20, "texture_deadline_s": 20, **kwargs}
+    return Hunyuan3DEngine(url, **settings)  # type: ignore[arg-type]
 
 
 def _run(
@@ -32,43 +35,121 @@ def _run(
     return engine.generate(object_image(256), params or EngineParams(), tmp_path / "hy.glb", control or StageControl())
 
 
-def test_hunyuan_send_and_poll_returns_the_glb_and_sends_its_fields(server: RunningServer, tmp_path: Path) -> None:
+# --- 2.1 -----------------------------------------------------------------------------------------------------
+
+
+def test_21_send_and_poll_returns_a_textured_glb_and_records_sent_vs_applied(
+    server: RunningServer, tmp_path: Path
+) -> None:
     messages: list[str] = []
-    params = EngineParams(
-        seed=9, octree_resolution=384, num_inference_steps=12, guidance_scale=6.5, target_faces=20_000
-    )
-    control = StageControl(on_progress=lambda f, m: messages.append(m))
-    result = _run(_engine(server.url), tmp_path, params, control)
+    params = EngineParams(seed=9, octree_resolution=384, guidance_scale=6.5)
+    result = _run(_engine(server.url), tmp_path, params, StageControl(on_progress=lambda f, m: messages.append(m)))
 
     check_glb(result.glb_path.read_bytes(), "hunyuan3d")
-    assert result.engine == "hunyuan3d" and result.metadata["mode"] == "send"
+    assert result.variant == "Hunyuan3D-2.1" and result.textured and glb_has_texture(result.glb_path.read_bytes())
     sent = server.calls()[-1]
-    assert sent["route"] == "/send"
-    assert {
-        k: sent[k] for k in ("seed", "octree_resolution", "num_inference_steps", "guidance_scale", "face_count")
-    } == {
-        "seed": 9,
-        "octree_resolution": 384,
-        "num_inference_steps": 12,
-        "guidance_scale": 6.5,
-        "face_count": 20_000,
-    }
-    assert sent["texture"] is True and sent["remove_background"] is True
+    assert sent["route"] == "/send" and sent["texture"] is True
+    assert (sent["seed"], sent["octree_resolution"], sent["guidance_scale"]) == (9, 384, 6.5)
+    assert sent["num_inference_steps"] == 5  # not set by us: the server's own default
+    # its worker calls self.pipeline(image=image): only the image and the texture flag are applied
+    assert result.applied == {"texture": True}
+    assert result.sent == {"texture": True, "seed": 9, "octree_resolution": 384, "guidance_scale": 6.5}
+    assert result.app_defaults["num_inference_steps"] == 5
+    assert any("ignores guidance_scale, octree_resolution, seed" in w for w in result.warnings)
     assert "hunyuan3d: texturing" in messages
 
 
-def test_hunyuan_generate_mode(server: RunningServer, tmp_path: Path) -> None:
+def test_21_steps_above_its_bound_are_clamped_not_refused(server: RunningServer, tmp_path: Path) -> None:
+    result = _run(_engine(server.url), tmp_path, EngineParams(num_inference_steps=50))
+    assert server.calls()[-1]["num_inference_steps"] == 20  # api_models.py: le=20 (422 above)
+    assert [(c.name, c.requested, c.sent) for c in result.clamps] == [("num_inference_steps", 50, 20)]
+    assert any("num_inference_steps=50" in w and "sent 20" in w for w in result.warnings)
+
+
+def test_21_gets_an_rgba_cutout_because_it_never_removes_a_backdrop(server: RunningServer, tmp_path: Path) -> None:
+    _run(_engine(server.url), tmp_path)
+    received = server.calls()[-1]
+    assert received["image_mode"] == "RGBA"
+    assert 0.1 < received["alpha_coverage"] < 0.6  # the object only, not the backdrop
+
+
+def test_21_shape_only_uses_generate_because_send_would_never_complete(server: RunningServer, tmp_path: Path) -> None:
+    result = _run(_engine(server.url), tmp_path, EngineParams(texture=False))
+    assert server.calls()[-1]["route"] == "/generate" and server.calls()[-1]["texture"] is False
+    assert not result.textured and not glb_has_texture(result.glb_path.read_bytes())
+
+
+def test_21_failed_shape_stays_processing_and_fails_at_its_deadline_naming_the_uid(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    server.set_fault("error")
+    started = time.monotonic()
+    with pytest.raises(EngineUnavailable) as caught:
+        _run(_engine(server.url, shape_deadline_s=1.5), tmp_path)
+    assert time.monotonic() - started < 15
+    message = str(caught.value)
+    assert "hunyuan3d" in message and server.url in message and "'processing'" in message
+    assert "job " in message and "never reports a failed shape stage" in message
+
+
+def test_21_stalled_texturing_delivers_the_shape_with_a_warning(server: RunningServer, tmp_path: Path) -> None:
+    server.set_fault("texture-error")
+    result = _run(_engine(server.url, texture_deadline_s=1.5), tmp_path)
+    check_glb(result.glb_path.read_bytes(), "hunyuan3d")
+    assert not result.textured
+    assert any("texturing of job" in w and "untextured mesh" in w for w in result.warnings)
+    assert [c["route"] for c in server.calls()[-2:]] == ["/send", "/generate"]
+
+
+def test_21_health(server: RunningServer) -> None:
+    health = _engine(server.url).health()
+    assert health.available and health.detail.startswith("Hunyuan3D-2.1 api_server")
+
+
+# --- 2.0 -----------------------------------------------------------------------------------------------------
+
+
+def test_20_without_enable_tex_asks_for_the_shape_only_and_says_so(
+    hunyuan20_server: RunningServer, tmp_path: Path
+) -> None:
+    engine = _engine(hunyuan20_server.url)
+    result = _run(engine, tmp_path, EngineParams(seed=5))
+    routes = [(c["route"], c["texture"], c["has_mesh"]) for c in hunyuan20_server.calls()]
+    assert routes == [("/generate", True, True), ("/send", False, False)]  # one probe, then shape only
+    assert not result.textured and result.variant == "Hunyuan3D-2.0"
+    assert any("started without --enable_tex" in w for w in result.warnings)
+    assert "no texture pipeline" in engine.health().detail
+    _run(engine, tmp_path)  # the probe's answer is cached
+    assert [c["route"] for c in hunyuan20_server.calls()][2:] == ["/send"]
+
+
+def test_20_with_enable_tex_textures_and_applies_the_shape_settings(
+    hunyuan20_tex_server: RunningServer, tmp_path: Path
+) -> None:
+    params = EngineParams(seed=5, num_inference_steps=50, target_faces=20_000)
+    result = _run(_engine(hunyuan20_tex_server.url), tmp_path, params)
+    sent = hunyuan20_tex_server.calls()[-1]
+    assert sent["route"] == "/send" and sent["texture"] is True and sent["num_inference_steps"] == 50  # no bounds
+    assert result.textured and result.clamps == [] and result.warnings == []
+    assert result.applied == {"texture": True, "seed": 5, "num_inference_steps": 50, "face_count": 20_000}
+    assert result.app_defaults == {"octree_resolution": 128, "guidance_scale": 5.0}  # api_server.py:206-208
+
+
+def test_20_health_without_a_health_route(hunyuan20_server: RunningServer) -> None:
+    health = _engine(hunyuan20_server.url).health()
+    assert health.available and health.detail.startswith("Hunyuan3D-2.0 api_server")
+
+
+# --- both ----------------------------------------------------------------------------------------------------
+
+
+def test_generate_mode(server: RunningServer, tmp_path: Path) -> None:
     result = _run(_engine(server.url, mode="generate"), tmp_path)
     check_glb(result.glb_path.read_bytes(), "hunyuan3d")
     assert server.calls()[-1]["route"] == "/generate"
 
 
-def test_hunyuan_health(server: RunningServer) -> None:
-    health = _engine(server.url).health()
-    assert health.available and "2.1" in health.detail
-
-
-def test_hunyuan_server_down_is_unavailable_and_names_the_url(tmp_path: Path) -> None:
+def test_server_down_is_unavailable_and_names_the_url(tmp_path: Path) -> None:
     url = closed_port_url()
     engine = _engine(url, connect_timeout_s=2)
     assert not engine.health().available
@@ -78,42 +159,22 @@ def test_hunyuan_server_down_is_unavailable_and_names_the_url(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("mode", ["send", "generate"])
-def test_hunyuan_garbage_glb_is_a_mesh_error(server: RunningServer, tmp_path: Path, mode: str) -> None:
+def test_garbage_glb_is_a_mesh_error(server: RunningServer, tmp_path: Path, mode: str) -> None:
     server.set_fault("garbage")
     with pytest.raises(MeshError, match="'hunyuan3d'"):
         _run(_engine(server.url, mode=mode), tmp_path)
 
 
-@pytest.mark.parametrize("mode", ["send", "generate"])
-def test_hunyuan_failed_job_is_an_engine_error(server: RunningServer, tmp_path: Path, mode: str) -> None:
+def test_failed_generate_is_an_engine_error(server: RunningServer, tmp_path: Path) -> None:
     server.set_fault("error")
-    with pytest.raises(EngineError) as caught:
-        _run(_engine(server.url, mode=mode), tmp_path)
+    with pytest.raises(EngineError, match="HTTP 404") as caught:
+        _run(_engine(server.url, mode="generate"), tmp_path)
     assert not isinstance(caught.value, EngineUnavailable) and server.url in str(caught.value)
 
 
-def test_hunyuan_rejected_field_is_an_engine_error_with_the_servers_reason(
-    server: RunningServer, tmp_path: Path
-) -> None:
-    with pytest.raises(EngineError, match="HTTP 422"):
-        _run(_engine(server.url), tmp_path, EngineParams(num_inference_steps=50))  # 2.1 accepts at most 20
-
-
-def test_hunyuan_job_that_never_finishes_times_out(server: RunningServer, tmp_path: Path) -> None:
-    server.set_fault("hang")
-    with pytest.raises(EngineUnavailable, match="not finished after 1 s"):
-        _run(_engine(server.url, timeout_s=1), tmp_path)
-
-
-def test_hunyuan_cancel_between_polls(server: RunningServer, tmp_path: Path) -> None:
+def test_cancel_between_polls(server: RunningServer, tmp_path: Path) -> None:
     server.set_fault("hang")
     control = StageControl()
     threading.Timer(0.5, control.cancel.set).start()
     with pytest.raises(Cancelled):
         _run(_engine(server.url), tmp_path, control=control)
-
-
-def test_hunyuan20_server_without_health_route(hunyuan20_server: RunningServer, tmp_path: Path) -> None:
-    engine = _engine(hunyuan20_server.url)
-    assert engine.health().available and "Hunyuan3D-2 api_server" in engine.health().detail
-    check_glb(_run(engine, tmp_path).glb_path.read_bytes(), "hunyuan3d")

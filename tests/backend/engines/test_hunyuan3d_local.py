@@ -132,7 +132,7 @@ def test_in_the_chain_the_glb_validates_and_repeats(tiny_models: LoadedModels, t
     assert manifest.status == "succeeded", manifest.error
     assert manifest.engine_3d == "hunyuan3d-local" and not manifest.engine_is_preview
     mesh = manifest.mesh
-    assert mesh["engine"]["closed"] and mesh["faces"] > 500
+    assert mesh["engine"]["details"]["closed"] and mesh["faces"] > 500
     if mesh["validation"].get("validator"):  # the Khronos validator is installed by make test-deps
         assert mesh["validation"]["errors"] == 0
     assert any(PROJECTION_WARNING in warning for warning in manifest.warnings)

@@ -24,8 +24,8 @@ from .servers import object_image
 def _generate(tmp_path: Path, image: Image.Image) -> tuple[Path, dict[str, object]]:
     out = tmp_path / "preview.glb"
     result = PreviewEngine().generate(image, EngineParams(), out, StageControl())
-    assert result.engine == "preview" and result.is_preview
-    return out, result.metadata
+    assert result.engine == "preview" and result.is_preview and result.variant == PREVIEW_LABEL
+    return out, result.details
 
 
 def test_preview_makes_a_closed_textured_labelled_glb(tmp_path: Path) -> None:
@@ -33,7 +33,7 @@ def test_preview_makes_a_closed_textured_labelled_glb(tmp_path: Path) -> None:
     out, metadata = _generate(tmp_path, object_image(1024))
     seconds = time.perf_counter() - started
 
-    assert metadata["label"] == PREVIEW_LABEL and metadata["segmentation"] == "border-colour"
+    assert metadata["segmentation"] == "border-colour"
     assert metadata["closed"] is True
     assert 5_000 < int(metadata["faces"]) <= 4 * MAX_CELLS  # type: ignore[call-overload]
     assert seconds < 20, f"preview engine took {seconds:.1f} s on a 1024² image"

@@ -127,4 +127,3 @@ def test_per_user_limit(worker_factory: Any) -> None:
         worker.submit(_job(FAST, user="ana"), max_active_per_user=2)
     worker.submit(_job(FAST, user="bo"), max_active_per_user=2)
     worker.submit(_job(FAST), max_active_per_user=2)  # no end user: no per-user limit
-

@@ -95,7 +95,7 @@ def test_configured_lora_by_name_and_scale_zero_gives_the_baseline_glb(lora_dir:
     for index, engine in enumerate((plain, scaled_off, scaled_on)):
         result = engine.generate(_image(), EngineParams(seed=4), tmp_path / f"{index}.glb", StageControl())
         glbs.append((tmp_path / f"{index}.glb").read_bytes())
-        assert result.metadata["lora"] == ({"name": "bumpy", "scale": 1.0} if index == 2 else None)
+        assert result.details["lora"] == ({"name": "bumpy", "scale": 1.0} if index == 2 else None)
     assert glbs[0] == glbs[1] != glbs[2]
 
 

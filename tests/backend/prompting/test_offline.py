@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from alch3mist.errors import InvalidRequest
 from alch3mist.prompting import MaterialPrompt, clean_request, detect_language, rewrite_offline
-from alch3mist.prompting.offline import DEFAULT_MATERIAL, DEFAULT_SUBJECT, rewrite_offline_noted
+from alch3mist.prompting.offline import DEFAULT_MATERIAL, DEFAULT_SUBJECT, OfflineRewriter, rewrite_offline_noted
 from alch3mist.prompting.schema import MAX_PROMPT_CHARS
 
 # request, language, subject, materials
@@ -14,31 +16,25 @@ TABLE = [
         "Material Alch3mist, genérame una vaca con piel de cocodrilo y con una melena en llamas",
         "es",
         "a cow",
-        ["crocodile skin", "a mane in flames"],
+        ["crocodile skin", "mane in flames"],
     ),
     ("Alch3mist: hazme una silla de madera", "es", "a chair", ["wood"]),
     ("Alch3mist, un caballo hecho de mármol blanco", "es", "a horse", ["white marble"]),
-    ("una vaca dorada por favor", "es", "a cow", ["gold"]),
-    (
-        "Material Alch3mist, crée-moi une vache avec une peau de crocodile et une crinière en feu",
-        "fr",
-        "a cow",
-        ["crocodile skin", "a mane on fire"],
-    ),
-    ("Alch3mist : une tasse de café en porcelaine", "fr", "a cup of coffee", ["porcelain"]),
+    ("Alch3mist, ein Teddybär aus geschmolzenem Gold", "de", "a teddy bear", ["molten gold"]),
+    ("Alch3mist : une tasse de café en porcelaine", "fr", "a coffee cup", ["porcelain"]),
     ("génère une chaise en or", "fr", "a chair", ["gold"]),
     (
         "Alch3mist, generate a cow with crocodile skin and a mane on fire",
         "en",
         "a cow",
-        ["crocodile skin", "a mane on fire"],
+        ["crocodile skin", "mane on fire"],
     ),
     ("make me a teapot made of glass", "en", "a teapot", ["glass"]),
     ("Please create a 3D model of an owl covered in moss, please", "en", "an owl", ["moss"]),
     ("a golden cow", "en", "a cow", ["gold"]),
     ("a statue of a horse in bronze", "en", "a statue of a horse", ["bronze"]),
     ("I'd like a cow. Make it gold.", "en", "a cow", ["gold"]),
-    ("un robot de cuero negro con ojos de rubí", "es", "a robot", ["black leather", "eyes of ruby"]),
+    ("un robot de cuero negro con ojos de rubí", "es", "a robot", ["black leather", "ruby eyes"]),
     ("a chair with black and white stripes", "en", "a chair", ["black and white stripes"]),
     ("un chat noir avec des yeux en rubis", "fr", "a black cat", ["eyes in ruby"]),
 ]
@@ -57,8 +53,8 @@ def test_seed_example_prompts_read_well_in_english() -> None:
     assert prompt.base_prompt.startswith("A single cow, centred")
     assert "crocodile" not in prompt.base_prompt  # the base image is the plain object: the edit does the material
     assert prompt.edit_prompt.startswith("Alch3mist, give the cow crocodile skin (rugged olive-brown scutes")
-    assert "and a mane in flames (flickering orange and yellow flames" in prompt.edit_prompt
-    assert prompt.title == "Cow: crocodile skin, a mane in flames"
+    assert "and mane in flames (flickering orange and yellow flames" in prompt.edit_prompt
+    assert prompt.title == "Cow: crocodile skin, mane in flames"
 
 
 @pytest.mark.parametrize(
@@ -77,16 +73,16 @@ def test_edit_prompt_wording(request_text: str, edit_start: str) -> None:
     ("request_text", "language"),
     [
         ("Ng'ombe wa dhahabu", "unknown"),
-        ("lehmä kullasta", "unknown"),
+        ("lehmä kullasta", "unknown"),  # Finnish: no dictionary wired (it looks Swedish to Lingua; no Swedish word)
         ("金でできた牛", "ja"),
-        ("Eine Kuh aus Gold", "de"),
     ],
 )
 def test_other_languages_still_give_a_valid_prompt(request_text: str, language: str) -> None:
-    prompt = rewrite_offline(request_text)
-    assert prompt.language == language
+    prompt, notes = rewrite_offline_noted(request_text)
+    assert prompt.language in (language, "sv")
     _assert_well_formed(prompt)
     assert request_text.split()[0] in prompt.base_prompt  # the text as-is: no translation available
+    assert any("used as written, untranslated" in note for note in notes)  # said in the job's warnings
 
 
 def test_unknown_language_keeps_the_text_as_the_material_description() -> None:
@@ -102,6 +98,10 @@ def test_unknown_language_keeps_the_text_as_the_material_description() -> None:
         ("genérame una vaca", "es"),
         ("une vache en or", "fr"),
         ("una mucca con pelle di coccodrillo", "it"),
+        ("eine Kuh aus Gold", "de"),
+        ("een koe van goud", "nl"),
+        ("krowa ze złota", "pl"),
+        ("um sapo de jade", "pt"),
         ("!!! ???", "unknown"),
     ],
 )
@@ -192,6 +192,14 @@ def test_long_request_gives_capped_prompts() -> None:
     huge_subject = rewrite_offline("a " + "very " * 2000 + "big cow made of gold")
     assert len(huge_subject.subject) <= 120
     _assert_well_formed(huge_subject)
+
+
+def test_missing_dictionary_falls_back_and_says_what_to_install(tmp_path: Path) -> None:
+    rewriter = OfflineRewriter(dictionary_dir=tmp_path / "no-dictd")
+    prompt, notes = rewriter.rewrite("eine Kuh aus Gold")
+    _assert_well_formed(prompt)
+    assert prompt.subject == "eine Kuh aus Gold"  # today's behaviour: the text as written
+    assert any("dict-freedict-deu-eng" in note and "ALCH3MIST_DICTIONARY_DIR" in note for note in notes)
 
 
 def test_deterministic() -> None:

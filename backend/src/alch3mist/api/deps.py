@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..config import Settings
+from ..domain import GenerationChain
 from ..jobs.store import JobStore
 from ..jobs.worker import Worker
 from .errors import ApiError
@@ -60,8 +61,9 @@ def get_store(request: Request) -> JobStore:
     return store
 
 
-def get_chain(request: Request) -> Any:
-    return request.app.state.chain
+def get_chain(request: Request) -> GenerationChain:
+    chain: GenerationChain = request.app.state.chain
+    return chain
 
 
 def get_links(request: Request) -> Links:
@@ -74,7 +76,7 @@ def get_links(request: Request) -> Links:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 WorkerDep = Annotated[Worker, Depends(get_worker)]
 StoreDep = Annotated[JobStore, Depends(get_store)]
-ChainDep = Annotated[Any, Depends(get_chain)]
+ChainDep = Annotated[GenerationChain, Depends(get_chain)]
 LinksDep = Annotated[Links, Depends(get_links)]
 
 

@@ -1,4 +1,4 @@
-"""The one interface every image-to-3D engine implements: image in → textured GLB + metadata out.
+"""The one interface every image-to-3D engine implements: image in → textured GLB + an ``EngineResult`` out.
 
 Engines write a raw GLB; the image-to-3D stage post-processes and validates it. Shared helpers for the engines live
 here too: ``check_glb`` (is what an engine produced a usable GLB?) and ``run_with_deadline`` (poll a background call,
@@ -26,30 +26,87 @@ GLB_MAGIC = b"glTF"
 
 
 class EngineParams(BaseModel):
-    """Per-job knobs; an engine ignores the ones it has no use for (and says so in its metadata)."""
+    """Per-job knobs. ``None`` means "the engine's own default": an engine sends a value only when the caller set it
+    (or the job has a reason, like its seed and texture size), so the app's defaults stand otherwise. Each engine
+    says in its ``EngineResult`` what it sent, what it applied, and which defaults it left alone."""
 
     seed: int = Field(0, ge=0, le=MAX_SEED)
-    texture_size: int = Field(1024, ge=256, le=4096)
-    simplify: float = Field(0.95, ge=0.0, lt=1.0, description="Fraction of faces to remove (TRELLIS' mesh_simplify).")
-    target_faces: int | None = Field(None, ge=100, description="Face budget (Hunyuan3D face_count, post-processing).")
-    ss_steps: int = Field(12, ge=1, le=100, description="Sparse-structure sampling steps (TRELLIS stage 1).")
-    ss_guidance: float = Field(7.5, ge=0.0, le=20.0)
-    slat_steps: int = Field(12, ge=1, le=100, description="Structured-latent sampling steps (TRELLIS stage 2).")
-    slat_guidance: float = Field(3.0, ge=0.0, le=20.0)
-    octree_resolution: int = Field(256, ge=64, le=512, description="Hunyuan3D shape resolution.")
-    num_inference_steps: int = Field(
-        20, ge=1, le=100, description="Hunyuan3D shape steps (its 2.1 server accepts at most 20)."
+    texture_size: int = Field(1024, ge=256, le=4096, description="The job's texture side (sent, and the cap).")
+    texture: bool = Field(True, description="Ask the engine for a textured mesh (Hunyuan3D can skip texturing).")
+    simplify: float | None = Field(None, ge=0.0, lt=1.0, description="Fraction of faces to remove (TRELLIS).")
+    target_faces: int | None = Field(None, ge=100, description="Face budget (TRELLIS.2, Hunyuan3D, post-processing).")
+    resolution: int | None = Field(None, description="TRELLIS.2's resolution (512, 1024, 1536).")
+    ss_steps: int | None = Field(None, ge=1, le=100, description="Sparse-structure sampling steps (TRELLIS stage 1).")
+    ss_guidance: float | None = Field(None, ge=0.0, le=20.0, description="Sparse-structure guidance.")
+    slat_steps: int | None = Field(
+        None, ge=1, le=100, description="Structured-latent steps (TRELLIS stage 2; TRELLIS.2 shape and material)."
     )
-    guidance_scale: float = Field(5.0, ge=0.1, le=20.0, description="Hunyuan3D guidance.")
-    texture: bool = Field(True, description="Hunyuan3D: paint a texture (needs its texture model on the server).")
+    slat_guidance: float | None = Field(
+        None, ge=0.0, le=20.0, description="Structured-latent guidance (TRELLIS; TRELLIS.2: shape guidance)."
+    )
+    octree_resolution: int | None = Field(None, ge=64, le=512, description="Hunyuan3D shape resolution.")
+    num_inference_steps: int | None = Field(None, ge=1, le=100, description="Hunyuan3D shape steps.")
+    guidance_scale: float | None = Field(None, ge=0.1, le=20.0, description="Hunyuan3D guidance.")
+    options: dict[str, float | int | str | bool] = Field(
+        default_factory=dict,
+        description="Engine parameters by the engine's own names (e.g. TRELLIS.2's tex_slat_guidance_strength).",
+    )
+
+
+@dataclass(frozen=True)
+class Clamp:
+    """A value the engine would have rejected or snapped, and the value sent instead."""
+
+    name: str
+    requested: float | int | str
+    sent: float | int | str
+    allowed: str  # what the engine declares, e.g. "1–50" or "1024–4096 in steps of 1024"
+
+    def message(self, who: str) -> str:
+        return f"{who}: {self.name}={self.requested} is outside what it accepts ({self.allowed}); sent {self.sent}"
 
 
 @dataclass
 class EngineResult:
+    """What one engine run made, and exactly what it was asked for.
+
+    Everything here goes into the manifest's ``mesh.engine`` section as it is; the stage and the chain read only the
+    typed fields, never ``details``.
+    """
+
     glb_path: Path
+    """The raw GLB the engine wrote (the stage post-processes it)."""
     engine: str
+    """Registry name: ``preview``, ``trellis``, ``hunyuan3d``…"""
     is_preview: bool
-    metadata: dict[str, Any] = field(default_factory=dict)
+    """True for the built-in CPU preview engine (labelled as such everywhere)."""
+    variant: str = ""
+    """Which server or pipeline answered: ``TRELLIS``, ``TRELLIS.2``, ``Hunyuan3D-2.0``, ``Hunyuan3D-2.1``…"""
+    url: str | None = None
+    """The server's URL; None in-process."""
+    sent: dict[str, Any] = field(default_factory=dict)
+    """Parameters sent, by the engine's own names (clamped values as sent)."""
+    applied: dict[str, Any] = field(default_factory=dict)
+    """Those of ``sent`` the engine is known to use (Hunyuan3D-2.1's worker ignores most of them)."""
+    app_defaults: dict[str, Any] = field(default_factory=dict)
+    """Parameters not sent, with the engine's own defaults (what it used instead)."""
+    clamps: list[Clamp] = field(default_factory=list)
+    """Values moved into the range the engine declares."""
+    warnings: list[str] = field(default_factory=list)
+    """What a person should know (clamps, ignored options, an untextured result…); they reach the job."""
+    textured: bool = True
+    """False when the engine delivered a mesh without a texture."""
+    glb_bytes: int = 0
+    """Size of the raw GLB."""
+    method: str = ""
+    """How the mesh was made, when that needs saying (the preview engine's algorithm)."""
+    details: dict[str, Any] = field(default_factory=dict)
+    """Engine-specific facts, recorded in the manifest as they are and never read by key."""
+
+    def manifest(self) -> dict[str, Any]:
+        """This result as the manifest records it (paths and sizes left to the stage)."""
+        data = {k: v for k, v in self.__dict__.items() if k not in ("glb_path", "clamps")}
+        return {**data, "clamps": [clamp.__dict__ for clamp in self.clamps]}
 
 
 class EngineHealth(BaseModel):
@@ -87,6 +144,23 @@ def check_glb(data: bytes, engine: str) -> None:
     faces = sum(len(getattr(g, "faces", ())) for g in geometries)
     if faces == 0:
         raise MeshError(f"3D engine '{engine}' returned a GLB with no triangles")
+
+
+def glb_has_texture(data: bytes) -> bool:
+    """Whether a GLB carries at least one texture image (read from its JSON chunk; no geometry is loaded)."""
+    import json
+    import struct
+
+    if len(data) < 20 or data[:4] != GLB_MAGIC:
+        return False
+    chunk_length, chunk_type = struct.unpack_from("<II", data, 12)
+    if chunk_type != 0x4E4F534A:  # "JSON"
+        return False
+    try:
+        document = json.loads(data[20 : 20 + chunk_length])
+    except ValueError:
+        return False
+    return bool(document.get("textures")) and bool(document.get("images"))
 
 
 def image_png_bytes(image: Image.Image) -> bytes:

@@ -63,6 +63,7 @@ GiB = 1024**3
 RESIDENT_MIN_FREE = 10 * GiB  # DiT 2.2 GiB + DINOv2-giant 2.2 GiB + ShapeVAE 0.4 GiB in fp16, plus decoding headroom
 MIN_NUM_CHUNKS = 2000
 BOX = 1.01  # hy3dgen's default bounds of the decoded volume (box_v)
+IGNORED_PARAMS = ("simplify", "resolution", "ss_steps", "ss_guidance", "slat_steps", "slat_guidance")  # TRELLIS's
 
 
 @dataclass(frozen=True)
@@ -153,11 +154,10 @@ class Hunyuan3DLocalEngine:
         textured = project_front_view(shape.mesh, image, shape.silhouette, params.texture_size)
         control.report(0.95, "hunyuan3d-local: texture projected")
         # 5. GLB
-        metadata = self._metadata(shape, textured, params)
-        export_glb(_scene(textured), out_path, generator=f"material-alch3mist ({ENGINE_NAME})", extras=None)
-        metadata["seconds"] = round(time.perf_counter() - started, 3)
+        glb_bytes = export_glb(_scene(textured), out_path, generator=f"material-alch3mist ({ENGINE_NAME})")
         control.report(1.0, "hunyuan3d-local: GLB written")
-        return EngineResult(glb_path=out_path, engine=self.name, is_preview=False, metadata=metadata)
+        shape.seconds["total"] = round(time.perf_counter() - started, 3)
+        return self._result(out_path, shape, params, glb_bytes)
 
     def generate_shape(
         self,
@@ -234,14 +234,9 @@ class Hunyuan3DLocalEngine:
         else:
             octree, chunks = decoding_defaults(free_vram_bytes())
             defaults = ShapeDefaults(FULL_SHAPE_STEPS, FULL_SHAPE_GUIDANCE, octree, chunks)
-        given = params.model_fields_set
-        steps = params.num_inference_steps if "num_inference_steps" in given else defaults.steps
-        guidance = params.guidance_scale if "guidance_scale" in given else defaults.guidance
-        octree = (
-            params.octree_resolution
-            if "octree_resolution" in given
-            else self.settings.hunyuan3d_octree_resolution or defaults.octree_resolution
-        )
+        steps = params.num_inference_steps or defaults.steps
+        guidance = params.guidance_scale if params.guidance_scale is not None else defaults.guidance
+        octree = params.octree_resolution or self.settings.hunyuan3d_octree_resolution or defaults.octree_resolution
         return steps, guidance, octree, self.settings.hunyuan3d_num_chunks or defaults.num_chunks
 
     # --- 3. sample ---------------------------------------------------------------------------------------------
@@ -363,31 +358,47 @@ class Hunyuan3DLocalEngine:
         pipe.to(device="cpu")
         torch.cuda.empty_cache()
 
-    def _metadata(self, shape: ShapeResult, textured: trimesh.Trimesh, params: EngineParams) -> dict[str, Any]:
+    def _result(self, out_path: Path, shape: ShapeResult, params: EngineParams, glb_bytes: int) -> EngineResult:
         assert self._source is not None
         active = self.loras.active()
-        return {
-            "label": ENGINE_NAME,
-            "model": f"{self._source.model}/{self._source.subfolder}",
-            "preset": self._source.preset,
-            "device": str(self._device),
-            "memory_plan": shape.memory_plan,
-            "steps": shape.steps,
+        sent = {
+            "num_inference_steps": shape.steps,
             "guidance_scale": shape.guidance,
             "octree_resolution": shape.octree_resolution,
             "num_chunks": shape.num_chunks,
             "seed": params.seed,
-            "lora": {"name": active[0], "scale": active[1]} if active else None,
-            "segmentation": shape.silhouette.method,
-            "faces": len(textured.faces),
-            "vertices": len(textured.vertices),
-            "closed": bool(shape.mesh.is_watertight),
-            "texturing": "single-view projection",
-            "timings_s": shape.seconds,
-            "licence": LICENCE,
-            "warnings": [PROJECTION_WARNING],
-            "ignored_params": ["simplify", "ss_*", "slat_*", "target_faces (post-processing applies it)"],
         }
+        warnings = [PROJECTION_WARNING]
+        set_but_ignored = [name for name in IGNORED_PARAMS if getattr(params, name) is not None] + sorted(
+            params.options
+        )
+        if set_but_ignored:
+            warnings.append(f"ignored (not Hunyuan3D-2 shape settings): {', '.join(set_but_ignored)}")
+        return EngineResult(
+            glb_path=out_path,
+            engine=self.name,
+            is_preview=False,
+            variant=f"Hunyuan3D-2 shape (hy3dgen {_hy3dgen_version()}, in-process)",
+            sent=sent,
+            applied=dict(sent),
+            app_defaults={"box_v": BOX, "mc_level": 0.0, "mc_algo": "mc"},
+            warnings=warnings,
+            textured=True,
+            glb_bytes=glb_bytes,
+            method="Hunyuan3D-2 shape model; texture: single-view projection of the input image",
+            details={
+                "model": f"{self._source.model}/{self._source.subfolder}",
+                "preset": self._source.preset,
+                "device": str(self._device),
+                "memory_plan": shape.memory_plan,
+                "lora": {"name": active[0], "scale": active[1]} if active else None,
+                "segmentation": shape.silhouette.method,
+                "faces": len(shape.mesh.faces),
+                "closed": bool(shape.mesh.is_watertight),
+                "timings_s": shape.seconds,
+                "licence": LICENCE,
+            },
+        )
 
 
 def fallback_attempts(device_type: str, free_vram: int | None, num_chunks: int) -> list[tuple[str, int]]:

@@ -36,6 +36,7 @@ DEPTH = 0.55  # thickness at the thickest point, relative to the largest inscrib
 OUTLINE_SMOOTHING = (4, 0.5)  # iterations, step of the Laplacian smoothing of the outline
 ATLAS_MARGIN = 0.01  # UV inset of each half of the atlas (so filtering never mixes front and back)
 BACK_SHADE = 0.85
+METHOD = "silhouette inflation (distance-transform height field, front and back)"
 
 
 @dataclass
@@ -76,37 +77,42 @@ class PreviewEngine:
         texture_side = max(128, min(params.texture_size, 2048) // 2)
         atlas = _texture_atlas(image, silhouette, grid, texture_side)
         mesh = _closed_textured_mesh(surface, grid, atlas)
-        metadata = self._metadata(silhouette, grid, mesh, atlas, params)
-        export_glb(_scene(mesh), out_path, generator=f"material-alch3mist {PREVIEW_LABEL}", extras=_extras(metadata))
-        metadata["seconds"] = round(time.perf_counter() - started, 3)
+        details = _details(silhouette, grid, mesh, atlas)
+        export_glb(_scene(mesh), out_path, generator=f"material-alch3mist {PREVIEW_LABEL}", extras=_extras())
+        seconds = time.perf_counter() - started
+        warnings = []
         if silhouette.method == "whole-frame":
-            metadata["warnings"] = ["no plain background found around an object: the whole picture became a relief"]
-        logger.info("preview engine: %d faces in %.2f s", len(mesh.faces), metadata["seconds"])
+            warnings.append("no plain background found around an object: the whole picture became a relief")
+        logger.info("preview engine: %d faces in %.2f s", len(mesh.faces), seconds)
         control.report(1.0, "preview engine: GLB written")
-        return EngineResult(glb_path=out_path, engine=self.name, is_preview=True, metadata=metadata)
-
-    def _metadata(
-        self, silhouette: Silhouette, grid: _Grid, mesh: trimesh.Trimesh, atlas: Image.Image, params: EngineParams
-    ) -> dict[str, Any]:
-        return {
-            "label": PREVIEW_LABEL,
-            "method": "silhouette inflation (distance-transform height field, front and back)",
-            "segmentation": silhouette.method,
-            "object_coverage": round(silhouette.coverage, 4),
-            "grid": list(grid.mask.shape),
-            "faces": len(mesh.faces),
-            "vertices": len(mesh.vertices),
-            "closed": _is_closed(mesh),
-            "texture_atlas": list(atlas.size),
-            "ignored_params": ["seed", "simplify", "ss_*", "slat_*", "octree_resolution", "guidance_scale"],
-            "params_used": {"texture_size": params.texture_size},
-        }
+        return EngineResult(
+            glb_path=out_path,
+            engine=self.name,
+            is_preview=True,
+            variant=PREVIEW_LABEL,
+            sent={"texture_size": params.texture_size},
+            applied={"texture_size": params.texture_size},  # everything else in EngineParams is ignored
+            warnings=warnings,
+            glb_bytes=out_path.stat().st_size,
+            method=METHOD,
+            details={**details, "seconds": round(seconds, 3)},
+        )
 
 
-def _extras(metadata: dict[str, Any]) -> dict[str, Any]:
+def _details(silhouette: Silhouette, grid: _Grid, mesh: trimesh.Trimesh, atlas: Image.Image) -> dict[str, Any]:
     return {
-        "alch3mist": {"engine": "preview", "is_preview": True, "label": PREVIEW_LABEL, "method": metadata["method"]}
+        "segmentation": silhouette.method,
+        "object_coverage": round(silhouette.coverage, 4),
+        "grid": list(grid.mask.shape),
+        "faces": len(mesh.faces),
+        "vertices": len(mesh.vertices),
+        "closed": _is_closed(mesh),
+        "texture_atlas": list(atlas.size),
     }
+
+
+def _extras() -> dict[str, Any]:
+    return {"alch3mist": {"engine": "preview", "is_preview": True, "label": PREVIEW_LABEL, "method": METHOD}}
 
 
 # --- 2. grid -----------------------------------------------------------------------------------------------------

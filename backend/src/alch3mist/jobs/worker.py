@@ -29,15 +29,14 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from PIL import Image
 
 from ..config import Settings
-from ..domain import STAGES
+from ..domain import STAGES, GenerationChain
 from ..errors import Alch3mistError, JobNotActive, JobNotFound, QueueFull
 from .store import JobRecord, JobStore
 
@@ -58,10 +57,6 @@ PROGRESS_INTERVAL_S = 0.25  # at most this often a progress tick is published / 
 STOP_GRACE_S = 30.0  # how long a timed-out / stopping stage gets to reach a step boundary
 
 UpdateType = Literal["status", "stage", "progress", "artifact", "warning", "done"]
-
-
-class ChainLike(Protocol):
-    def run(self, req: Any, out_dir: Path, on_event: Callable[[Any], None], cancel: threading.Event) -> Any: ...
 
 
 @dataclass
@@ -108,7 +103,7 @@ def generation_request(params: dict[str, Any], base_image: Image.Image | None) -
 class Worker:
     """Owns the FIFO queue and the single generation thread."""
 
-    def __init__(self, store: JobStore, chain: ChainLike, settings: Settings) -> None:
+    def __init__(self, store: JobStore, chain: GenerationChain, settings: Settings) -> None:
         self.store = store
         self.chain = chain
         self.settings = settings

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import torch
 
-from .lora import LoraManager
+from ..domain import LoraInfo
 
-__all__ = ["FULL_DEFAULTS", "TINY_DEFAULTS", "GenerationDefaults", "LoadedModels", "ResolvedPreset"]
+if TYPE_CHECKING:
+    from ..stages.image_backend import ImageBackend
+
+__all__ = ["FULL_DEFAULTS", "TINY_DEFAULTS", "GenerationDefaults", "LoadedModels", "LoraCatalogue", "ResolvedPreset"]
 
 ResolvedPreset = Literal["tiny", "full"]
 
@@ -37,6 +40,14 @@ TINY_DEFAULTS = GenerationDefaults(
 )
 
 
+class LoraCatalogue(Protocol):
+    """The LoRAs a job may name: ``LoraManager`` (the local folder) or a ComfyUI server's ``models/loras``."""
+
+    def available(self) -> list[LoraInfo]: ...
+
+    def activate(self, name: str | None, scale: float) -> None: ...
+
+
 @dataclass
 class LoadedModels:
     preset: ResolvedPreset
@@ -45,6 +56,8 @@ class LoadedModels:
     memory_plan: str
     flux: Any  # diffusers.FluxPipeline (diffusers ships no type hints)
     kontext: Any  # diffusers.FluxKontextPipeline, sharing flux's VAE, text encoders and tokenizers
-    loras: LoraManager
+    loras: LoraCatalogue
     model_ids: dict[str, str]
     defaults: GenerationDefaults
+    # Set when stages 1-2 run on a server (ComfyUI) instead: flux and kontext are then None, nothing is loaded here.
+    image_server: ImageBackend | None = None

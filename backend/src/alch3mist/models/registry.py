@@ -13,7 +13,7 @@ import torch
 
 from ..config import Preset, Settings
 from ..errors import ModelLoadError
-from .loaded import FULL_DEFAULTS, TINY_DEFAULTS, LoadedModels, ResolvedPreset
+from .loaded import FULL_DEFAULTS, TINY_DEFAULTS, GenerationDefaults, LoadedModels, ResolvedPreset
 from .lora import LoraManager
 from .memory import apply_fitting_plan, choose_memory_plan, free_vram_bytes
 
@@ -32,7 +32,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-
 def resolve_preset(preset: Preset, cuda_available: bool) -> ResolvedPreset:
     """``auto`` means full on a CUDA machine and tiny elsewhere — said loudly, since tiny images are noise."""
     if preset != "auto":
@@ -47,7 +46,14 @@ def resolve_preset(preset: Preset, cuda_available: bool) -> ResolvedPreset:
 
 
 def load_models(settings: Settings, preset: Preset | None = None) -> LoadedModels:
-    """Load both pipelines, apply the memory plan and open the LoRA folder. Slow for ``full``: call it once."""
+    """Load both pipelines, apply the memory plan and open the LoRA folder. Slow for ``full``: call it once.
+
+    With ``ALCH3MIST_COMFYUI_URL`` set nothing is loaded here: stages 1-2 run as workflows on that ComfyUI server.
+    """
+    if settings.comfyui_url:
+        from ..comfyui.backend import comfyui_models
+
+        return comfyui_models(settings, preset or settings.preset)
     cuda = torch.cuda.is_available()
     resolved = resolve_preset(preset or settings.preset, cuda)
     if resolved == "full" and not cuda:

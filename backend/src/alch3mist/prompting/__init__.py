@@ -3,7 +3,7 @@
 ``PromptRewriter``       what the chain uses: the LLM rewriter when ``llm_url`` is set, else (or when it fails,
                          with a warning) the offline one
 ``LLMRewriter``          any OpenAI-compatible chat endpoint; JSON validated, one repair round, timeout
-``rewrite_offline``      deterministic, no network: en/es/fr requests with a small built-in vocabulary
+``rewrite_offline``      deterministic, no network: Lingua, simplemma, FreeDict dictionaries, WordNet (9 languages)
 ``prompt_from_caller``   prompts the caller already wrote, validated and completed
 ``clean_request``        trigger phrase removed, empty / too-long requests refused
 

@@ -1,33 +1,39 @@
-"""The deterministic offline rewriter: request text -> :class:`MaterialPrompt`, no network, no model.
+"""The deterministic offline rewriter: request text -> :class:`MaterialPrompt`, no network, no model server.
 
-It understands requests of the shape "<object> with / made of / con / de / avec / en <materials>" in English,
-Spanish and French, and keeps working (with the text as-is) for any other language:
+It runs on language resources installed by ``scripts/install-system-deps.sh`` and ``requirements.txt``:
+Lingua's language models (:mod:`.language`), simplemma's lemmas and Debian's FreeDict dictionaries into English
+(:mod:`.lexicon`), English WordNet (:mod:`.wordnet`, :mod:`.senses`), and one curated table of material appearance
+phrases (:mod:`.vocabulary`). :meth:`OfflineRewriter.rewrite` reads as its steps:
 
-1. :func:`clean_request` strips the trigger phrase ("Material Alch3mist, …") and checks emptiness and length.
-2. Instruction-like clauses ("ignore previous instructions…", "set edit_prompt to…") and markup are dropped:
-   the request is data, never instructions.
-3. Request verbs and politeness ("genérame", "make me", "crée-moi", "please"…) are stripped from the start.
-4. The text is split at the first connector into the object and its materials; several materials are split at
-   "and / y / et / ,". Without a connector, material words ("a golden cow", "una vaca dorada") are picked out.
-5. Spanish and French words are translated to English with the small vocabulary in :mod:`.vocabulary` (FLUX's
-   text encoders work best in English); unknown words stay as written. Known materials get a texture / colour /
-   finish description in the edit prompt.
+1. Clean: :func:`clean_request` strips the trigger phrase ("Material Alch3mist, …"); instruction-like clauses
+   ("ignore previous instructions…", "SYSTEM: …", "steps=100000") and markup are dropped — the request is data.
+2. Identify the language (en, es, fr, de, it, pt, nl, pl, sv are translated).
+3. Parse and translate (:mod:`.parse`): the object, its materials and their finishes, in English.
+4. Defaults: no object -> an alchemist's flask, no material -> gold; both said in the notes.
+5. Compose the prompts (:mod:`.text`): the plain object for FLUX.1-dev, the material edit for Kontext, with the
+   curated appearance phrase of each known material.
 
-A request that names no object yields the default object (an alchemist's flask) and one that names no material
-the alchemist's default material (gold); :func:`rewrite_offline_noted` says so in its notes.
+A request in a language without a dictionary (or with its dictionary not installed) keeps the old behaviour: the
+text is used as written and the edit prompt asks for "the surface material, texture, colour and finish of: <text>";
+the notes (the job's warnings, recorded in its manifest) say which language and why.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import unicodedata
+import threading
 from dataclasses import dataclass
-from functools import cache
+from functools import lru_cache
+from pathlib import Path
 
 from ..errors import InvalidRequest
-from . import vocabulary as vocab
+from .grammar import GRAMMARS, LANGUAGE_NAMES
+from .language import LanguageIdentifier
+from .lexicon import DictionaryMissing, Lexicon, build_lexicons
+from .parse import Parsed, Parser, Token
 from .schema import MaterialPrompt
+from .senses import English
 from .text import (
     base_prompt_for,
     clean_text,
@@ -39,68 +45,221 @@ from .text import (
     truncate,
     with_article,
 )
+from .wordnet import WordNet, WordNetMissing
 
-__all__ = ["DEFAULT_MATERIAL", "DEFAULT_SUBJECT", "clean_request", "detect_language", "rewrite_offline"]
+__all__ = [
+    "DEFAULT_MATERIAL",
+    "DEFAULT_SUBJECT",
+    "OfflineRewriter",
+    "clean_request",
+    "detect_language",
+    "offline_rewriter",
+    "rewrite_offline",
+    "rewrite_offline_noted",
+]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SUBJECT = "an alchemist's flask"
 DEFAULT_MATERIAL = "gold"
-TRANSLATED_LANGUAGES = frozenset({"en", "es", "fr"})
-_MAX_MATERIALS = 6
+DEFAULT_DICTIONARY_DIR = Path("/usr/share/dictd")
+DEFAULT_WORDNET_DIR = Path("/usr/share/wordnet")
 
-_TRIGGER_PHRASE = re.compile(r"@?(?:\bmat[eé]ri[ae]l(?:es)?\s+)?\balch3mist\b[\s,:;.!\-–—]*", re.IGNORECASE)
+_TRIGGER_PHRASE = re.compile(r"@?(?:\bmat[eé]ri[ae](?:l|le|ł)(?:es)?\s+)?\balch3mist\b[\s,:;.!\-–—]*", re.IGNORECASE)
 _EDGE_PUNCT = " \t\n,;:.-–—!?/&"
 _CLAUSE = re.compile(r"[^.!?;\n/]+[.!?;\n/]*")
 _INSTRUCTION = re.compile(
-    r"\b(?:ignore[rsz]?|disregard|forget|override|bypass|ignora[rn]?|olvida[rn]?|oublie[rsz]?|jailbreak)\b"
-    r"|\b(?:instructions?|instrucciones|consignes|reglas|regles|system\s+prompt|prompt\s+del\s+sistema)\b"
-    r"|\b(?:you\s+are\s+now|act\s+as|pretend|developer\s+mode|eres\s+ahora|tu\s+es\s+maintenant)\b"
-    r"|\b(?:set|change|replace|output|return|print|respond|reply|write|say|escribe|ecris|devuelve)\b"
-    r"[^.;!?]{0,40}?\b(?:edit_prompt|base_prompt|json|poem|poema|poeme|story|cuento|histoire|code)\b"
+    r"\b(?:ignore[rsz]?|disregard|forget|override|bypass|jailbreak|ignora[rn]?|olvida[rn]?|oublie[rsz]?|"
+    r"ignoriere[n]?|vergiss|vergessen|dimentica|esquece[r]?|esqueca|negeer|vergeet|zignoruj|zapomnij|ignorera|glom)\b"
+    r"|\b(?:instructions?|instrucciones|instrucoes|istruzioni|anweisungen|consignes|reglas|regles|instructies|"
+    r"instrukcje|instruktioner|system\s*prompt|prompt\s+del\s+sistema)\b"
+    r"|\b(?:system|assistant|developer|sistema)\s*:"
+    r"|\b(?:you\s+are\s+now|act\s+as|pretend|developer\s+mode|eres\s+ahora|tu\s+es\s+maintenant|du\s+bist\s+jetzt)\b"
+    r"|\b(?:set|change|replace|output|return|print|respond|reply|write|say|escribe|ecris|devuelve|schreibe|scrivi)\b"
+    r"[^.;!?]{0,40}?\b(?:edit_prompt|base_prompt|json|poem|poema|poeme|gedicht|story|cuento|histoire|code)\b"
     r"|\b(?:edit_prompt|base_prompt)\b"
+    r"|\b[a-z_]+\s*=\s*\S+"  # key=value settings ("steps=100000", "cfg = 30")
+    r"|<\|"  # chat-template tokens
 )
-_TRAILING_JOINERS = frozenset({"and", "y", "et", "e", "then", "luego", "puis", "but", "pero", "mais"})
+_TRAILING_JOINERS = frozenset({"and", "y", "et", "e", "und", "en", "i", "och", "then", "luego", "puis", "but"})
 _TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)*'?|[^\w\s]")
-_INNER_CONNECTORS = frozenset({"with", "con", "avec", "mit", "com"})
-_ELISION = re.compile(r"^(l|d|j|qu|s|n|m|t|c)'(.+)$")
-_SENTENCE_END = frozenset({".", "!", "?", ";"})
-_ARTICLES = frozenset(
-    {"a", "an", "the", "some", "un", "una", "unos", "unas", "el", "la", "los", "las", "une", "des", "le", "les", "l'"}
-)
-_TRAILING_FILLERS: tuple[str, ...] = (
-    "please",
-    "thanks",
-    "thank you",
-    "por favor",
-    "gracias",
-    "s'il te plait",
-    "s'il vous plait",
-    "stp",
-    "svp",
-    "merci",
-)
-_ACCENTS: tuple[tuple[str, str, int], ...] = (
-    ("es", "ñ¿¡", 2),
-    ("fr", "çèêëîïûùâœ", 1),
-    ("de", "äöüß", 2),
-    ("pt", "ãõ", 2),
-)
-_NON_LATIN_SCRIPTS: tuple[tuple[str, str], ...] = (
-    ("HIRAGANA", "ja"),
-    ("KATAKANA", "ja"),
-    ("HANGUL", "ko"),
-    ("CJK", "zh"),
-    ("GREEK", "el"),
-    ("HEBREW", "he"),
-)
+_ELISION = re.compile(r"^(l|d|j|qu|s|n|m|t|c|un|dell|nell|all|sull|dall)'(.+)$")
+_MAX_DESCRIBED = 200
 
 
 @dataclass(frozen=True)
-class _Tok:
-    text: str  # as written
-    key: str  # folded
-    space_before: bool
+class _Resources:
+    wordnet: WordNet
+    english: English
+    lexicons: dict[str, Lexicon]
+
+
+class OfflineRewriter:
+    """The offline rewriter over one set of language resources (loaded on first use; thread-safe)."""
+
+    def __init__(self, dictionary_dir: Path = DEFAULT_DICTIONARY_DIR, wordnet_dir: Path = DEFAULT_WORDNET_DIR) -> None:
+        self.dictionary_dir = dictionary_dir
+        self.identifier = LanguageIdentifier()
+        wordnet = WordNet(wordnet_dir)
+        lexicons = build_lexicons(GRAMMARS, dictionary_dir)
+        self.resources = _Resources(wordnet, English(wordnet), lexicons)
+        self._parse_lock = threading.Lock()
+
+    def warm(self) -> list[str]:
+        """Load the detector, WordNet and every installed dictionary now; returns what is missing."""
+        self.identifier.warm()
+        missing = []
+        try:
+            self.resources.wordnet.check()
+            self.resources.english.is_word("gold")
+        except WordNetMissing as exc:
+            missing.append(str(exc))
+        for lexicon in self.resources.lexicons.values():
+            try:
+                lexicon.check()
+            except DictionaryMissing as exc:
+                missing.append(str(exc))
+        return missing
+
+    def rewrite(self, text: str) -> tuple[MaterialPrompt, list[str]]:
+        """A :class:`MaterialPrompt` for ``text`` (trigger phrase allowed), and notes on what was assumed or ignored."""
+        # 1. Clean: trigger phrase, markup, instruction-like clauses
+        request = _strip_trigger_phrase(_require_text(text))
+        safe, notes = _drop_instructions(clean_text(request, len(request) + 1).replace("(", " ").replace(")", " "))
+        tokens = _tokenise(safe)
+
+        # 2. Language
+        language = self.identifier.identify(safe, [t.key for t in tokens]) if tokens else "unknown"
+
+        # 3. Parse and translate (or keep the text as written when the language has no dictionary)
+        parsed, reason = self._parse(tokens, language)
+        if reason:
+            notes.append(reason)
+            return self._as_written(tokens, language, notes), notes
+        notes.extend(f"no English translation found for {word!r}; kept as written" for word in parsed.untranslated)
+
+        # 4. Defaults for what the request did not say
+        subject, materials = parsed.subject, parsed.materials
+        if not subject:
+            subject = DEFAULT_SUBJECT
+            notes.append(f"the request names no object; used {DEFAULT_SUBJECT!r}")
+        if not materials:
+            materials = [DEFAULT_MATERIAL]
+            notes.append(f"the request names no material; used {DEFAULT_MATERIAL!r}")
+
+        # 5. Compose the prompts
+        subject = with_article(truncate(subject, 120))
+        materials = [truncate(m, 80) for m in materials]
+        prompt = MaterialPrompt(
+            subject=subject,
+            materials=materials,
+            base_prompt=base_prompt_for(subject),
+            edit_prompt=self._edit_prompt(subject, materials),
+            title=title_for(subject, materials),
+            language=language,
+            rewriter="offline",
+        )
+        for note in notes:
+            logger.info("offline rewrite: %s", note)
+        return prompt, notes
+
+    def _parse(self, tokens: list[Token], language: str) -> tuple[Parsed, str]:
+        """The parse, or an empty one and the reason the text must be used as written."""
+        empty = Parsed("", [])
+        if not tokens:
+            return empty, ""
+        name = LANGUAGE_NAMES.get(language, language)
+        if language not in GRAMMARS:
+            what = "the language was not recognised" if language == "unknown" else f"the request is in {name}"
+            return empty, f"{what} and there is no dictionary for it: the request was used as written, untranslated"
+        resources = self.resources
+        lexicon = resources.lexicons.get(language)
+        try:
+            resources.wordnet.check()
+            if lexicon is not None:
+                lexicon.check()
+        except (WordNetMissing, DictionaryMissing) as exc:
+            return empty, f"the request is in {name} but {exc}: it was used as written, untranslated"
+        if lexicon is not None and not any(lexicon.knows(t.text) for t in tokens if t.key[:1].isalpha()):
+            return empty, (
+                f"the request looks {name} to the language detector but none of its words is in the {name} "
+                "dictionary, so its language was not recognised: the request was used as written, untranslated"
+            )
+        with self._parse_lock:  # one parse at a time: the parser keeps per-request state
+            return Parser(GRAMMARS[language], lexicon, resources.english).parse(tokens), ""
+
+    def _as_written(self, tokens: list[Token], language: str, notes: list[str]) -> MaterialPrompt:
+        """Today's behaviour for a language without a dictionary: the text as written, described by the edit."""
+        described = truncate(_rebuild(tokens), _MAX_DESCRIBED)
+        if not described:
+            notes.append(f"the request names no object; used {DEFAULT_SUBJECT!r}")
+            notes.append(f"the request names no material; used {DEFAULT_MATERIAL!r}")
+            return self._defaults(language)
+        subject = truncate(described, 120)
+        return MaterialPrompt(
+            subject=subject,
+            materials=[truncate(described, 80)],
+            base_prompt=base_prompt_for(subject),
+            edit_prompt=finish_edit_prompt(
+                f"give the object the surface material, texture, colour and finish of: {described}"
+            ),
+            title=truncate(described, 80),
+            language=language,
+            rewriter="offline",
+        )
+
+    def _defaults(self, language: str) -> MaterialPrompt:
+        return MaterialPrompt(
+            subject=DEFAULT_SUBJECT,
+            materials=[DEFAULT_MATERIAL],
+            base_prompt=base_prompt_for(DEFAULT_SUBJECT),
+            edit_prompt=self._edit_prompt(DEFAULT_SUBJECT, [DEFAULT_MATERIAL]),
+            title=title_for(DEFAULT_SUBJECT, [DEFAULT_MATERIAL]),
+            language=language,
+            rewriter="offline",
+        )
+
+    def _edit_prompt(self, subject: str, materials: list[str]) -> str:
+        english = self.resources.english
+        details = {m: d for m in materials if (d := english.details(m))}
+        pure = {m for m in materials if _is_pure_material(english, m)}
+        return edit_prompt_for(subject, materials, details, pure)
+
+
+def _is_pure_material(english: English, material: str) -> bool:
+    """ "molten gold", "white marble": a material noun with adjectives (not "a mane in flames", "crocodile skin")."""
+    words = material.lower().split()
+    if not words or words[0] in ("a", "an") or any(w in ("in", "of", "with", "on") for w in words):
+        return False
+    head = words[-1]
+    return english.is_mainly_material(head) or bool(english.material_of_adjective(head))
+
+
+# --- the shared instance ----------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4)
+def offline_rewriter(
+    dictionary_dir: Path = DEFAULT_DICTIONARY_DIR, wordnet_dir: Path = DEFAULT_WORDNET_DIR
+) -> OfflineRewriter:
+    """One rewriter per resource folders, shared by every caller (its resources load once)."""
+    return OfflineRewriter(dictionary_dir, wordnet_dir)
+
+
+def rewrite_offline(text: str) -> MaterialPrompt:
+    """Deterministic rewrite of a request (trigger phrase allowed) into a :class:`MaterialPrompt`."""
+    return offline_rewriter().rewrite(text)[0]
+
+
+def rewrite_offline_noted(text: str) -> tuple[MaterialPrompt, list[str]]:
+    """:func:`rewrite_offline` plus notes on what it had to assume or ignore (for the job's warnings)."""
+    return offline_rewriter().rewrite(text)
+
+
+def detect_language(text: str) -> str:
+    """ISO 639-1 code of ``text`` (en, es, fr, de, it, pt, nl, pl, sv; ja, zh, ko, ru, el, he, ar) or ``"unknown"``."""
+    tokens = _tokenise(normalise(text))
+    return offline_rewriter().identifier.identify(text, [t.key for t in tokens]) if tokens else "unknown"
 
 
 # --- 1. cleaning ------------------------------------------------------------------------------------------------------
@@ -155,366 +314,20 @@ def _drop_instructions(text: str) -> tuple[str, list[str]]:
     return " ".join(kept).strip(), notes
 
 
-# --- 2. tokens and language -------------------------------------------------------------------------------------------
-
-
-def _tokenise(text: str) -> list[_Tok]:
-    tokens: list[_Tok] = []
+def _tokenise(text: str) -> list[Token]:
+    tokens: list[Token] = []
     for match in _TOKEN.finditer(text):
         word = match.group()
         space = match.start() > 0 and text[match.start() - 1].isspace()
         elision = _ELISION.match(fold(word))
         if elision and len(elision.group(2)) > 1:
             cut = len(elision.group(1)) + 1
-            tokens.append(_Tok(word[:cut], fold(word[:cut]), space))
-            tokens.append(_Tok(word[cut:], fold(word[cut:]), False))
+            tokens.append(Token(word[:cut], fold(word[:cut]), space))
+            tokens.append(Token(word[cut:], fold(word[cut:]), False))
         else:
-            tokens.append(_Tok(word, fold(word), space))
+            tokens.append(Token(word, fold(word), space))
     return tokens
 
 
-@cache
-def _sequences(phrases: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
-    """Phrases as folded token sequences, longest first."""
-    seqs = {tuple(t.key for t in _tokenise(p)) for p in phrases}
-    return tuple(sorted(seqs, key=lambda s: (-len(s), s)))
-
-
-def detect_language(text: str) -> str:
-    """ISO 639-1 code of ``text`` (en, es, fr, de, it, pt, ja, ko, zh, el, he) or ``"unknown"``."""
-    letters = [c for c in text if c.isalpha()]
-    if not letters:
-        return "unknown"
-    script = _script(letters)
-    if script != "latin":
-        return script
-    keys = [t.key for t in _tokenise(text)]
-    scores = {lang: sum(k in words for k in keys) for lang, words in vocab.STOPWORDS.items()}
-    scores["en"] += sum(k in _english_words() for k in keys)
-    scores["es"] += sum(k in vocab.ES and vocab.ES[k] not in vocab.FUNCTION_WORDS for k in keys)
-    scores["fr"] += sum(k in vocab.FR and vocab.FR[k] not in vocab.FUNCTION_WORDS for k in keys)
-    lowered = text.lower()
-    for language, characters, weight in _ACCENTS:  # accents only break ties between languages with known words
-        if scores[language]:
-            scores[language] += weight * sum(lowered.count(c) for c in characters)
-    best = max(scores, key=lambda lang: scores[lang])  # ties: the first in STOPWORDS order (en, es, fr, …)
-    return best if scores[best] > 0 else "unknown"
-
-
-def _script(letters: list[str]) -> str:
-    latin = sum(1 for c in letters if "LATIN" in unicodedata.name(c, ""))
-    if latin * 2 >= len(letters):
-        return "latin"
-    names = " ".join(unicodedata.name(c, "") for c in letters)
-    for marker, language in _NON_LATIN_SCRIPTS:
-        if marker in names:
-            return language
-    return "unknown"
-
-
-@cache
-def _english_words() -> frozenset[str]:
-    return vocab.ENGLISH_NOUNS | vocab.ADJECTIVES | set(vocab.MATERIAL_DETAILS) | set(vocab.MATERIAL_ADJECTIVES)
-
-
-# --- 3. translation ---------------------------------------------------------------------------------------------------
-
-
-def _english(key: str, language: str) -> str | None:
-    """The English word for one folded token, or None when it is not in the vocabulary."""
-    table = vocab.ES if language == "es" else vocab.FR if language == "fr" else None
-    if table is None:
-        return key if key in _english_words() else None
-    if key in table:
-        return table[key]
-    for suffix in ("es", "s"):
-        stem = key[: -len(suffix)]
-        if key.endswith(suffix) and stem in table:
-            word = table[stem]
-            invariable = word in vocab.ADJECTIVES or word in vocab.FUNCTION_WORDS or word.endswith("s")
-            return word if invariable else word + "s"
-    return None
-
-
-def _translate(tokens: list[_Tok], language: str) -> str:
-    """English text for ``tokens`` (es/fr through the vocabulary); other languages are rebuilt as written."""
-    if language not in ("es", "fr"):
-        return _rebuild(tokens)
-    phrases = vocab.PHRASES_ES if language == "es" else vocab.PHRASES_FR
-    words: list[tuple[str, str]] = []  # (word, kind) with kind in noun | adj | func | other | punct
-    i = 0
-    while i < len(tokens):
-        step, phrase = _match_phrase(tokens, i, phrases)
-        if step:
-            if phrase:
-                words.append((phrase, "adj" if phrase in vocab.ADJECTIVES else "other"))
-            i += step
-            continue
-        words.append(_word(tokens[i], language))
-        i += 1
-    return _join_words(_reorder(words))
-
-
-def _match_phrase(tokens: list[_Tok], start: int, phrases: dict[str, str]) -> tuple[int, str]:
-    for length in (4, 3, 2):
-        key = " ".join(t.key for t in tokens[start : start + length])
-        if len(tokens) - start >= length and key in phrases:
-            return length, phrases[key]
-    return 0, ""
-
-
-def _word(token: _Tok, language: str) -> tuple[str, str]:
-    if not token.key[:1].isalnum():
-        return token.text, "punct"
-    english = _english(token.key, language)
-    if english is None:
-        return token.text, "other"
-    if english in vocab.FUNCTION_WORDS:
-        return english, "func"
-    return english, "adj" if english in vocab.ADJECTIVES else "noun"
-
-
-def _reorder(words: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Spanish/French word order to English: "skin golden" -> "golden skin", "skin of crocodile" -> "crocodile skin"."""
-    out: list[tuple[str, str]] = []
-    for word, kind in words:
-        if kind == "adj" and out and out[-1][1] == "noun":
-            noun = out.pop()
-            out.extend([(word, kind), noun])
-            continue
-        if kind == "noun" and len(out) >= 2 and out[-1][0] == "of" and out[-2][0] in vocab.SURFACE_NOUNS:
-            out.pop()
-            surface = out.pop()
-            out.extend([(word, kind), surface])
-            continue
-        out.append((word, kind))
-    return out
-
-
-def _join_words(words: list[tuple[str, str]]) -> str:
-    parts: list[str] = []
-    for index, (word, kind) in enumerate(words):
-        if word == "a" and index + 1 < len(words) and words[index + 1][0][:1].lower() in "aeiou":
-            word = "an"
-        glue = (kind == "punct" and word not in {"(", "-", "&"}) or (parts[-1:] and parts[-1].endswith("'"))
-        if parts and glue:
-            parts[-1] += word
-        else:
-            parts.append(word)
-    return " ".join(parts).strip()
-
-
-def _rebuild(tokens: list[_Tok]) -> str:
+def _rebuild(tokens: list[Token]) -> str:
     return "".join((" " if t.space_before and i else "") + t.text for i, t in enumerate(tokens)).strip()
-
-
-# --- 4. structure: object and materials -------------------------------------------------------------------------------
-
-
-def _strip_fillers(tokens: list[_Tok]) -> list[_Tok]:
-    """Request verbs and politeness off the start ("genérame", "make me a 3D model of"…) and the end ("please")."""
-    leading, trailing = _sequences(vocab.LEADING_FILLERS), _sequences(_TRAILING_FILLERS)
-    changed = True
-    while changed and tokens:
-        changed = False
-        while tokens and not tokens[0].key[:1].isalnum():
-            tokens, changed = tokens[1:], True
-        while tokens and not tokens[-1].key[:1].isalnum():
-            tokens, changed = tokens[:-1], True
-        for seq in leading:
-            if tuple(t.key for t in tokens[: len(seq)]) == seq:
-                tokens, changed = tokens[len(seq) :], True
-                break
-        for seq in trailing:
-            if len(tokens) > len(seq) and tuple(t.key for t in tokens[-len(seq) :]) == seq:
-                tokens, changed = tokens[: -len(seq)], True
-                break
-    return tokens
-
-
-def _find(keys: list[str], seqs: tuple[tuple[str, ...], ...], start: int = 1) -> list[tuple[int, int]]:
-    """Every (start, end) where one of ``seqs`` occurs in ``keys`` at or after ``start``, in order, longest first."""
-    found = []
-    for index in range(start, len(keys)):
-        for seq in seqs:
-            if tuple(keys[index : index + len(seq)]) == seq:
-                found.append((index, index + len(seq)))
-                break
-    return found
-
-
-def _split_subject(tokens: list[_Tok], language: str) -> tuple[list[_Tok], list[_Tok]]:
-    """(object tokens, material tokens), split at the first strong connector or weak one before a material word."""
-    first_sentence = next((i for i, t in enumerate(tokens) if t.key in _SENTENCE_END), len(tokens))
-    keys = [t.key for t in tokens]
-    hits = [hit for hit in _find(keys, _sequences(vocab.STRONG_CONNECTORS)) if hit[0] <= first_sentence][:1]
-    weak = _find(keys[:first_sentence], _sequences(vocab.WEAK_CONNECTORS))
-    hits += [hit for hit in weak if _material_follows(tokens[hit[1] :], language)][:1]
-    if not hits:
-        return tokens, []
-    start, end = min(hits)
-    return tokens[:start], tokens[end:]
-
-
-def _material_follows(rest: list[_Tok], language: str) -> bool:
-    keys = [t.key for t in rest]
-    while keys and keys[0] in _ARTICLES:
-        keys.pop(0)
-    return bool(keys) and _is_material_word(keys[0], language)
-
-
-def _is_material_word(key: str, language: str) -> bool:
-    english = _english(key, language) or key
-    return english in vocab.MATERIAL_DETAILS or english in vocab.SURFACE_NOUNS or english in vocab.MATERIAL_ADJECTIVES
-
-
-def _split_materials(tokens: list[_Tok], language: str) -> list[str]:
-    """Materials split at "and / y / et / , / with / con / avec"; "black and white stripes" stays one."""
-    groups: list[list[_Tok]] = [[]]
-    for token in tokens:
-        if token.key in vocab.MATERIAL_SEPARATORS or token.key in _SENTENCE_END or token.key in _INNER_CONNECTORS:
-            groups.append([])
-        else:
-            groups[-1].append(token)
-    connectors = _sequences(vocab.STRONG_CONNECTORS)
-    materials: list[str] = []
-    pending = ""  # adjectives waiting for their noun ("black" in "black and white stripes")
-    for group in groups:
-        for seq in connectors:
-            if tuple(t.key for t in group[: len(seq)]) == seq:
-                group = group[len(seq) :]
-                break
-        material = _drop_article(_translate(_strip_fillers(group), language))
-        if material and all(word in vocab.ADJECTIVES for word in material.split()):
-            pending = f"{pending}{material} and "
-            continue
-        material = f"{pending}{material}" if material else pending.removesuffix(" and ")
-        pending = ""
-        if material and material not in materials:
-            materials.append(truncate(material, 80))
-    if pending:
-        materials.append(pending.removesuffix(" and "))
-    return materials[:_MAX_MATERIALS]
-
-
-def _drop_article(phrase: str) -> str:
-    """Drop "the" / "some", and "a" before a surface or material ("a crocodile skin"); keep "a mane in flames"."""
-    first, _, rest = phrase.partition(" ")
-    head = re.split(r" (?:in|of|on|with|and) ", f" {rest.lower()} ")[0].split()  # "mane" in "mane in flames"
-    uncountable = bool(head) and (head[-1] in vocab.SURFACE_NOUNS or head[-1] in _pure_materials())
-    return (
-        rest
-        if rest and (first.lower() in {"the", "some"} or (first.lower() in {"a", "an"} and uncountable))
-        else phrase
-    )
-
-
-def _is_pure_material(material: str) -> bool:
-    """ "white marble", "gold", "black leather": material words and adjectives only (not "a mane in flames")."""
-    words = [vocab.MATERIAL_ADJECTIVES.get(w, w) for w in material.lower().split()]
-    named = any(w in _pure_materials() for w in words)
-    return named and all(w in _pure_materials() or w in vocab.ADJECTIVES for w in words)
-
-
-def _materials_in(tokens: list[_Tok], language: str) -> tuple[list[_Tok], list[str]]:
-    """Without a connector: pick material words out ("a golden cow" -> "a cow", ["gold"])."""
-    rest: list[_Tok] = []
-    materials: list[str] = []
-    for token in tokens:
-        english = _english(token.key, language) or token.key
-        material = vocab.MATERIAL_ADJECTIVES.get(english) or (english if english in _pure_materials() else None)
-        if material is None:
-            rest.append(token)
-        elif material not in materials:
-            materials.append(material)
-    return rest, materials[:_MAX_MATERIALS]
-
-
-_NOT_PURE = frozenset({"crocodile", "snake", "leopard", "zebra", "tiger", "dragon", "mirror", "stars", "cloud"})
-
-
-@cache
-def _pure_materials() -> frozenset[str]:
-    """Material names that are not also objects (a "dragon" or a "tiger" is a subject, not a material)."""
-    return frozenset(vocab.MATERIAL_DETAILS) - _NOT_PURE
-
-
-def _details(materials: list[str]) -> dict[str, str]:
-    """Texture / colour / finish for each material the vocabulary knows."""
-    details: dict[str, str] = {}
-    for material in materials:
-        key = material.lower()
-        candidates = [key, *key.replace("-", " ").split()]
-        for word in candidates:
-            word = vocab.MATERIAL_ADJECTIVES.get(word, word)
-            if word in vocab.MATERIAL_DETAILS:
-                details[material] = vocab.MATERIAL_DETAILS[word]
-                break
-    return details
-
-
-# --- 5. the rewriter --------------------------------------------------------------------------------------------------
-
-
-def rewrite_offline(text: str) -> MaterialPrompt:
-    """Deterministic rewrite of a request (trigger phrase allowed) into a :class:`MaterialPrompt`."""
-    return rewrite_offline_noted(text)[0]
-
-
-def rewrite_offline_noted(text: str) -> tuple[MaterialPrompt, list[str]]:
-    """:func:`rewrite_offline` plus notes on what it had to assume or ignore (for the job's warnings)."""
-    # 1. Clean: trigger phrase, instruction-like clauses, markup
-    request = _strip_trigger_phrase(_require_text(text))
-    language = detect_language(request)
-    safe, notes = _drop_instructions(clean_text(request, len(request) + 1).replace("(", " ").replace(")", " "))
-    tokens = _strip_fillers(_tokenise(safe))
-
-    # 2. Object and materials
-    subject_tokens, material_tokens = _split_subject(tokens, language)
-    materials = _split_materials(material_tokens, language)
-    if not materials:
-        subject_tokens, materials = _materials_in(subject_tokens, language)
-    first_sentence = next((i for i, t in enumerate(subject_tokens) if t.key in _SENTENCE_END), len(subject_tokens))
-    subject = _subject(_strip_fillers(subject_tokens[:first_sentence]), language)
-
-    # 3. Defaults for what the request did not say
-    described = ""
-    if not subject:
-        subject = DEFAULT_SUBJECT
-        notes.append(f"the request names no object; used {DEFAULT_SUBJECT!r}")
-    if not materials and (language in TRANSLATED_LANGUAGES or not tokens):
-        materials = [DEFAULT_MATERIAL]
-        notes.append(f"the request names no material; used {DEFAULT_MATERIAL!r}")
-    elif not materials:
-        described = truncate(_rebuild(tokens), 200)
-        materials = [truncate(described, 80)]
-
-    # 4. Compose the prompts
-    prompt = MaterialPrompt(
-        subject=subject,
-        materials=materials,
-        base_prompt=base_prompt_for(subject),
-        edit_prompt=_edit_prompt(subject, materials, described),
-        title=truncate(described, 80) if described else title_for(subject, materials),
-        language=language,
-        rewriter="offline",
-    )
-    for note in notes:
-        logger.info("offline rewrite: %s", note)
-    return prompt, notes
-
-
-def _subject(tokens: list[_Tok], language: str) -> str:
-    words = _translate(tokens, language).strip(" ,;:.-")
-    content = [w for w in words.split() if fold(w) not in _ARTICLES and fold(w) not in vocab.FUNCTION_WORDS]
-    if not any(c.isalnum() for w in content for c in w):
-        return ""
-    subject = truncate(words, 120)
-    return with_article(subject) if language in TRANSLATED_LANGUAGES else subject
-
-
-def _edit_prompt(subject: str, materials: list[str], described: str) -> str:
-    if described:
-        return finish_edit_prompt(f"give the object the surface material, texture, colour and finish of: {described}")
-    pure = {m for m in materials if _is_pure_material(m)}
-    return edit_prompt_for(subject, materials, _details(materials), pure)

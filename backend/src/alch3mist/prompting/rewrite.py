@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from ..config import Settings
 from ..errors import InvalidRequest, RewriteError
 from .llm import LLMRewriter
-from .offline import DEFAULT_MATERIAL, clean_request, detect_language, rewrite_offline_noted
+from .offline import DEFAULT_MATERIAL, clean_request, detect_language, offline_rewriter
 from .schema import MAX_PROMPT_CHARS, TRIGGER_WORD, MaterialPrompt
 from .text import clean_text, fold, strip_trigger, truncate
 from .vocabulary import MATERIAL_ADJECTIVES, MATERIAL_DETAILS
@@ -40,6 +40,7 @@ class PromptRewriter:
 
     def __init__(self, settings: Settings) -> None:
         self.max_request_chars = settings.max_request_chars
+        self.offline = offline_rewriter(settings.dictionary_dir, settings.wordnet_dir)
         self.llm: LLMRewriter | None = None
         if settings.llm_url:
             self.llm = LLMRewriter(
@@ -65,7 +66,7 @@ class PromptRewriter:
                 warning = f"the LLM rewrite failed, so the offline rewriter was used: {exc.message}"
                 logger.warning("%s", warning)
                 warnings.append(warning)
-        prompt, notes = rewrite_offline_noted(text)
+        prompt, notes = self.offline.rewrite(text)
         return RewriteOutcome(prompt=prompt, warnings=warnings + notes)
 
 

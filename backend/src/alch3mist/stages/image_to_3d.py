@@ -10,17 +10,18 @@ from __future__ import annotations
 import io
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
+from pydantic import BaseModel, Field
 
-from ..engines.base import PREVIEW_LABEL, EngineParams, ImageTo3DEngine
+from ..engines.base import PREVIEW_LABEL, EngineParams, EngineResult, ImageTo3DEngine
 from ..errors import InvalidRequest
-from ..mesh.compress import compress_glb
+from ..mesh.compress import CompressionReport, compress_glb
 from ..mesh.glb import GENERATOR
-from ..mesh.postprocess import PostprocessOptions, postprocess_glb
+from ..mesh.postprocess import PostprocessOptions, PostprocessReport, postprocess_glb
 from ..mesh.segment import segment_object
 from ..mesh.validate import validate_glb, validator_available
 from .progress import StageControl
@@ -38,13 +39,76 @@ RAW_NAME = "engine-raw.glb"
 
 @dataclass
 class MeshResult:
+    """The stage's output: a normalised, validated GLB, its albedo map, and the record of how it was made."""
+
     glb_path: Path
+    """The post-processed GLB (y-up, centred, unit size, textures capped), validated."""
     texture_map_path: Path | None
-    engine: str
-    is_preview: bool
-    faces: int
-    vertices: int
-    metadata: dict[str, Any] = field(default_factory=dict)
+    """Its albedo map as a PNG, when the mesh has one."""
+    engine_result: EngineResult
+    """What the engine was sent, applied and left to its defaults; its clamps and warnings."""
+    postprocess: PostprocessReport
+    """What post-processing did (faces before/after, simplify, unwrap, texture source)."""
+    validation: dict[str, Any]
+    """The Khronos validator's counts (or why it did not run)."""
+    compression: CompressionReport | None = None
+    """The meshopt-compressed copy for the viewer, when one was made."""
+    seconds: float = 0.0
+    """Wall time of the whole stage."""
+
+    @property
+    def engine(self) -> str:
+        return self.engine_result.engine
+
+    @property
+    def is_preview(self) -> bool:
+        return self.engine_result.is_preview
+
+    @property
+    def faces(self) -> int:
+        return self.postprocess.faces
+
+    @property
+    def vertices(self) -> int:
+        return self.postprocess.vertices
+
+    @property
+    def warnings(self) -> list[str]:
+        """Everything a person should know, the engine's first (clamps, ignored settings, no texture…)."""
+        return [*self.engine_result.warnings, *self.postprocess.warnings]
+
+    def manifest(self) -> MeshManifest:
+        return MeshManifest(
+            faces=self.faces,
+            vertices=self.vertices,
+            label=PREVIEW_LABEL if self.is_preview else None,
+            warnings=self.warnings,
+            engine=self.engine_result.manifest(),
+            postprocess=self.postprocess.as_dict(),
+            validation=self.validation,
+            compression=None if self.compression is None else {
+                "path": COMPRESSED_NAME,
+                "bytes_before": self.compression.bytes_before,
+                "bytes_after": self.compression.bytes_after,
+            },
+            seconds=round(self.seconds, 3),
+        )  # fmt: skip
+
+
+class MeshManifest(BaseModel):
+    """The manifest's ``mesh`` section."""
+
+    faces: int = Field(description="Faces of the delivered GLB.")
+    vertices: int = Field(description="Vertices of the delivered GLB.")
+    label: str | None = Field(None, description="'preview engine' when the built-in preview engine made it.")
+    warnings: list[str] = Field(default_factory=list, description="The engine's and post-processing's warnings.")
+    engine: dict[str, Any] = Field(
+        default_factory=dict, description="The engine's record: variant, URL, sent / applied / app defaults, clamps."
+    )
+    postprocess: dict[str, Any] = Field(default_factory=dict, description="What post-processing did.")
+    validation: dict[str, Any] = Field(default_factory=dict, description="glTF validator counts.")
+    compression: dict[str, Any] | None = Field(None, description="The meshopt copy for the viewer, if any.")
+    seconds: float = Field(0.0, description="Wall time of the mesh stage.")
 
 
 def open_image(source: bytes | Path) -> Image.Image:
@@ -91,7 +155,7 @@ class ImageTo3DStage:
         # 3. Post-process: y-up, centred, unit size, texture cap, optional simplify → unwrap → bake
         glb_path, texture_path = out_dir / GLB_NAME, out_dir / TEXTURE_NAME
         options = self._options(params)
-        extras = _asset_extras(chosen, raw.metadata)
+        extras = _asset_extras(raw)
         report = postprocess_glb(
             raw.glb_path, glb_path, texture_path, options, generator=_generator(chosen), extras=extras
         )
@@ -104,23 +168,14 @@ class ImageTo3DStage:
         # 5. Optional meshopt-compressed copy for the viewer (made from the validated GLB)
         compression = self._compress(glb_path, out_dir / COMPRESSED_NAME)
         control.report(1.0, "mesh ready")
-        metadata = {
-            **({"label": PREVIEW_LABEL} if chosen.is_preview else {}),
-            "warnings": [*raw.metadata.get("warnings", []), *report.warnings],
-            "engine": raw.metadata,
-            "postprocess": report.as_dict(),
-            "validation": validation,
-            **({"compression": compression} if compression else {}),
-            "seconds": round(time.perf_counter() - started, 3),
-        }
         return MeshResult(
             glb_path=glb_path,
             texture_map_path=texture_path if texture_path.is_file() else None,
-            engine=chosen.name,
-            is_preview=chosen.is_preview,
-            faces=report.faces,
-            vertices=report.vertices,
-            metadata=metadata,
+            engine_result=raw,
+            postprocess=report,
+            validation=validation,
+            compression=compression,
+            seconds=time.perf_counter() - started,
         )
 
     # --- steps -------------------------------------------------------------------------------------------------
@@ -166,11 +221,8 @@ class ImageTo3DStage:
             return {"validator": None, "note": "gltf-validator not installed (scripts/setup-engine-test-servers.sh)"}
         return validate_glb(glb_path).as_dict()
 
-    def _compress(self, glb_path: Path, target: Path) -> dict[str, Any] | None:
-        if not self.compress:
-            return None
-        report = compress_glb(glb_path, target)
-        return {"path": target.name, "bytes_before": report.bytes_before, "bytes_after": report.bytes_after}
+    def _compress(self, glb_path: Path, target: Path) -> CompressionReport | None:
+        return compress_glb(glb_path, target) if self.compress else None
 
 
 def _sub_control(control: StageControl, start: float, end: float) -> StageControl:
@@ -186,9 +238,9 @@ def _generator(engine: ImageTo3DEngine) -> str:
     return f"{GENERATOR} {PREVIEW_LABEL}" if engine.is_preview else f"{GENERATOR} ({engine.name} engine)"
 
 
-def _asset_extras(engine: ImageTo3DEngine, engine_metadata: dict[str, Any]) -> dict[str, Any]:
-    info: dict[str, Any] = {"engine": engine.name, "is_preview": engine.is_preview}
-    if engine.is_preview:
+def _asset_extras(result: EngineResult) -> dict[str, Any]:
+    info: dict[str, Any] = {"engine": result.engine, "is_preview": result.is_preview}
+    if result.is_preview:
         info["label"] = PREVIEW_LABEL
-        info["method"] = engine_metadata.get("method", "")
+        info["method"] = result.method
     return {"alch3mist": info}

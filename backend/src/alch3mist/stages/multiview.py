@@ -36,9 +36,14 @@ LABEL_COLOUR = (60, 60, 60)
 
 @dataclass
 class MultiviewResult:
+    """The stage's output: one PNG per camera, in turntable order, and the labelled contact sheet of them."""
+
     views: list[Path]
+    """``views/view_NN.png``, azimuth −180° first, each ``size``² on a transparent background."""
     contact_sheet: Path
+    """``contact_sheet.png``: the views as thumbnails in a grid, each labelled with its camera."""
     seconds: float
+    """Wall time of the stage (rendering dominates)."""
 
 
 class MultiviewStage:

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from PIL import Image
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from ...domain import JobStatus
-from ...errors import InvalidParent, InvalidRequest
-from ...jobs.store import JobRecord, JobStore, new_job_id
-from ...jobs.worker import INPUT_IMAGE, JobUpdate, Worker, generation_request
+from ...jobs.service import JobSubmission, submit_job
+from ...jobs.worker import JobUpdate, Worker
 from ..deps import CallerDep, ChainDep, EndUserDep, LinksDep, SettingsDep, StoreDep, WorkerDep
 from ..presenters import Links, to_event, to_public
 from ..schemas import ErrorResponse, JobCreate, JobList, JobPublic
@@ -53,31 +50,16 @@ def create_job(
     links: LinksDep,
 ) -> JobPublic:
     """Queue a generation. Answers 202 with the job (``Location`` points at it); follow it with ``/events``."""
-    _check_lengths(body, settings.max_request_chars)
-    params = body.model_dump(mode="json", exclude=_NOT_GENERATION, exclude_none=True)
-    base_image = _input_image(body, store, params)
-    chain.validate(generation_request(params, base_image))  # InvalidRequest / UnknownLora → 422 before any work
-    record = JobRecord(
-        id=new_job_id(),
+    submission = JobSubmission(
+        params=body.model_dump(mode="json", exclude=_NOT_GENERATION, exclude_none=True),
+        image=decode_image(body.image) if body.image is not None else None,
+        parent=body.parent,
         user=body.user or user_header,
         key_name=caller.key_name,
-        parent=body.parent,
-        seed=params.get("seed"),
-        engine_3d=params.get("engine_3d"),
-        params=params,
     )
-    job_dir = store.job_dir(record.id)
-    job_dir.mkdir(parents=True)
-    try:
-        if base_image is not None:
-            base_image.save(job_dir / INPUT_IMAGE)
-        worker.submit(record, settings.max_queued_per_user)
-    except BaseException:
-        shutil.rmtree(job_dir, ignore_errors=True)
-        raise
+    record, position = submit_job(submission, settings, store, worker, chain)
     response.headers["Location"] = links.job(record.id)
-    current, position = worker.get(record.id)
-    return to_public(current, position, links)
+    return to_public(record, position, links)
 
 
 @router.get("", response_model=JobList, responses={401: _ERRORS[401], 422: _ERRORS[422]})
@@ -166,31 +148,3 @@ async def _job_events(job_id: str, worker: Worker, links: Links) -> AsyncIterato
 
 def _sse(update: JobUpdate, links: Links) -> ServerSentEvent:
     return ServerSentEvent(data=to_event(update, links).model_dump_json(), event=update.type)
-
-
-def _check_lengths(body: JobCreate, limit: int) -> None:
-    for name in ("request", "base_prompt", "edit_prompt"):
-        text = getattr(body, name)
-        if text is not None and len(text) > limit:
-            raise InvalidRequest(f"{name}: {len(text)} characters; the limit is {limit} (ALCH3MIST_MAX_REQUEST_CHARS)")
-
-
-def _input_image(body: JobCreate, store: JobStore, params: dict[str, Any]) -> Image.Image | None:
-    """The image the edit starts from: the caller's upload, or the parent job's base image (with its seed)."""
-    if body.image is not None and body.parent is not None:
-        raise InvalidRequest("give either image or parent, not both")
-    if body.image is not None:
-        return decode_image(body.image)
-    if body.parent is None:
-        return None
-    parent = store.get(body.parent)
-    if parent is None:
-        raise InvalidParent(f"parent: no job with id {body.parent!r}")
-    base = store.job_dir(parent.id) / "base.png"
-    if not base.is_file():
-        raise InvalidParent(f"parent: job {parent.id} has no base image (status {parent.status})")
-    if params.get("seed") is None:
-        params["seed"] = parent.seed if parent.seed is not None else parent.params.get("seed")
-    with Image.open(base) as image:
-        image.load()
-        return image.copy()
