@@ -83,16 +83,18 @@ def test_generate_reports_progress_and_repeats_itself(engine: Hunyuan3DLocalEngi
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     messages = " | ".join(message for _, message in events)
     assert "step 3/3" in messages and "volume chunk 1/" in messages  # DiT steps, then decoding chunks
-    meta = first.metadata
-    assert meta["closed"] and meta["texturing"] == "single-view projection" and PROJECTION_WARNING in meta["warnings"]
-    assert (meta["steps"], meta["octree_resolution"], meta["num_chunks"], meta["memory_plan"]) == (
-        3,
-        32,
-        8000,
-        "resident",
-    )
-    assert first.engine == "hunyuan3d-local" and not first.is_preview and second.metadata["faces"] > 500
-    assert other.metadata["seed"] == 12
+    assert first.details["closed"] and first.warnings == [PROJECTION_WARNING] and first.textured
+    sent = first.sent
+    assert (sent["num_inference_steps"], sent["octree_resolution"], sent["num_chunks"]) == (3, 32, 8000)
+    assert first.details["memory_plan"] == "resident" and first.applied == sent and first.url is None
+    assert first.engine == "hunyuan3d-local" and not first.is_preview and second.details["faces"] > 500
+    assert other.sent["seed"] == 12 and first.glb_bytes == len((tmp_path / "a.glb").read_bytes())
+
+
+def test_settings_an_engine_cannot_use_are_named_in_the_warnings(engine: Hunyuan3DLocalEngine, tmp_path: Path) -> None:
+    params = EngineParams(seed=1, ss_steps=5, options={"tex_slat_guidance_strength": 2.0})
+    result = engine.generate(_vase(), params, tmp_path / "w.glb", StageControl())
+    assert result.warnings[1] == "ignored (not Hunyuan3D-2 shape settings): ss_steps, tex_slat_guidance_strength"
 
 
 def test_job_and_settings_override_the_defaults(tmp_path: Path) -> None:
@@ -132,9 +134,9 @@ def test_in_the_chain_the_glb_validates_and_repeats(tiny_models: LoadedModels, t
     assert manifest.status == "succeeded", manifest.error
     assert manifest.engine_3d == "hunyuan3d-local" and not manifest.engine_is_preview
     mesh = manifest.mesh
-    assert mesh["engine"]["details"]["closed"] and mesh["faces"] > 500
-    if mesh["validation"].get("validator"):  # the Khronos validator is installed by make test-deps
-        assert mesh["validation"]["errors"] == 0
+    assert mesh is not None and mesh.engine["details"]["closed"] and mesh.faces > 500
+    if mesh.validation.get("validator"):  # the Khronos validator is installed by make test-deps
+        assert mesh.validation["errors"] == 0
     assert any(PROJECTION_WARNING in warning for warning in manifest.warnings)
     glbs = [(tmp_path / f"run{i}" / "model.glb").read_bytes() for i in range(2)]
     assert glbs[0] == glbs[1]
