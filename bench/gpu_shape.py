@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -244,23 +243,28 @@ def _decoder(kind: str, cache_dir: Path, device: torch.device) -> tuple[Any, tor
 
 
 def _memory_now(device: torch.device) -> int:
+    """The current allocation, with the peak counter reset to it (building the decoder peaked higher)."""
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         return int(torch.cuda.memory_allocated())
-    return _rss_bytes()
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
+        handle.write("5")  # Linux: reset this process's RSS high-water mark (VmHWM) to its current RSS
+    return _proc_status_bytes("VmRSS")
 
 
 def _memory_peak(device: torch.device) -> int:
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated())
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
+    return _proc_status_bytes("VmHWM")
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm", encoding="ascii") as handle:
-        pages = int(handle.read().split()[1])
-    return pages * resource.getpagesize()
+def _proc_status_bytes(field: str) -> int:
+    with open("/proc/self/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) * 1024  # reported in kB
+    raise RuntimeError(f"/proc/self/status has no {field}")
 
 
 def _print_decoding(rows: list[dict[str, Any]]) -> None:

@@ -27,5 +27,5 @@ def test_the_gpu_benchmark_runs_on_the_cpu_with_the_tiny_model(tmp_path: Path) -
     results = json.loads(out.read_text())
     rows = results["decoding"]
     assert [(row["octree"], row["chunks"], row["chunk_calls"]) for row in rows] == [(32, 2000, 18), (32, 8000, 5)]
-    assert all(row["peak_mib"] > 0 and row["faces"] > 100 and row["memory"] == "RSS high-water mark" for row in rows)
+    assert all(row["peak_mib"] >= 0 and row["faces"] > 100 and row["memory"] == "RSS high-water mark" for row in rows)
     assert results["pipeline"]["model"] == "tiny" and results["pipeline"]["faces"] > 100
