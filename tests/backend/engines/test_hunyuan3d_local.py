@@ -200,3 +200,22 @@ def test_alch3mist_info_lists_the_engine_when_enabled(
     assert main(["info", "--preset", "tiny"]) == 0
     engines = {engine["name"]: engine for engine in json.loads(capsys.readouterr().out)["engines"]}
     assert engines["hunyuan3d-local"]["available"]
+
+
+def test_engines_check_smoke_runs_a_job_on_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from alch3mist.cli import main
+    from alch3mist.config import get_settings
+
+    values = {"CACHE_DIR": TINY_CACHE_DIR, "DATA_DIR": tmp_path, "HUNYUAN3D_LOCAL": "true", "PRESET": "tiny"}
+    for name, value in values.items():
+        monkeypatch.setenv(f"ALCH3MIST_{name}", str(value))
+    monkeypatch.chdir(tmp_path)
+    get_settings.cache_clear()  # the command reads the (cached) process settings
+    try:
+        code = main(["engines", "check", "hunyuan3d-local", "--smoke", "--json", "--out", str(tmp_path / "smoke")])
+    finally:
+        get_settings.cache_clear()
+    (report,) = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["usable"] and report["smoke"]["ok"], report
