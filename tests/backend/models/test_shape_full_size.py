@@ -22,10 +22,10 @@ def test_the_real_config_builds_with_hy3dgen_and_has_the_published_sizes() -> No
 def test_the_gpu_benchmark_runs_on_the_cpu_with_the_tiny_model(tmp_path: Path) -> None:
     out = tmp_path / "shape.json"
     cache = Path(__file__).resolve().parents[3] / ".cache" / "alch3mist-tests"
-    argv = ["--tiny", "--octrees", "32", "--chunks", "2000", "8000", "--cache-dir", str(cache), "--out", str(out)]
+    argv = ["--tiny", "--octrees", "32", "--chunks", "8000", "--cache-dir", str(cache), "--out", str(out)]
     gpu_shape.main(argv)
     results = json.loads(out.read_text())
     rows = results["decoding"]
-    assert [(row["octree"], row["chunks"], row["chunk_calls"]) for row in rows] == [(32, 2000, 18), (32, 8000, 5)]
+    assert [(row["octree"], row["chunks"], row["chunk_calls"], row["points"]) for row in rows] == [(32, 8000, 5, 35937)]
     assert all(row["peak_mib"] >= 0 and row["faces"] > 100 and row["memory"] == "RSS high-water mark" for row in rows)
     assert results["pipeline"]["model"] == "tiny" and results["pipeline"]["faces"] > 100

@@ -149,3 +149,21 @@ def test_bad_input_gets_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixt
     (tmp_path / "train" / "half" / "image.png").write_bytes(b"")
     with pytest.raises(DatasetError, match=r"needs one of image\.png.*and model\.glb"):
         lora3d_data.read_pairs(tmp_path, "train")
+
+
+def test_conditioner_lora_trains_and_the_engine_loads_both_groups(pairs: Path, tmp_path: Path) -> None:
+    from alch3mist.config import Settings
+    from alch3mist.engines.base import EngineParams
+    from alch3mist.engines.hunyuan3d_local import Hunyuan3DLocalEngine
+    from alch3mist.stages.progress import StageControl
+
+    out = tmp_path / "loras3d" / "both.safetensors"
+    args = parse(lora3d, ["--data", str(pairs), "--out", str(out), *FAST, "--steps", "2", "--train-conditioner"])
+    lora3d._check_args(args)
+    result = lora3d.train(args)
+    lora = validate_shape_lora(result.out)
+    assert set(lora.modules) == {"model", "conditioner"} and len(lora.modules["conditioner"]) == 4  # q, k, v, o
+    engine = Hunyuan3DLocalEngine(Settings(preset="tiny", hunyuan3d_local=True, hunyuan3d_lora_dir=out.parent))
+    image = Image.open(pairs / "test" / "pebble" / "image.png")
+    shape = engine.generate_shape(image, EngineParams(seed=0), StageControl(), lora=("both", 1.0))
+    assert engine.loras.active() == ("both", 1.0) and shape.mesh.is_watertight
