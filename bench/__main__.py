@@ -17,6 +17,7 @@ BENCHMARKS: list[tuple[str, list[str]]] = [
     ("bench.viewer", []),
     ("bench.train", ["--tiny"]),
     ("bench.gpu_flux", ["--tiny"]),
+    ("bench.gpu_shape", ["--tiny"]),
     ("bench.rewriter", []),
 ]
 

@@ -400,9 +400,7 @@ class Chain:
         with self._stage(run, "views") as control:
             result = self._timed(
                 run,
-                lambda: self.multiview.run(
-                    glb_path, views=views, size=view_size, out_dir=run.out_dir, control=control
-                ),
+                lambda: self.multiview.run(glb_path, views=views, size=view_size, out_dir=run.out_dir, control=control),
             )
         for view in result.views:
             run.artifact("views", view)

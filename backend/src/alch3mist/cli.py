@@ -76,6 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
     lora_list = lora_commands.add_parser("list", help="List the LoRAs in the LoRA folder.")
     lora_list.set_defaults(handler=_lora_list)
 
+    lora3d = commands.add_parser("lora3d", help="Train and evaluate LoRAs for the 3D stage (hunyuan3d-local).")
+    lora3d_commands = lora3d.add_subparsers(title="lora3d commands", metavar="COMMAND")
+    _add_module_command(
+        lora3d_commands, "train", "alch3mist.training.lora3d", "Train a shape LoRA on (image, mesh) pairs."
+    )
+    _add_module_command(
+        lora3d_commands, "eval", "alch3mist.training.lora3d_eval", "Compare shapes with/without a LoRA."
+    )
+    _add_module_command(lora3d_commands, "pairs", "alch3mist.training.lora3d_data", "Make pairs from finished jobs.")
+
     engines = commands.add_parser("engines", help="Check the 3D engine servers (TRELLIS, Hunyuan3D) before a job.")
     engine_commands = engines.add_subparsers(title="engines commands", metavar="COMMAND")
     _add_module_command(engine_commands, "check", "alch3mist.engines.check", "What an engine offers; --smoke runs one.")
@@ -100,7 +110,9 @@ def _add_generate(commands: Any) -> None:
     p.add_argument("--seed", type=int, default=None, help="Seed; the same request + seed + preset repeats the result.")
     p.add_argument("--lora", default=None, help="LoRA name from the LoRA folder (default: the server default).")
     p.add_argument("--lora-scale", type=float, default=1.0, help="LoRA strength; 0 runs the edit without it.")
-    p.add_argument("--engine-3d", default=None, help="preview | trellis | hunyuan3d (default: by preset).")
+    p.add_argument(
+        "--engine-3d", default=None, help="preview | trellis | hunyuan3d | hunyuan3d-local (default: by preset)."
+    )
     p.add_argument("--image", type=Path, default=None, help="Use this picture as the base image (skips FLUX.1-dev).")
     p.add_argument("--base-prompt", default=None, help="Already-written FLUX.1-dev prompt (skips the rewrite).")
     p.add_argument("--edit-prompt", default=None, help="Already-written Kontext instruction (starts with Alch3mist).")

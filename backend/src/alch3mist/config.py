@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Preset = Literal["tiny", "full", "auto"]
 MemoryPlanName = Literal["auto", "resident", "model_offload", "group_offload", "sequential_offload"]
-EngineName = Literal["preview", "trellis", "hunyuan3d"]
+EngineName = Literal["preview", "trellis", "hunyuan3d", "hunyuan3d-local"]
 # Seeds are int32 end to end: TRELLIS' and Hunyuan3D's servers (and many UIs) take no larger.
 MAX_SEED = 2**31 - 1
 
@@ -171,6 +171,30 @@ class Settings(BaseSettings):
     mesh_max_bytes: int = Field(64 * 1024 * 1024, description="Largest mesh file accepted for texturing (bytes).")
     mesh_max_faces: int = Field(300_000, description="Most faces of a mesh to texture (more: refused or decimated).")
 
+    # --- hunyuan3d-local: Hunyuan3D-2 shape (hy3dgen) in-process; optional, off by default ---
+    hunyuan3d_local: bool = Field(
+        False,
+        description="Enable the in-process hunyuan3d-local engine. Its weights are under the Tencent Hunyuan 3D 2.0 "
+        "Community Licence, which excludes the EU, the UK and South Korea: read it before turning this on.",
+    )
+    hunyuan3d_model: str = Field(
+        "tencent/Hunyuan3D-2", description="Hub id or local folder holding the shape model's subfolder."
+    )
+    hunyuan3d_subfolder: str = Field(
+        "hunyuan3d-dit-v2-0", description="Subfolder with config.yaml + model(.fp16).safetensors."
+    )
+    hunyuan3d_num_chunks: int | None = Field(
+        None, ge=1000, description="Query points per volume-decoding chunk (default: from free VRAM)."
+    )
+    hunyuan3d_octree_resolution: int | None = Field(
+        None, ge=16, le=1024, description="Marching-cubes grid resolution (default: from free VRAM)."
+    )
+    hunyuan3d_lora_dir: Path | None = Field(
+        None, description="Folder of 3D-stage LoRAs (.safetensors; default: <data_dir>/loras3d)."
+    )
+    hunyuan3d_lora: str | None = Field(None, description="3D-stage LoRA applied to every hunyuan3d-local job.")
+    hunyuan3d_lora_scale: float = Field(1.0, description="Its scale (0 runs the base model).")
+
     # --- viewer ---
     model_viewer_bundle: Path | None = Field(
         None, description="The @google/model-viewer UMD bundle (default: the repository's vendored copy)."
@@ -184,6 +208,10 @@ class Settings(BaseSettings):
     @property
     def loras_path(self) -> Path:
         return self.lora_dir or self.data_dir / "loras"
+
+    @property
+    def loras3d_path(self) -> Path:
+        return self.hunyuan3d_lora_dir or self.data_dir / "loras3d"
 
     def parsed_api_keys(self) -> dict[str, ApiKey]:
         """``{name: ApiKey}``; a bare key is named ``key1``, ``key2``… Raises ``ValueError`` for a malformed entry
