@@ -78,7 +78,7 @@ class LanguageIdentifier:
 def _grammar_share(words: list[str], code: str) -> float:
     """Share of the words that are this language's closed-class words (articles, connectors, fillers)."""
     grammar = GRAMMARS[code]
-    vocabulary = grammar.articles | grammar.made_of | grammar.weak_made_of | grammar.with_ | grammar.and_
+    vocabulary = grammar.articles | grammar.made_of | grammar.coated | grammar.weak_made_of | grammar.with_ | grammar.and_
     vocabulary |= grammar.fillers | grammar.intensifiers
     alphabetic = [w for w in words if any(c.isalpha() for c in w)]
     if not alphabetic:

@@ -30,10 +30,11 @@ from pathlib import Path
 from ..errors import InvalidRequest
 from .grammar import GRAMMARS, LANGUAGE_NAMES
 from .language import LanguageIdentifier
-from .lexicon import DictionaryMissing, Lexicon, build_lexicons
+from .lexicon import DictionaryMissing, Lemmas, Lexicon, build_lexicons
 from .parse import Parsed, Parser, Token
 from .schema import MaterialPrompt
 from .senses import English
+from .store import IndexStore
 from .text import (
     base_prompt_for,
     clean_text,
@@ -64,6 +65,7 @@ DEFAULT_SUBJECT = "an alchemist's flask"
 DEFAULT_MATERIAL = "gold"
 DEFAULT_DICTIONARY_DIR = Path("/usr/share/dictd")
 DEFAULT_WORDNET_DIR = Path("/usr/share/wordnet")
+DEFAULT_CACHE_DIR = Path.home() / ".cache" / "alch3mist"  # as Settings.cache_dir
 
 _TRIGGER_PHRASE = re.compile(r"@?(?:\bmat[eé]ri[ae](?:l|le|ł)(?:es)?\s+)?\balch3mist\b[\s,:;.!\-–—]*", re.IGNORECASE)
 _EDGE_PUNCT = " \t\n,;:.-–—!?/&"
@@ -95,30 +97,48 @@ class _Resources:
 
 
 class OfflineRewriter:
-    """The offline rewriter over one set of language resources (loaded on first use; thread-safe)."""
+    """The offline rewriter over one set of language resources (opened on first use; thread-safe).
 
-    def __init__(self, dictionary_dir: Path = DEFAULT_DICTIONARY_DIR, wordnet_dir: Path = DEFAULT_WORDNET_DIR) -> None:
+    ``cache_dir`` holds the look-up indexes built once from the resources (``<cache_dir>/lexicon``); None builds
+    them in memory for this process only (slow to start).
+    """
+
+    def __init__(
+        self,
+        dictionary_dir: Path = DEFAULT_DICTIONARY_DIR,
+        wordnet_dir: Path = DEFAULT_WORDNET_DIR,
+        cache_dir: Path | None = DEFAULT_CACHE_DIR,
+    ) -> None:
         self.dictionary_dir = dictionary_dir
+        folder = cache_dir / "lexicon" if cache_dir is not None else None
+        store = IndexStore(folder)
         self.identifier = LanguageIdentifier()
-        wordnet = WordNet(wordnet_dir)
-        lexicons = build_lexicons(GRAMMARS, dictionary_dir)
+        wordnet = WordNet(wordnet_dir, store)
+        lexicons = build_lexicons(GRAMMARS, dictionary_dir, store, Lemmas(folder))
         self.resources = _Resources(wordnet, English(wordnet), lexicons)
         self._parse_lock = threading.Lock()
+        self._warm = False
 
     def warm(self) -> list[str]:
-        """Load the detector, WordNet and every installed dictionary now; returns what is missing."""
+        """Load every language's resources now (a service start), building missing indexes once; returns what is
+        missing (the first build takes minutes; later starts open the indexes in about a second)."""
+        missing: list[str] = []
+        if self._warm:
+            return missing
         self.identifier.warm()
-        missing = []
         try:
-            self.resources.wordnet.check()
-            self.resources.english.is_word("gold")
+            self.resources.wordnet.warm()
         except WordNetMissing as exc:
             missing.append(str(exc))
         for lexicon in self.resources.lexicons.values():
             try:
                 lexicon.check()
+                lexicon.warm()
             except DictionaryMissing as exc:
                 missing.append(str(exc))
+        for problem in missing:
+            logger.warning("offline rewriter: %s", problem)
+        self._warm = True
         return missing
 
     def rewrite(self, text: str) -> tuple[MaterialPrompt, list[str]]:
@@ -240,10 +260,12 @@ def _is_pure_material(english: English, material: str) -> bool:
 
 @lru_cache(maxsize=4)
 def offline_rewriter(
-    dictionary_dir: Path = DEFAULT_DICTIONARY_DIR, wordnet_dir: Path = DEFAULT_WORDNET_DIR
+    dictionary_dir: Path = DEFAULT_DICTIONARY_DIR,
+    wordnet_dir: Path = DEFAULT_WORDNET_DIR,
+    cache_dir: Path | None = DEFAULT_CACHE_DIR,
 ) -> OfflineRewriter:
-    """One rewriter per resource folders, shared by every caller (its resources load once)."""
-    return OfflineRewriter(dictionary_dir, wordnet_dir)
+    """One rewriter per resource folders, shared by every caller (its resources open once)."""
+    return OfflineRewriter(dictionary_dir, wordnet_dir, cache_dir)
 
 
 def rewrite_offline(text: str) -> MaterialPrompt:
