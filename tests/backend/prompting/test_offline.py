@@ -16,7 +16,7 @@ TABLE = [
         "Material Alch3mist, genérame una vaca con piel de cocodrilo y con una melena en llamas",
         "es",
         "a cow",
-        ["crocodile skin", "mane in flames"],
+        ["crocodile skin", "a mane in flames"],
     ),
     ("Alch3mist: hazme una silla de madera", "es", "a chair", ["wood"]),
     ("Alch3mist, un caballo hecho de mármol blanco", "es", "a horse", ["white marble"]),
@@ -27,7 +27,7 @@ TABLE = [
         "Alch3mist, generate a cow with crocodile skin and a mane on fire",
         "en",
         "a cow",
-        ["crocodile skin", "mane on fire"],
+        ["crocodile skin", "a mane on fire"],
     ),
     ("make me a teapot made of glass", "en", "a teapot", ["glass"]),
     ("Please create a 3D model of an owl covered in moss, please", "en", "an owl", ["moss"]),
@@ -53,8 +53,8 @@ def test_seed_example_prompts_read_well_in_english() -> None:
     assert prompt.base_prompt.startswith("A single cow, centred")
     assert "crocodile" not in prompt.base_prompt  # the base image is the plain object: the edit does the material
     assert prompt.edit_prompt.startswith("Alch3mist, give the cow crocodile skin (rugged olive-brown scutes")
-    assert "and mane in flames (flickering orange and yellow flames" in prompt.edit_prompt
-    assert prompt.title == "Cow: crocodile skin, mane in flames"
+    assert "and a mane in flames (flickering orange and yellow flames" in prompt.edit_prompt
+    assert prompt.title == "Cow: crocodile skin, a mane in flames"
 
 
 @pytest.mark.parametrize(

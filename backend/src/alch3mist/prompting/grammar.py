@@ -47,7 +47,7 @@ GRAMMARS: dict[str, Grammar] = {
                      "crafted from|crafted in|built from|sculpted from|sculpted in|formed from|formed of|"
                      "consisting of|entirely of|entirely from|fashioned from|forged from|forged in|woven from|"
                      "knitted from|knitted in|blown from|rendered in"),
-        weak_made_of=_set("in|of|from"),
+        weak_made_of=_set("in|of|from|on"),
         with_=_set("with|wrapped in|dressed in|wearing|having|featuring|decorated with|inlaid with"),
         coated=_set("covered in|covered with|coated in|coated with"),
         of=_set("of"),

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .grammar import Grammar
-from .lexicon import Candidate, Lexicon
+from .lexicon import DIRECT, Candidate, Lexicon
 from .senses import Context, English, Role
 from .text import fold, with_article
 
@@ -219,7 +219,7 @@ class Parser:
         """
         words: list[Word] = []
         head = self._head_position(tokens)
-        other_role = Role.ANY if in_object or role is Role.MODIFIER else Role.MATERIAL
+        after_role = Role.ANY if in_object or role is Role.MODIFIER else Role.MATERIAL  # "wings of fire"
         alone = sum(t.key[:1].isalnum() and t.key not in self.grammar.articles for t in tokens) == 1
         index = 0
         while index < len(tokens):
@@ -236,11 +236,12 @@ class Parser:
                 index += 1
                 continue
             if token.key in self.grammar.weak_made_of and words and index + 1 < len(tokens):
-                words.append(Word("in", "in", token.text))
+                words.append(Word("in" if self.lexicon is not None else token.key, "in", token.text))  # "on fire"
                 index += 1
                 continue
             is_head = index == head and role is not Role.MODIFIER
-            word_role = role if is_head else other_role
+            after = any(w.kind in ("of", "in") for w in words)
+            word_role = role if is_head else after_role if after else Role.ANY
             length, word = self._content_word(tokens, index, word_role, is_head, context, noun_only=is_head and alone)
             words.append(word)
             index += length
@@ -275,8 +276,10 @@ class Parser:
             found = self._phrase_candidates([t.text for t in span])
             if found:
                 chosen = self.english.choose(found, role, context, " ".join(t.text for t in span))
-                if chosen is not None and self.english.is_word(chosen.candidate.english):
-                    return length, Word(chosen.candidate.english.lower(), "noun", " ".join(t.text for t in span))
+                english = chosen.candidate.english.lower() if chosen is not None else ""
+                # a compound of the right kind only: "silver spoon" (wealth) is no object, "teddy bear" is
+                if english and self.english.is_word(english) and self.english.fits(english, role):
+                    return length, Word(english, "noun", " ".join(t.text for t in span))
         candidates = self._candidates(token.text)
         if not candidates:
             self._untranslated.append(token.text)
@@ -362,7 +365,7 @@ class Parser:
     def _candidates(self, text: str) -> list[Candidate]:
         if self.lexicon is not None:
             return self.lexicon.word(text)
-        return [Candidate(text.lower(), frozenset(), 0, True, text)] if self.english.is_word(text) else []
+        return [Candidate(text.lower(), frozenset(), 0, DIRECT, text)] if self.english.is_word(text) else []
 
     def _phrase_candidates(self, words: list[str]) -> list[Candidate]:
         if self.lexicon is not None:
@@ -370,7 +373,7 @@ class Parser:
         phrase = " ".join(words).lower()
         if not self.english.wordnet.base_forms(phrase, "n"):
             return []
-        return [Candidate(phrase, frozenset({"n"}), 0, True, phrase)]
+        return [Candidate(phrase, frozenset({"n"}), 0, DIRECT, phrase)]
 
     def _english_order(self, words: list[Word]) -> list[Word]:
         if self.grammar.adjectives_follow:
@@ -412,6 +415,8 @@ class Parser:
                 kept.append(word)
                 continue
             named = self.english.material_of_adjective(word.english) if word.kind == "adj" else None
+            if word.kind == "adj" and not named and self.english.is_mainly_material(word.english):
+                named = word.english  # an adjective that is a material's name: "a ceramic vase", "a silver spoon"
             if named:
                 materials.append(" ".join([*(w.english for w in pending), named]))
                 pending = []

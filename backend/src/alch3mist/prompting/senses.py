@@ -141,9 +141,18 @@ class English:
     def is_request_verb(self, word: str) -> bool:
         return word.lower() in _REQUEST_VERBS
 
+    def fits(self, noun: str, role: Role) -> bool:
+        """Some sense of ``noun`` is of the kind ``role`` wants (a thing, a material; anything for ANY)."""
+        if role in (Role.ANY, Role.MODIFIER):
+            return True
+        if role is Role.MATERIAL and self._curated_material(self.wordnet.singular(noun)):
+            return True
+        return any(self._fits(sense, role) for sense in self._senses(noun))
+
     def is_countable_thing(self, noun: str) -> bool:
-        """A singular noun whose main sense is a thing, not a stuff: it takes "a" ("a mane", "a glass shade")."""
-        if self.wordnet.is_plural(noun) or self.is_mainly_material(noun):
+        """A singular noun whose main sense is a thing and none a stuff: it takes "a" ("a mane", "a glass shade";
+        not "crocodile skin", "fur", "gold veins")."""
+        if self.wordnet.is_plural(noun) or self.is_material(noun):
             return False
         senses = self._senses(noun)
         return bool(senses) and senses[0].synset.lexname in THING_LEXNAMES
@@ -222,14 +231,15 @@ class English:
         senses = self._senses(english)
         if not senses:  # not an English noun
             return (0.0 if tags & _NOUN_TAGS else -2.0) - (1.0 if tags & _VERB_TAGS else 0.0)
-        total = sum(s.count + _UNTAGGED_SENSE for s in senses)
         if role is Role.ANY:
-            return 1.0 + 0.8 * math.log1p(total)
+            return 1.0 + 0.8 * math.log1p(sum(s.count for s in senses))
         curated = role is Role.MATERIAL and self._curated_material(self.wordnet.singular(english))
-        fitting = total if curated else sum(s.count + _UNTAGGED_SENSE for s in senses if self._fits(s, role))
+        fitting = senses if curated else [s for s in senses if self._fits(s, role)]
         if not fitting:
             return -1.5
-        return 1.0 + 0.8 * math.log1p(fitting) + 1.5 * fitting / total + (1.0 if curated else 0.0)
+        # how often the fitting senses are used, and their share of the word's use (an untagged sense counts a little)
+        share = sum(s.count + _UNTAGGED_SENSE for s in fitting) / sum(s.count + _UNTAGGED_SENSE for s in senses)
+        return 1.0 + 0.8 * math.log1p(sum(s.count for s in fitting)) + 1.5 * share + (1.0 if curated else 0.0)
 
     def _adjective_fit(self, english: str, tags: frozenset[str]) -> float:
         adjective = bool(
@@ -342,8 +352,8 @@ def _readings(candidates: Iterable[Candidate], wordnet: WordNet) -> list[_Readin
 
 def _cognates(source: str, english: str) -> bool:
     """The translation looks like the word (a cognate: "vaso" ~ vase, "Krone" ~ crown, "steen" ~ stone)."""
-    a, b = fold(source.lower()), english.lower()
-    if " " in b or min(len(a), len(b)) < 3:
+    a, b = fold(source.lower()).replace(" ", ""), english.lower().replace(" ", "")  # "Teddybär" ~ teddy bear
+    if min(len(a), len(b)) < 3:
         return False
     return _common_subsequence(a, b) / max(len(a), len(b)) >= _COGNATE_SIMILARITY
 
