@@ -95,9 +95,7 @@ class DictdDictionary:
 
     def lookup(self, word: str) -> list[Entry]:
         """Every entry whose headword is ``word`` (case-insensitive), in the dictionary's order."""
-        locations = self._table().rows(
-            "SELECT offset, length FROM headword WHERE key = ? ORDER BY seq", (_key(word),)
-        )
+        locations = self._table().rows("SELECT offset, length FROM headword WHERE key = ? ORDER BY seq", (_key(word),))
         return [_nfkc(parse_entry(self._read(offset, length))) for offset, length in locations]
 
     def __contains__(self, word: str) -> bool:
@@ -105,7 +103,9 @@ class DictdDictionary:
 
     def entries(self) -> Iterator[Entry]:
         """Every entry, in the index's order (reads the whole dictionary: to invert an English-to-X one)."""
-        locations = self._table().rows("SELECT offset, length FROM headword WHERE key NOT LIKE '00database%' ORDER BY seq")
+        locations = self._table().rows(
+            "SELECT offset, length FROM headword WHERE key NOT LIKE '00database%' ORDER BY seq"
+        )
         for offset, length in locations:
             yield _nfkc(parse_entry(self._read(offset, length)))
 

@@ -149,7 +149,7 @@ class OfflineRewriter:
         tokens = _tokenise(safe)
 
         # 2. Language
-        language = self.identifier.identify(safe, [t.key for t in tokens]) if tokens else "unknown"
+        language = self.identifier.identify(safe, [t.key for t in tokens], self._knows) if tokens else "unknown"
 
         # 3. Parse and translate (or keep the text as written when the language has no dictionary)
         parsed, reason = self._parse(tokens, language)
@@ -182,6 +182,16 @@ class OfflineRewriter:
         for note in notes:
             logger.info("offline rewrite: %s", note)
         return prompt, notes
+
+    def _knows(self, language: str, word: str) -> bool:
+        """The language's resources know ``word`` (English: WordNet; a missing dictionary knows nothing)."""
+        if language == "en":
+            return self.resources.english.is_word(word)
+        lexicon = self.resources.lexicons.get(language)
+        try:
+            return lexicon is not None and lexicon.knows(word)
+        except (DictionaryMissing, WordNetMissing):
+            return False
 
     def _parse(self, tokens: list[Token], language: str) -> tuple[Parsed, str]:
         """The parse, or an empty one and the reason the text must be used as written."""
@@ -281,7 +291,8 @@ def rewrite_offline_noted(text: str) -> tuple[MaterialPrompt, list[str]]:
 def detect_language(text: str) -> str:
     """ISO 639-1 code of ``text`` (en, es, fr, de, it, pt, nl, pl, sv; ja, zh, ko, ru, el, he, ar) or ``"unknown"``."""
     tokens = _tokenise(normalise(text))
-    return offline_rewriter().identifier.identify(text, [t.key for t in tokens]) if tokens else "unknown"
+    rewriter = offline_rewriter()
+    return rewriter.identifier.identify(text, [t.key for t in tokens], rewriter._knows) if tokens else "unknown"
 
 
 # --- 1. cleaning ------------------------------------------------------------------------------------------------------

@@ -201,8 +201,10 @@ class Parser:
         words = self._translate(segment, role, context=context if role is Role.THING else None)
         head_index = _head_index(words)
         rendered = self._render(words, keep_article=False)
-        if head_index is not None and words[head_index].known and self.english.is_countable_thing(
-            words[head_index].english
+        if (
+            head_index is not None
+            and words[head_index].known
+            and self.english.is_countable_thing(words[head_index].english)
         ):
             return with_article(rendered)
         return rendered
@@ -320,7 +322,9 @@ class Parser:
                 and self.english.wordnet.is_word(verb, "v")
             ):
                 participle = self.english.wordnet.past_participle(verb)
-                participles.append(Candidate(participle, frozenset({"adj"}), candidate.rank, candidate.route, token.key))
+                participles.append(
+                    Candidate(participle, frozenset({"adj"}), candidate.rank, candidate.route, token.key)
+                )
         return participles
 
     def _number(self, english: str, written: str, chosen: Candidate, candidates: list[Candidate]) -> str:

@@ -382,4 +382,3 @@ def _noun_lemma(wordnet: WordNet, token: str) -> tuple[str, ...]:
 @lru_cache(maxsize=8192)
 def _cached_material(wordnet: WordNet, noun: str, first_only: bool) -> bool:
     return wordnet.is_substance_first(noun) if first_only else wordnet.is_material(noun)
-

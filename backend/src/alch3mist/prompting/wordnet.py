@@ -159,7 +159,7 @@ class WordNet:
         return total
 
     def past_participle(self, verb: str) -> str:
-        """``"carve"`` -> ``"carved"``, ``"melt"`` -> ``"melted"``, ``"weave"`` -> ``"woven"`` (verb.exc, then rules)."""
+        """The past participle: "carve" -> carved, "weave" -> woven (verb.exc read backwards, then the rules)."""
         key = verb.lower()
         participles = [form for form, base in self._exceptions_of("v").items() if base == key and form.endswith("n")]
         if participles:
@@ -259,8 +259,12 @@ class WordNet:
         )
         for pos, name in _POS_FILES.items():
             rows = (
-                (pos, lemma, " ".join(map(str, offsets)), " ".join(str(counts.get((lemma, pos, n + 1), 0)) for n in
-                                                                   range(len(offsets))))
+                (
+                    pos,
+                    lemma,
+                    " ".join(map(str, offsets)),
+                    " ".join(str(counts.get((lemma, pos, n + 1), 0)) for n in range(len(offsets))),
+                )
                 for lemma, offsets in _read_index(self.folder / f"index.{name}")
             )
             connection.executemany("INSERT OR IGNORE INTO lemma VALUES (?, ?, ?, ?)", rows)
