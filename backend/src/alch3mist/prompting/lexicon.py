@@ -25,6 +25,7 @@ lemma tables are marisa tries cached on disk by simplemma's own ``TrieDictionary
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -54,6 +55,23 @@ _MASCULINE: dict[str, tuple[tuple[str, str], ...]] = {
     "es": (("as", "o"), ("a", "o")), "pt": (("as", "o"), ("a", "o")), "it": (("e", "o"), ("a", "o")),
     "fr": (("ees", "e"), ("ee", "e"), ("es", ""), ("e", "")),
 }  # fmt: skip
+# Regular past participles -> infinitives, for the participles simplemma leaves as they are ("soplado" -> soplar,
+# "soufflé" -> souffler, "gehämmert" -> hämmern): the dictionaries list verbs, and a participle is read as the English
+# participle of the verb's translation ("blown", "hammered") by the parser.
+_PARTICIPLES: dict[str, tuple[tuple[re.Pattern[str], str], ...]] = {
+    code: tuple((re.compile(pattern), replacement) for pattern, replacement in rules)
+    for code, rules in {
+        "es": ((r"ad[oa]s?$", "ar"), (r"id[oa]s?$", "ir"), (r"id[oa]s?$", "er")),
+        "pt": ((r"ad[oa]s?$", "ar"), (r"id[oa]s?$", "ir"), (r"id[oa]s?$", "er")),
+        "it": ((r"at[oaie]$", "are"), (r"it[oaie]$", "ire"), (r"ut[oaie]$", "ere")),
+        "fr": ((r"ée?s?$", "er"), (r"ie?s?$", "ir"), (r"ue?s?$", "re")),
+        "de": ((r"^ge(\w{2,})te?[mnrs]?$", r"\1en"), (r"^ge(\w{2,})te?[mnrs]?$", r"\1n")),
+        "nl": ((r"^ge(\w{2,})[dt]e?$", r"\1en"),),
+        "sv": ((r"ade?$", "a"), (r"at$", "a")),
+    }.items()
+}  # fmt: skip
+_INFINITIVE_ENDINGS = {"es": ("ar", "er", "ir"), "pt": ("ar", "er", "ir"), "it": ("are", "ere", "ire"),
+                       "fr": ("er", "ir", "re"), "de": ("en", "rn", "ln"), "nl": ("en",), "sv": ("a",), "pl": ("ć",)}  # fmt: skip
 # The other languages each language's words are also translated through (their dictionaries to English are larger,
 # or give a second opinion).
 ROUTES: dict[str, tuple[str, ...]] = {"es": ("de",), "fr": ("de",), "it": ("pl", "de"), "pt": ("de",), "nl": ("de",),
@@ -148,12 +166,8 @@ class Lexicon:
         """Candidates for one word from every route, for the word and its forms; then its plural stem and parts."""
         forms = self._forms(word)
         found = [c for form in forms for c in self.english_of(form)]
-        for route in self.routes:
-            for form in forms:
-                through = self._through(route, form)
-                if through:
-                    found.extend(through)
-                    break
+        for route in self.routes:  # every form: "dorada" is a fish through German, its masculine "dorado" golden
+            found.extend(c for form in forms for c in self._through(route, form))
         if found:
             return found
         for stem in self._stems(word):
@@ -174,6 +188,16 @@ class Lexicon:
     def lemma(self, word: str) -> str:
         return self.lemmas.lemma(word, self.grammar.code)
 
+    def infinitives(self, word: str) -> set[str]:
+        """The verbs ``word`` can be a participle of: its lemma when that is an infinitive, and the regular rules."""
+        key = word.lower()
+        found = {rule.sub(infinitive, key) for rule, infinitive in _PARTICIPLES.get(self.grammar.code, ())
+                 if rule.search(key)}  # fmt: skip
+        lemma = self.lemma(word).lower()
+        if lemma != key and lemma.endswith(_INFINITIVE_ENDINGS.get(self.grammar.code, ())):
+            found.add(lemma)
+        return found | {fold(form) for form in found}
+
     # --- forms ------------------------------------------------------------------------------------------------------
 
     def _forms(self, word: str) -> list[str]:
@@ -182,6 +206,7 @@ class Lexicon:
         for feminine, masculine in _MASCULINE.get(self.grammar.code, ()):  # dictionaries list the masculine
             if key.endswith(feminine):
                 forms.append(key[: -len(feminine)] + masculine)
+        forms.extend(sorted(self.infinitives(word)))
         forms.extend([fold(form) for form in forms])  # "búho": spa-eng spells it "buho"
         return list(dict.fromkeys(forms))
 

@@ -31,6 +31,8 @@ __all__ = ["Parsed", "Parser", "Token"]
 _SENTENCE_END = frozenset({".", "!", "?", ";"})
 _MAX_MATERIALS = 6
 _MAX_PHRASE = 3  # longest multi-word headword tried
+_BESIDE_HEAD_BONUS = 1.5  # for the adjective reading of a word beside the head noun
+_FOLLOWING_ADJECTIVE_BONUS = 3.0  # … right after it in a Romance language
 _PLURAL_ENDINGS: dict[str, tuple[str, ...]] = {
     "en": ("s",), "es": ("s",), "pt": ("s",), "fr": ("s", "x"), "it": ("i", "e"), "de": ("n", "e", "er", "s"),
     "nl": ("en", "s"), "sv": ("ar", "er", "or", "na"), "pl": ("ami", "ach", "ów"),
@@ -244,7 +246,11 @@ class Parser:
             is_head = index == head and role is not Role.MODIFIER
             after = any(w.kind in ("of", "in") for w in words)
             word_role = role if is_head else after_role if after else Role.ANY
-            length, word = self._content_word(tokens, index, word_role, is_head, context, noun_only=is_head and alone)
+            # Romance: a bare word right after its noun is an adjective ("vidrio soplado"): nouns would need "de"
+            follows = self.grammar.adjectives_follow and 0 <= head < index and not after
+            length, word = self._content_word(
+                tokens, index, word_role, is_head, context, noun_only=is_head and alone, follows_noun=follows
+            )
             words.append(word)
             index += length
         return self._english_order(words)
@@ -264,7 +270,14 @@ class Parser:
         return content[0] if self.grammar.adjectives_follow else content[-1]
 
     def _content_word(
-        self, tokens: list[Token], index: int, role: Role, head: bool, context: Context | None, noun_only: bool = False
+        self,
+        tokens: list[Token],
+        index: int,
+        role: Role,
+        head: bool,
+        context: Context | None,
+        noun_only: bool = False,
+        follows_noun: bool = False,
     ) -> tuple[int, Word]:
         """The word at ``index`` (or the multi-word headword starting there) as a noun in ``role`` or an adjective
         (``noun_only``: the phrase's only word, "con rubíes", is its noun)."""
@@ -302,7 +315,7 @@ class Parser:
         if head:
             noun_score += 2
         else:  # a word beside the head noun is more likely its modifier ("vaca dorada": golden, not sea bream)
-            adjective_score += 1.5
+            adjective_score += _FOLLOWING_ADJECTIVE_BONUS if follows_noun else _BESIDE_HEAD_BONUS
         if adjective_score > noun_score and not noun_only:
             return 1, self._checked(Word(adjective.english.lower(), "adj", token.text))
         english = noun.english.lower()
@@ -311,20 +324,16 @@ class Parser:
         return 1, self._checked(Word(english, "noun", token.text))
 
     def _participles(self, token: Token, candidates: list[Candidate]) -> list[Candidate]:
-        """ "esculpido" -> sculpted: an inflected form whose lemma translates as a verb, read as its participle."""
+        """ "soplado" -> blown, "entalhada" -> carved: a participle, read as the English participle of its verb."""
+        if self.lexicon is None:
+            return []
+        infinitives = self.lexicon.infinitives(token.text)
         participles = []
         for candidate in candidates:
             verb = candidate.english.lower().removeprefix("to ")
-            if (
-                candidate.form.lower() != token.text.lower()
-                and (candidate.english.lower().startswith("to ") or candidate.pos & {"v", "vt", "vi"})
-                and " " not in verb
-                and self.english.wordnet.is_word(verb, "v")
-            ):
+            if candidate.form.lower() in infinitives and " " not in verb and self.english.wordnet.is_word(verb, "v"):
                 participle = self.english.wordnet.past_participle(verb)
-                participles.append(
-                    Candidate(participle, frozenset({"adj"}), candidate.rank, candidate.route, token.key)
-                )
+                participles.append(Candidate(participle, frozenset({"adj"}), candidate.rank, candidate.route, token.key))
         return participles
 
     def _number(self, english: str, written: str, chosen: Candidate, candidates: list[Candidate]) -> str:
