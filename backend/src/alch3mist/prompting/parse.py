@@ -300,9 +300,11 @@ class Parser:
             self._untranslated.append(token.text)
             return 1, Word(token.text, "noun", token.text, known=False)
         source = token.text if self.lexicon is not None else ""
-        noun_choice = self.english.choose(candidates, role, context, source)
+        verbs = self._verbs(token, candidates)  # "dorada" through "dorar": to gild, to brown (read as participles)
+        readings = [c for c in candidates if c not in verbs] or candidates
+        noun_choice = self.english.choose(readings, role, context, source)
         adjective_choice = self.english.choose(
-            candidates + self._participles(token, candidates), Role.MODIFIER, None, source
+            readings + self._participles(token, verbs), Role.MODIFIER, None, source
         )
         assert noun_choice is not None and adjective_choice is not None
         noun, noun_score = noun_choice.candidate, noun_choice.score
@@ -323,15 +325,25 @@ class Parser:
             english = self._number(english, token.text, noun, candidates)
         return 1, self._checked(Word(english, "noun", token.text))
 
-    def _participles(self, token: Token, candidates: list[Candidate]) -> list[Candidate]:
-        """ "soplado" -> blown, "entalhada" -> carved: a participle, read as the English participle of its verb."""
+    def _verbs(self, token: Token, candidates: list[Candidate]) -> list[Candidate]:
+        """The candidates that translate the verb ``token`` is a participle of (not an adjective of its own)."""
         if self.lexicon is None:
             return []
         infinitives = self.lexicon.infinitives(token.text)
+        return [
+            c
+            for c in candidates
+            if c.form.lower() in infinitives
+            and not c.pos & {"adj", "a"}
+            and _verb(c) in self.english.wordnet.base_forms(_verb(c), "v")  # a verb itself ("melt"), not "molten"
+        ]
+
+    def _participles(self, token: Token, verbs: list[Candidate]) -> list[Candidate]:
+        """ "soplado" -> blown, "entalhada" -> carved: a participle, read as the English participle of its verb."""
         participles = []
-        for candidate in candidates:
-            verb = candidate.english.lower().removeprefix("to ")
-            if candidate.form.lower() in infinitives and " " not in verb and self.english.wordnet.is_word(verb, "v"):
+        for candidate in verbs:
+            verb = _verb(candidate)
+            if " " not in verb:
                 participle = self.english.wordnet.past_participle(verb)
                 participles.append(Candidate(participle, frozenset({"adj"}), candidate.rank, candidate.route, token.key))
         return participles
@@ -464,6 +476,10 @@ class Parser:
 
 
 # --- helpers ----------------------------------------------------------------------------------------------------------
+
+
+def _verb(candidate: Candidate) -> str:
+    return candidate.english.lower().removeprefix("to ")
 
 
 def _sentences(tokens: list[Token]) -> list[list[Token]]:
