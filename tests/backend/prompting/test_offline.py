@@ -54,7 +54,7 @@ def test_seed_example_prompts_read_well_in_english() -> None:
     assert "crocodile" not in prompt.base_prompt  # the base image is the plain object: the edit does the material
     assert prompt.edit_prompt.startswith("Alch3mist, give the cow crocodile skin (rugged olive-brown scutes")
     assert "and a mane in flames (flickering orange and yellow flames" in prompt.edit_prompt
-    assert prompt.title == "Cow: crocodile skin, a mane in flames"
+    assert prompt.title == "Cow: crocodile skin, mane in flames"  # features keep their article, the title none
 
 
 @pytest.mark.parametrize(

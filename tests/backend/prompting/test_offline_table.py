@@ -1,4 +1,8 @@
-"""The offline rewriter's strict score on a public table of requests in nine languages (offline_requests.tsv).
+"""The offline rewriter's strict score on two public tables of requests in nine languages.
+
+* ``offline_requests.tsv`` (86 rows): the development table, the one the rewriter was improved on;
+* ``offline_requests_heldout.tsv`` (56 rows): written before the 2026-12 sense-choice work and never tuned on, to
+  show whether the fixes generalise.
 
 A row passes only when ALL hold:
 * the language is identified;
@@ -8,9 +12,9 @@ A row passes only when ALL hold:
 * every material appears in the edit prompt;
 * nothing is injected: no instruction-like text ("system", "steps", "ignore", "poem", "=" …) reaches any prompt.
 
-The score is printed (docs/prompting.md reports it). The issue's target is :data:`TARGET` (90 %); the test asserts
-:data:`FLOOR`, the score reached so far, so that a change that loses ground fails. Raise FLOOR as the rewriter
-improves; the failures it prints are the open cases (sense choice: "Krone" -> top, French "vase" -> mud …).
+Both scores are printed with their failures (docs/prompting.md reports them). The development table must reach the
+issue's target, :data:`TARGET` (90 %); the held-out table must stay at or above :data:`HELD_OUT_FLOOR`, a little
+below its measured score (47/56 = 83.9 % on 2026-12): three more failing rows fail the test.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ from alch3mist.prompting.offline import offline_rewriter
 from alch3mist.prompting.schema import MaterialPrompt
 
 TABLE = Path(__file__).with_name("offline_requests.tsv")
-TARGET = 0.90  # the goal (issue 16), not yet reached
-FLOOR = 0.83  # asserted: the score reached on 2026-12 (66/79 = 83.5 %)
+HELD_OUT = Path(__file__).with_name("offline_requests_heldout.tsv")
+TARGET = 0.90  # issue 16; reached on 2026-12: 81/86 = 94.2 %
+HELD_OUT_FLOOR = 0.80  # measured 47/56 = 83.9 % on 2026-12; two rows of slack
 MIN_ROWS, MIN_LANGUAGES = 60, 8
 _INJECTED = re.compile(r"\b(?:system|steps|ignor\w*|instruc\w*|anweisung\w*|poem\w*|poema|vergiss)\b|[={}<>]", re.I)
 _ARTICLE = re.compile(r"^(?:a|an|the|some)\s+", re.IGNORECASE)
@@ -39,9 +44,9 @@ class Row:
     materials: tuple[tuple[str, ...], ...]  # one tuple of alternatives per expected material
 
 
-def read_table() -> list[Row]:
+def read_table(table: Path = TABLE) -> list[Row]:
     rows = []
-    for line in TABLE.read_text(encoding="utf-8").splitlines():
+    for line in table.read_text(encoding="utf-8").splitlines():
         if not line.strip() or line.startswith("#"):
             continue
         language, request, subject, materials = line.split("\t")
@@ -95,14 +100,26 @@ def _same_materials(got: list[str], expected: tuple[tuple[str, ...], ...]) -> bo
     return True
 
 
-def test_table_is_large_and_varied_enough() -> None:
-    rows = read_table()
-    assert len(rows) >= MIN_ROWS
+def test_tables_are_large_and_varied_enough() -> None:
+    rows, held_out = read_table(), read_table(HELD_OUT)
+    assert len(rows) >= MIN_ROWS and len(held_out) >= 40
     assert len({row.language for row in rows}) >= MIN_LANGUAGES
+    assert {row.language for row in held_out} == {row.language for row in rows}
+    assert not {row.request for row in rows} & {row.request for row in held_out}  # no request in both
 
 
 def test_strict_score_reaches_the_target() -> None:
-    rows = read_table()
+    score, failures = _score(TABLE)
+    assert score >= TARGET, "\n".join(failures)
+
+
+def test_held_out_score_stays_above_its_floor() -> None:
+    score, failures = _score(HELD_OUT)
+    assert score >= HELD_OUT_FLOOR, "\n".join(failures)
+
+
+def _score(table: Path) -> tuple[float, list[str]]:
+    rows = read_table(table)
     rewriter = offline_rewriter()
     failures = []
     for row in rows:
@@ -111,12 +128,10 @@ def test_strict_score_reaches_the_target() -> None:
         if problems:
             failures.append(f"{row.language} {row.request!r}: {'; '.join(problems)}")
     score = 1 - len(failures) / len(rows)
-    print(f"\noffline rewriter strict score: {len(rows) - len(failures)}/{len(rows)} = {score:.1%}")
+    print(f"\n{table.name}: strict score {len(rows) - len(failures)}/{len(rows)} = {score:.1%}")
     for failure in failures:
         print("  FAIL", failure)
-    if score < TARGET:
-        print(f"  below the {TARGET:.0%} target")
-    assert score >= FLOOR, "\n".join(failures)
+    return score, failures
 
 
 @pytest.mark.parametrize("request_text", ["Alch3mist, ein Teddybär aus geschmolzenem Gold", "una vaca"])

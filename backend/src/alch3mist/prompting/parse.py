@@ -292,8 +292,10 @@ class Parser:
             if found:
                 chosen = self.english.choose(found, role, context, " ".join(t.text for t in span))
                 english = chosen.candidate.english.lower() if chosen is not None else ""
-                # a compound of the right kind only: "silver spoon" (wealth) is no object, "teddy bear" is
-                if english and self.english.is_word(english) and self.english.fits(english, role):
+                # a compound of the right kind only: "silver spoon" (wealth) is no object, "teddy bear" is; a compound
+                # beside the head may span it, so it must be a thing or a material
+                kinds = [role] if role in (Role.THING, Role.MATERIAL) else [Role.THING, Role.MATERIAL]
+                if english and self.english.is_word(english) and any(self.english.fits(english, k) for k in kinds):
                     return length, Word(english, "noun", " ".join(t.text for t in span))
         candidates = self._candidates(token.text)
         if not candidates:
