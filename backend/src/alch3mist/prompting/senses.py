@@ -150,12 +150,11 @@ class English:
         return any(self._fits(sense, role) for sense in self._senses(noun))
 
     def is_countable_thing(self, noun: str) -> bool:
-        """A singular noun whose main sense is a thing and none a stuff: it takes "a" ("a mane", "a glass shade";
-        not "crocodile skin", "fur", "gold veins")."""
+        """A singular noun with a sense that is a thing and none that is a stuff: it takes "a" ("a mane", "a glass
+        shade"; not "crocodile skin", "fur", "gold veins")."""
         if self.wordnet.is_plural(noun) or self.is_material(noun):
             return False
-        senses = self._senses(noun)
-        return bool(senses) and senses[0].synset.lexname in THING_LEXNAMES
+        return any(sense.synset.lexname in THING_LEXNAMES for sense in self._senses(noun))
 
     def details(self, material: str) -> str | None:
         """The curated texture / colour / finish phrase for a material phrase's most specific known word."""
