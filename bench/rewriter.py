@@ -106,8 +106,10 @@ def main(argv: list[str] | None = None) -> None:
         imported, _, first, cpu = fresh_process(request, "lazy")
         print(f"| {language} | {imported:.2f} | {first:.2f} | {cpu:.2f} |", flush=True)
     imported, warmed, first, cpu = fresh_process(COLD["es"], "warm")
-    print(f"\nservice start: import {imported:.2f} s, warm() {warmed:.2f} s, then the first rewrite {first * 1000:.1f} ms "
-          f"(process CPU {cpu:.2f} s)")  # fmt: skip
+    print(
+        f"\nservice start: import {imported:.2f} s, warm() {warmed:.2f} s, then the first rewrite "
+        f"{first * 1000:.1f} ms (process CPU {cpu:.2f} s)"
+    )
     seconds = warm_requests(args.runs)
     print(
         f"\nonce loaded, {len(seconds)} requests: median {statistics.median(seconds) * 1000:.1f} ms, "

@@ -70,8 +70,10 @@ _PARTICIPLES: dict[str, tuple[tuple[re.Pattern[str], str], ...]] = {
         "sv": ((r"ade?$", "a"), (r"at$", "a")),
     }.items()
 }  # fmt: skip
-_INFINITIVE_ENDINGS = {"es": ("ar", "er", "ir"), "pt": ("ar", "er", "ir"), "it": ("are", "ere", "ire"),
-                       "fr": ("er", "ir", "re"), "de": ("en", "rn", "ln"), "nl": ("en",), "sv": ("a",), "pl": ("ć",)}  # fmt: skip
+_INFINITIVE_ENDINGS = {
+    "es": ("ar", "er", "ir"), "pt": ("ar", "er", "ir"), "it": ("are", "ere", "ire"), "fr": ("er", "ir", "re"),
+    "de": ("en", "rn", "ln"), "nl": ("en",), "sv": ("a",), "pl": ("ć",),
+}  # fmt: skip
 # The other languages each language's words are also translated through (their dictionaries to English are larger,
 # or give a second opinion).
 ROUTES: dict[str, tuple[str, ...]] = {"es": ("de",), "fr": ("de",), "it": ("pl", "de"), "pt": ("de",), "nl": ("de",),

@@ -305,9 +305,7 @@ class Parser:
         verbs = self._verbs(token, candidates)  # "dorada" through "dorar": to gild, to brown (read as participles)
         readings = [c for c in candidates if c not in verbs] or candidates
         noun_choice = self.english.choose(readings, role, context, source)
-        adjective_choice = self.english.choose(
-            readings + self._participles(token, verbs), Role.MODIFIER, None, source
-        )
+        adjective_choice = self.english.choose(readings + self._participles(token, verbs), Role.MODIFIER, None, source)
         assert noun_choice is not None and adjective_choice is not None
         noun, noun_score = noun_choice.candidate, noun_choice.score
         adjective, adjective_score = adjective_choice.candidate, adjective_choice.score
@@ -347,7 +345,9 @@ class Parser:
             verb = _verb(candidate)
             if " " not in verb:
                 participle = self.english.wordnet.past_participle(verb)
-                participles.append(Candidate(participle, frozenset({"adj"}), candidate.rank, candidate.route, token.key))
+                participles.append(
+                    Candidate(participle, frozenset({"adj"}), candidate.rank, candidate.route, token.key)
+                )
         return participles
 
     def _number(self, english: str, written: str, chosen: Candidate, candidates: list[Candidate]) -> str:
