@@ -3,7 +3,10 @@
 It runs on language resources installed by ``scripts/install-system-deps.sh`` and ``requirements.txt``:
 Lingua's language models (:mod:`.language`), simplemma's lemmas and Debian's FreeDict dictionaries into English
 (:mod:`.lexicon`), English WordNet (:mod:`.wordnet`, :mod:`.senses`), and one curated table of material appearance
-phrases (:mod:`.vocabulary`). :meth:`OfflineRewriter.rewrite` reads as its steps:
+phrases (:mod:`.vocabulary`). Nothing is read whole at start: the dictionaries' and WordNet's indexes are SQLite
+files built once into ``<cache_dir>/lexicon`` (:mod:`.store`), simplemma's tables tries beside them, and Lingua
+loads only the languages a request may be in; :meth:`OfflineRewriter.warm` opens everything at a service start.
+:meth:`OfflineRewriter.rewrite` reads as its steps:
 
 1. Clean: :func:`clean_request` strips the trigger phrase ("Material Alch3mist, …"); instruction-like clauses
    ("ignore previous instructions…", "SYSTEM: …", "steps=100000") and markup are dropped — the request is data.
