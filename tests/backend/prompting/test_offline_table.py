@@ -2,7 +2,8 @@
 
 * ``offline_requests.tsv`` (86 rows): the development table, the one the rewriter was improved on;
 * ``offline_requests_heldout.tsv`` (56 rows): written before the 2026-12 sense-choice work and never tuned on, to
-  show whether the fixes generalise.
+  show whether the fixes generalise (its failures were seen while working, though);
+* ``offline_requests_heldout2.tsv`` (49 rows): written after that work was finished and scored once.
 
 A row passes only when ALL hold:
 * the language is identified;
@@ -12,9 +13,9 @@ A row passes only when ALL hold:
 * every material appears in the edit prompt;
 * nothing is injected: no instruction-like text ("system", "steps", "ignore", "poem", "=" …) reaches any prompt.
 
-Both scores are printed with their failures (docs/prompting.md reports them). The development table must reach the
-issue's target, :data:`TARGET` (90 %); the held-out table must stay at or above :data:`HELD_OUT_FLOOR`, a little
-below its measured score (47/56 = 83.9 % on 2026-12): three more failing rows fail the test.
+The scores are printed with their failures (docs/prompting.md reports them). The development table must reach the
+issue's target, :data:`TARGET` (90 %); each held-out table must stay at or above its floor, two rows below the
+score measured on 2026-12 (47/56 = 83.9 % and 43/49 = 87.8 %): three more failing rows fail the test.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ from alch3mist.prompting.offline import offline_rewriter
 from alch3mist.prompting.schema import MaterialPrompt
 
 TABLE = Path(__file__).with_name("offline_requests.tsv")
-HELD_OUT = Path(__file__).with_name("offline_requests_heldout.tsv")
+HELD_OUT = {  # table: floor (the score measured on 2026-12, less two rows)
+    Path(__file__).with_name("offline_requests_heldout.tsv"): 0.80,  # 47/56 = 83.9 %
+    Path(__file__).with_name("offline_requests_heldout2.tsv"): 0.83,  # 43/49 = 87.8 %
+}
 TARGET = 0.90  # issue 16; reached on 2026-12: 81/86 = 94.2 %
-HELD_OUT_FLOOR = 0.80  # measured 47/56 = 83.9 % on 2026-12; two rows of slack
 MIN_ROWS, MIN_LANGUAGES = 60, 8
 _INJECTED = re.compile(r"\b(?:system|steps|ignor\w*|instruc\w*|anweisung\w*|poem\w*|poema|vergiss)\b|[={}<>]", re.I)
 _ARTICLE = re.compile(r"^(?:a|an|the|some)\s+", re.IGNORECASE)
@@ -101,11 +104,16 @@ def _same_materials(got: list[str], expected: tuple[tuple[str, ...], ...]) -> bo
 
 
 def test_tables_are_large_and_varied_enough() -> None:
-    rows, held_out = read_table(), read_table(HELD_OUT)
-    assert len(rows) >= MIN_ROWS and len(held_out) >= 40
+    rows = read_table()
+    assert len(rows) >= MIN_ROWS
     assert len({row.language for row in rows}) >= MIN_LANGUAGES
-    assert {row.language for row in held_out} == {row.language for row in rows}
-    assert not {row.request for row in rows} & {row.request for row in held_out}  # no request in both
+    seen = {row.request for row in rows}
+    for table in HELD_OUT:
+        held_out = read_table(table)
+        assert len(held_out) >= 40
+        assert {row.language for row in held_out} == {row.language for row in rows}
+        assert not seen & {row.request for row in held_out}  # no request in two tables
+        seen |= {row.request for row in held_out}
 
 
 def test_strict_score_reaches_the_target() -> None:
@@ -113,9 +121,10 @@ def test_strict_score_reaches_the_target() -> None:
     assert score >= TARGET, "\n".join(failures)
 
 
-def test_held_out_score_stays_above_its_floor() -> None:
-    score, failures = _score(HELD_OUT)
-    assert score >= HELD_OUT_FLOOR, "\n".join(failures)
+@pytest.mark.parametrize("table", list(HELD_OUT), ids=lambda path: path.stem)
+def test_held_out_score_stays_above_its_floor(table: Path) -> None:
+    score, failures = _score(table)
+    assert score >= HELD_OUT[table], "\n".join(failures)
 
 
 def _score(table: Path) -> tuple[float, list[str]]:

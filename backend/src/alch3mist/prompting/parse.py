@@ -9,12 +9,14 @@
    material noun — "une tasse de café en porcelaine" is a cup of coffee in porcelain, "a statue of a horse in
    bronze" a statue of a horse.
 4. The rest splits into material phrases at "and / y / und / , / with …" ("black and white stripes" stays one).
-5. Each phrase is translated word by word (multi-word headwords first: "osito de peluche" -> teddy bear), the sense
-   chosen for its role (:mod:`.senses`), and rebuilt in English order: adjectives before their noun ("cuir noir" ->
-   black leather), "N1 de N2" as a compound ("piel de cocodrilo" -> crocodile skin), a colour shade as one adjective
-   ("azul cobalto" -> cobalt blue).
+5. Each phrase is translated word by word (multi-word headwords first: "osito de peluche" -> teddy bear), each word
+   read in its role (:mod:`.senses`): the object's and a feature's head as a thing (a feature in the context of the
+   object: "Federn" on an owl are feathers), a material phrase's head as a material, a word beside the head as an
+   adjective (a participle as its verb's English participle: "soplado" -> blown), and rebuilt in English order:
+   adjectives before their noun ("cuir noir" -> black leather), "N1 de N2" as a compound ("piel de cocodrilo" ->
+   crocodile skin), a colour shade as one adjective ("azul cobalto" -> cobalt blue).
 6. Materials named inside the object phrase move to the materials: "a golden cow", "una vaca dorada", "a glass owl",
-   "a knitted wool teddy bear" (English adjective order: the material noun before the head noun).
+   "a ceramic vase"; a feature whose head is one countable thing keeps "a" ("a mane in flames").
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ class Word:
     kind: str  # noun | adj | of | in | article
     source: str
     known: bool = True  # False: no translation, kept as written
-    indefinite: bool = False  # an article "a" (kept before features: "a mane in flames")
+    indefinite: bool = False  # an article "a" (kept inside the object: "a statue of a horse")
 
 
 @dataclass
