@@ -27,6 +27,7 @@ TABLES = [ROOT / "tests" / "backend" / "prompting" / name for name in ("offline_
 COLD = {
     "en": "a teapot made of blue porcelain",
     "es": "Material Alch3mist, genérame una vaca con piel de cocodrilo y con una melena en llamas",
+    "es or it (Lingua loads both)": "una vaca con piel de cocodrilo y con una melena en llamas",
     "de": "Alch3mist, ein Teddybär aus geschmolzenem Gold",
     "fr": "une théière en cuivre, s'il vous plaît",
     "it": "un gatto di legno",

@@ -140,15 +140,17 @@ class WordNet:
         return noun + "s"
 
     def singular(self, noun: str) -> str:
-        """The singular of a plural noun ("eyes" -> "eye", "woods" -> "wood"); other words unchanged."""
+        """The singular of a plural noun ("eyes" -> "eye", "teeth" -> "tooth"); other words unchanged."""
         key = noun.lower()
+        irregular = self._exceptions_of("n").get(key)
+        if irregular and irregular != key and self._entry("n", irregular):
+            return irregular
         others = [form for form in self.base_forms(key, "n") if form != key]
         return others[0] if others and key.endswith("s") else noun
 
     def is_plural(self, noun: str) -> bool:
-        """An inflected plural ("feathers", "eyes"), not a lemma ending in s ("glass", "moss")."""
-        key = noun.lower()
-        return self.singular(key) != key and not self._entry("n", key.replace(" ", "_"))
+        """A plural ("feathers", "eyes", "stripes": a plural even where WordNet also lists it), not "glass"."""
+        return self.singular(noun).lower() != noun.lower()
 
     def frequency(self, word: str, pos: str | None = None) -> int:
         """How often ``word``'s senses were tagged in SemCor (0 for rare or unknown words)."""
