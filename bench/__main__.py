@@ -12,6 +12,8 @@ BENCHMARKS: list[tuple[str, list[str]]] = [
     ("bench.comfyui", []),
     ("bench.mesh", []),
     ("bench.render", []),
+    ("bench.texture", []),
+    ("bench.multiview_dataset", []),
     ("bench.viewer", []),
     ("bench.train", ["--tiny"]),
     ("bench.gpu_flux", ["--tiny"]),

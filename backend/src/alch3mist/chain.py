@@ -26,7 +26,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from .config import MAX_SEED, Settings
-from .domain import STAGES, ChainInfo, LoraChoice, StageName
+from .domain import STAGE_LABELS, ChainInfo, LoraChoice, StageName
 from .engines.base import EngineParams
 from .errors import Alch3mistError, Cancelled, InvalidRequest, UnknownLora
 from .prompting.schema import MaterialPrompt
@@ -78,6 +78,8 @@ class GenerationRequest(BaseModel):
     texture_size: int | None = Field(None, ge=256, le=4096)
     views: int | None = Field(None, ge=0, le=36)
     view_size: int = Field(VIEW_SIZE, ge=64, le=2048)
+    rewrite_reply: str | None = Field(None, description="The caller's own model's answer for the rewrite.")
+    earlier: MaterialPrompt | None = Field(None, description="The prompt of the job this one refines (context).")
 
 
 class Parameters(BaseModel):
@@ -197,7 +199,8 @@ class _Run:
         self.emit(ChainEvent(type="artifact", stage=stage, progress=self.done_weight, artifact=name))
 
     def warn(self, stage: StageName | None, message: str) -> None:
-        logger.warning("%s", message)
+        # The rewrite's notes can quote the person's request: they go to the job, not to the backend log.
+        logger.warning("%s", "rewrite: note recorded in the manifest" if stage == "rewrite" else message)
         self.manifest.warnings.append(message)
         self.emit(ChainEvent(type="warning", stage=stage, progress=self.done_weight, message=message))
 
@@ -250,7 +253,7 @@ class Chain:
 
     def validate(self, req: GenerationRequest) -> None:
         """Reject what would fail anyway, before any work (the API turns these into 4xx)."""
-        from .prompting.rewrite import clean_request
+        from .prompting.rewrite import caller_prompt, clean_request
 
         if req.base_prompt or req.edit_prompt:
             if not (req.base_prompt and req.edit_prompt) and req.base_image is None:
@@ -261,8 +264,9 @@ class Chain:
             raise InvalidRequest("nothing to make: give a request, or base_prompt + edit_prompt")
         if req.request is not None:
             clean_request(req.request, self.settings.max_request_chars)
+        caller_prompt(req.base_prompt, req.edit_prompt, req.title, req.base_image is not None)
         if req.base_image is not None:
-            _check_input_image(req.base_image)
+            _check_input_image(req.base_image, self.models.defaults.kontext_max_area)
         engine = req.engine_3d or self.default_engine
         if engine not in self.engines:
             raise InvalidRequest(f"unknown 3D engine {engine!r}; available: {', '.join(sorted(self.engines))}")
@@ -307,16 +311,16 @@ class Chain:
     # ------------------------------------------------------------------ stages
 
     def _rewrite(self, run: _Run, req: GenerationRequest) -> MaterialPrompt:
-        from .prompting.rewrite import clean_request, prompt_from_caller
+        from .prompting.rewrite import caller_prompt, clean_request
 
         with self._stage(run, "rewrite") as control:
-            if req.base_prompt is not None and req.edit_prompt is not None:
-                prompt = prompt_from_caller(req.base_prompt, req.edit_prompt, req.title)
-            elif req.edit_prompt is not None and req.base_image is not None:
-                prompt = prompt_from_caller(req.edit_prompt, req.edit_prompt, req.title)
+            given = caller_prompt(req.base_prompt, req.edit_prompt, req.title, req.base_image is not None)
+            if given is not None:
+                prompt = given
             else:
                 assert req.request is not None  # validate() guarantees it
-                outcome = self.rewriter.rewrite(clean_request(req.request, self.settings.max_request_chars))
+                text = clean_request(req.request, self.settings.max_request_chars)
+                outcome = self.rewriter.rewrite(text, earlier=req.earlier, reply=req.rewrite_reply)
                 for warning in outcome.warnings:
                     run.warn("rewrite", warning)
                 prompt = outcome.prompt
@@ -432,7 +436,7 @@ class Chain:
         control = run.control(stage)
         if run.cancel.is_set():
             self._stop(run, stage, Cancelled("job cancelled"))
-        run.emit(ChainEvent(type="stage", stage=stage, progress=run.done_weight, message=_STAGE_MESSAGES[stage]))
+        run.emit(ChainEvent(type="stage", stage=stage, progress=run.done_weight, message=STAGE_LABELS[stage]))
         started = time.perf_counter()
         try:
             yield control
@@ -494,15 +498,6 @@ class Chain:
         return None
 
 
-_STAGE_MESSAGES: dict[StageName, str] = {
-    "rewrite": "Writing the prompts",
-    "base_image": "Painting the base image (FLUX.1-dev)",
-    "material_edit": "Applying the material (FLUX.1 Kontext + Alch3mist LoRA)",
-    "mesh": "Building the 3D mesh",
-    "views": "Rendering views",
-    "viewer": "Preparing the viewer",
-}
-assert set(_STAGE_MESSAGES) == set(STAGES)
 
 
 def build_chain(settings: Settings) -> Chain:
@@ -515,12 +510,21 @@ def build_chain(settings: Settings) -> Chain:
     return Chain(settings, models, build_engines(settings), PromptRewriter(settings))
 
 
-def _check_input_image(image: Image.Image) -> None:
+def _check_input_image(image: Image.Image, kontext_max_area: int) -> None:
     width, height = image.size
     if min(width, height) < 64:
         raise InvalidRequest(f"input image is {width}×{height}; it must be at least 64 pixels on each side")
     if max(width, height) > MAX_INPUT_IMAGE_SIDE:
         raise InvalidRequest(f"input image is {width}×{height}; the largest side allowed is {MAX_INPUT_IMAGE_SIDE}")
+    from .stages.image_backend import edit_size
+    from .stages.image_to_3d import MIN_SIDE
+
+    edited = edit_size(width, height, kontext_max_area)
+    if min(edited) < MIN_SIDE:  # the material edit keeps the aspect ratio at its own area: too thin for the 3D stage
+        raise InvalidRequest(
+            f"input image is {width}×{height}: too narrow — the material edit works at {edited[0]}×{edited[1]} and "
+            f"the 3D stage needs at least {MIN_SIDE} px a side; crop it closer to square"
+        )
 
 
 def _slug(text: str) -> str:

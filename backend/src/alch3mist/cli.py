@@ -1,4 +1,4 @@
-"""``alch3mist`` — the command line: generate, serve, info, dataset build, lora train/eval/list."""
+"""``alch3mist`` — the command line: generate, retexture, serve, info, dataset build, lora train/eval/list."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from types import FrameType, ModuleType
 from typing import Any
 
 from .config import Settings
-from .domain import STAGES, LoraChoice
+from .domain import LoraChoice
 from .errors import report_errors
 
 logger = logging.getLogger("alch3mist")
@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     _add_generate(commands)
+    _add_module_command(commands, "retexture", "alch3mist.texturing.retexture", "Texture a given mesh (a request).")
     _add_serve(commands)
     info = commands.add_parser("info", help="Show the preset, device, engines and LoRAs this machine would use.")
     _add_preset(info)
@@ -61,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
         "build",
         "alch3mist.training.dataset",
         "Generate pairs from a prompt file, or import pairs made elsewhere (--originals/--transformed).",
+    )
+    _add_module_command(
+        dataset_commands, "multiview", "alch3mist.training.multiview_dataset", "MV-Adapter data from meshes."
     )
 
     lora = commands.add_parser("lora", help="Train, evaluate and list Alch3mist LoRAs.")
@@ -191,7 +195,7 @@ class _StageBars:
             return
         bar = self._bars.get(event.stage)
         if bar is None:
-            position = STAGES.index(event.stage)
+            position = len(self._bars)  # stages start in order; a flow may skip some or have its own
             bar = self._tqdm(total=100, desc=f"{event.stage:>13}", position=position, leave=True, bar_format=_BAR)
             self._bars[event.stage] = bar
         if event.type == "progress":
@@ -212,6 +216,12 @@ def _add_serve(commands: Any) -> None:
     p = commands.add_parser("serve", help="Run the jobs API (one GPU, FIFO queue).")
     p.add_argument("--host", default=None, help="Interface to listen on (default ALCH3MIST_HOST or 127.0.0.1).")
     p.add_argument("--port", type=int, default=None, help="Port (default ALCH3MIST_PORT or 8765).")
+    p.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="Serve without API keys on a non-loopback address: anyone who reaches the port can run jobs and read "
+        "every job. Only on a trusted, isolated network (docs/api.md).",
+    )
     _add_preset(p)
     p.set_defaults(handler=_serve)
 
@@ -220,6 +230,8 @@ def _serve(args: argparse.Namespace) -> int:
     from .api.main import serve
 
     overrides = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
+    if args.insecure_no_auth:
+        overrides["insecure_no_auth"] = True
     serve(_settings(args, **overrides))
     return 0
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "STAGES",
+    "STAGE_LABELS",
     "ChainInfo",
     "GenerationChain",
     "JobStatus",
@@ -28,8 +29,18 @@ __all__ = [
 ]
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-StageName = Literal["rewrite", "base_image", "material_edit", "mesh", "views", "viewer"]
+# "texture" is the retexture flow's stage (an uploaded mesh textured by multi-view Kontext edits); STAGES is the chain.
+StageName = Literal["rewrite", "base_image", "material_edit", "mesh", "texture", "views", "viewer"]
 STAGES: tuple[StageName, ...] = ("rewrite", "base_image", "material_edit", "mesh", "views", "viewer")
+# What a person is told while a stage runs (the chain's ``stage`` events; the plugins keep marked copies).
+STAGE_LABELS: dict[StageName, str] = {
+    "rewrite": "Writing the prompts",
+    "base_image": "Painting the base image (FLUX.1-dev)",
+    "material_edit": "Applying the material (FLUX.1 Kontext + Alch3mist LoRA)",
+    "mesh": "Building the 3D mesh",
+    "views": "Rendering the views",
+    "viewer": "Preparing the 3D viewer",
+}
 
 
 class LoraChoice(BaseModel):

@@ -18,7 +18,7 @@ from alch3mist.stages.progress import StageControl
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from tests.conftest import LoraFactory, png_bytes, write_tiny_lora
+from tests.conftest import LoraFactory, png_bytes, transformer_probe, write_tiny_lora
 
 EDIT = "Alch3mist make it polished gold, keep the shape"
 
@@ -258,3 +258,61 @@ def test_a_lora_retrained_under_the_same_name_is_reloaded(
     path.unlink()
     with pytest.raises(UnknownLora):
         edit(models, "alch3mist")
+
+
+def write_diffusers_script_lora(
+    models: LoadedModels, path: Path, *, rank: int, alpha: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A LoRA saved the way diffusers' train_dreambooth_lora_flux_kontext.py saves one: PEFT adapter on its default
+    targets (attention + ff + ff_context + proj_mlp), ``lora_B`` as trained (alpha not folded in), alpha only in the
+    adapter metadata (``_collate_lora_metadata`` -> ``save_lora_weights``).
+
+    Returns the adapted transformer's probe at its scale alpha / rank, and at scale 1 (alpha ignored)."""
+    from alch3mist.training.recipe import ATTENTION_FF
+    from diffusers import FluxKontextPipeline, FluxTransformer2DModel
+    from diffusers.training_utils import _collate_lora_metadata
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    transformer = FluxTransformer2DModel.from_pretrained(models.model_ids["kontext"], subfolder="transformer")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        config = LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=ATTENTION_FF)
+        transformer.add_adapter(config)
+        for name, parameter in transformer.named_parameters():
+            if "lora_B" in name:  # as if trained: B starts at zero
+                parameter.data.normal_(std=0.5)
+    FluxKontextPipeline.save_lora_weights(
+        str(path.parent),
+        transformer_lora_layers=get_peft_model_state_dict(transformer),
+        weight_name=path.name,
+        **_collate_lora_metadata({"transformer": transformer}),
+    )
+    intended = transformer_probe(transformer)
+    transformer.set_adapters(["default"], weights=[rank / alpha])  # PEFT scaling alpha / rank * weight = 1
+    return intended, transformer_probe(transformer)
+
+
+def test_a_lora_from_the_diffusers_script_acts_at_its_alpha_over_rank(models: LoadedModels, tmp_path: Path) -> None:
+    path = tmp_path / "diffusers-script.safetensors"
+    intended, at_scale_one = write_diffusers_script_lora(models, path, rank=8, alpha=2, seed=21)  # scale 2 / 8
+    transformer = models.kontext.transformer
+    base = transformer_probe(transformer)
+
+    models.loras.load_file(path, "script")
+    models.loras.activate("script", 1.0)
+    loaded = transformer_probe(transformer)
+    torch.testing.assert_close(loaded, intended, rtol=1e-4, atol=1e-5)
+
+    # Known answer: the same tensors without the metadata act at scale 1 (what this loader did before).
+    save_file(load_file(str(path)), str(tmp_path / "no-metadata.safetensors"))
+    models.loras.load_file(tmp_path / "no-metadata.safetensors", "alpha-ignored")
+    models.loras.activate("alpha-ignored", 1.0)
+    torch.testing.assert_close(transformer_probe(transformer), at_scale_one, rtol=1e-4, atol=1e-5)
+    assert (intended - base).abs().mean() > 1e-3 and (at_scale_one - intended).abs().mean() > 1e-3
+
+    image = Image.radial_gradient("L").resize((64, 64)).convert("RGB")
+    edit_with = MaterialEditStage(models).run(
+        image, EDIT, seed=5, steps=2, guidance=2.5, lora="script", lora_scale=1.0, control=StageControl()
+    )
+    assert png_bytes(edit_with) != edit(models, None)  # it changes the chain's edit too

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import math
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,8 +21,11 @@ from alch3mist.stages.material_edit import MaterialEditStage
 from alch3mist.stages.progress import StageControl
 from alch3mist.training import train
 from alch3mist.training.dataset import read_records
+from alch3mist.training.recipe import ATTENTION, ATTENTION_FF, DEFAULTS, TrainingRecipe
 from safetensors import safe_open
 from safetensors.torch import load_file
+
+from tests.conftest import transformer_probe
 
 from .conftest import TRAIN_ARGS, parse, subprocess_env
 
@@ -33,14 +39,37 @@ def test_thirty_steps_lower_the_loss_on_the_training_pairs(trained: train.TrainR
     assert np.mean(trained.losses[-10:]) < np.mean(trained.losses[:10])
 
 
-def test_the_lora_file_is_in_diffusers_format_with_work_files_beside_it(trained: train.TrainResult) -> None:
-    with safe_open(str(trained.out), framework="pt") as handle:
+def lora_modules(keys: list[str]) -> set[str]:
+    """The module names (within a block) that a LoRA file's keys put adapters on, e.g. ``attn.to_q``."""
+    modules = set()
+    for key in keys:
+        match = re.fullmatch(r"transformer\.(single_)?transformer_blocks\.\d+\.(.+)\.lora_[AB]\.weight", key)
+        assert match, f"not a LoRA key of a transformer block: {key}"
+        modules.add(match.group(2))
+    return modules
+
+
+BLOCK_MODULES = {  # what each --targets puts a LoRA on, in the tiny transformer's two kinds of block
+    "attention": set(ATTENTION),
+    "attention-ff": set(ATTENTION_FF),
+    "all-linear": {*ATTENTION_FF, "proj_out", "norm1.linear", "norm1_context.linear", "norm.linear"},
+}
+
+
+def read_lora(path: Path) -> tuple[list[str], dict[str, Any], dict[str, Any]]:
+    """Keys, adapter metadata (``transformer.``-prefixed, as diffusers writes it) and our recipe record."""
+    with safe_open(str(path), framework="pt") as handle:
         keys = list(handle.keys())
-        metadata = handle.metadata() or {}
-    assert keys and all(key.startswith("transformer.") for key in keys)
-    targets = {key.split(".lora_")[0].rsplit(".attn.", 1)[1] for key in keys}
-    assert targets == {"to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out"}
-    assert any("lora_adapter_metadata" in key for key in metadata)
+        header = handle.metadata() or {}
+    return keys, json.loads(header["lora_adapter_metadata"]), json.loads(header[train.RECIPE_METADATA_KEY])
+
+
+def test_the_lora_file_is_in_diffusers_format_with_work_files_beside_it(trained: train.TrainResult) -> None:
+    keys, adapter, recipe = read_lora(trained.out)
+    assert lora_modules(keys) == BLOCK_MODULES[DEFAULTS.targets]
+    assert adapter["transformer.r"] == adapter["transformer.lora_alpha"] == 4  # alpha folded: every loader at 1
+    assert (recipe["rank"], recipe["alpha"], recipe["targets"]) == (4, 4.0, DEFAULTS.targets)
+    assert recipe["alpha_folded_into_lora_B"] is True and recipe["steps"] == 30
     state = load_file(str(trained.out))
     assert all(value.shape[0] == 4 for key, value in state.items() if "lora_A" in key)  # rank 4
     assert any(value.abs().sum() > 0 for key, value in state.items() if "lora_B" in key)  # it learned something
@@ -55,6 +84,7 @@ def test_the_lora_file_is_in_diffusers_format_with_work_files_beside_it(trained:
         ]
     assert sorted(p.name for p in (work / "validation").iterdir()) == ["step_000015.png", "step_000030.png"]
     assert list((work / "logs").glob("events.out.tfevents.*"))
+    assert (work / "ai_toolkit.yaml").is_file()
 
 
 def test_the_lora_loads_through_our_lora_manager_and_changes_the_kontext_edit(
@@ -157,15 +187,14 @@ def test_bad_training_input_fails_with_a_clear_message(
     )
 
 
-def test_8bit_adam_without_bitsandbytes_says_what_to_install(tmp_path: Path) -> None:
+def test_8bit_adam_without_bitsandbytes_says_what_to_install() -> None:
     import importlib.util
 
     from alch3mist.errors import InvalidRequest
 
     assert importlib.util.find_spec("bitsandbytes") is None, "this check is for machines without bitsandbytes"
-    args = parse(train, ["--data", str(tmp_path), "--out", str(tmp_path / "x.safetensors"), "--use-8bit-adam"])
     with pytest.raises(InvalidRequest, match="pip install bitsandbytes=="):
-        train._make_optimizer([torch.nn.Parameter(torch.zeros(2))], args)
+        train._make_optimizer([torch.nn.Parameter(torch.zeros(2))], TrainingRecipe(use_8bit_adam=True))
 
 
 def test_cuda_out_of_memory_names_the_knobs_left_to_turn(tmp_path: Path) -> None:
@@ -198,10 +227,86 @@ def test_every_knob_runs_for_a_couple_of_steps(tiny_dataset: Path, tmp_path: Pat
 
 
 def test_the_learning_rate_schedule_is_a_function_of_the_step(tmp_path: Path) -> None:
-    args = parse(train, ["--data", "d", "--out", "x.safetensors", "--lr", "1e-3", "--lr-warmup-steps", "2"])
-    args.lr_scheduler = "cosine"
+    recipe = TrainingRecipe(lr=1e-3, lr_warmup_steps=2, lr_scheduler="cosine")
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    lrs = [train._set_lr(optimizer, step, 10, args) for step in range(10)]
+    lrs = [train._set_lr(optimizer, step, 10, recipe) for step in range(10)]
     assert lrs[0] == pytest.approx(5e-4) and lrs[1] == pytest.approx(1e-3)
     assert lrs[2:] == sorted(lrs[2:], reverse=True) and lrs[-1] < 1e-4
     assert optimizer.param_groups[0]["lr"] == lrs[-1]
+
+
+OPTIONS = {  # each a 2-step run; together they cover every option value the recipe can take but the defaults'
+    "attention, diffusers' guidance, sigma_sqrt": ["--targets", "attention", "--guidance-scale", "3.5",
+                                                   "--weighting-scheme", "sigma_sqrt"],
+    "attention-ff, alpha != rank, cosmap": ["--targets", "attention-ff", "--alpha", "1",
+                                            "--weighting-scheme", "cosmap"],
+    "all-linear, mode": ["--targets", "all-linear", "--weighting-scheme", "mode", "--mode-scale", "1.0"],
+    "logit_normal, caption dropout": ["--weighting-scheme", "logit_normal", "--caption-dropout", "0.5"],
+    "weighted, two resolutions": ["--weighting-scheme", "weighted", "--resolution", "32", "16"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("label", list(OPTIONS))
+def test_each_option_trains_and_the_file_records_it(label: str, tiny_dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "option.safetensors"
+    argv = ["--data", str(tiny_dataset), "--out", str(out), "--preset", "tiny", "--rank", "2", "--steps", "2"]
+    argv += ["--resolution", "16", "--max-sequence-length", "32", "--held-in-pairs", "1", *OPTIONS[label]]
+    args = parse(train, argv)
+    train._check_args(args)
+    result = train.train(args)
+    expected = TrainingRecipe.from_args(args)
+
+    assert len(result.losses) == 2 and all(math.isfinite(loss) for loss in result.losses)
+    keys, adapter, recipe = read_lora(out)
+    state = load_file(str(out))
+    assert lora_modules(keys) == BLOCK_MODULES[expected.targets]
+    assert all(value.shape[0] == 2 for key, value in state.items() if "lora_A" in key)
+    assert any(value.abs().sum() > 0 for key, value in state.items() if "lora_B" in key)  # it trained
+    assert adapter["transformer.r"] == adapter["transformer.lora_alpha"] == 2
+    assert recipe == {**expected.to_json_dict(), "alpha_folded_into_lora_B": True}
+    assert recipe["alpha"] == expected.lora_alpha and recipe["resolutions"] == sorted(args.resolution)
+    assert result.samples == 6 * len(args.resolution)  # 6 pairs of 96² targets, one bucket per resolution
+    assert result.ai_toolkit_config is not None and result.ai_toolkit_config.is_file()
+
+
+def test_alpha_is_folded_so_ours_acts_as_trained_in_our_chain_and_in_plain_diffusers(
+    tiny_models: LoadedModels, tmp_path: Path
+) -> None:
+    from diffusers import FluxKontextPipeline, FluxTransformer2DModel
+
+    kontext_folder = tiny_models.model_ids["kontext"]
+    transformer = FluxTransformer2DModel.from_pretrained(kontext_folder, subfolder="transformer")
+    recipe = TrainingRecipe(targets="attention-ff", rank=4, alpha=1, steps=1)  # PEFT scale 1 / 4
+    torch.manual_seed(0)
+    train._add_lora(transformer, recipe)
+    for name, parameter in transformer.named_parameters():
+        if "lora_B" in name:  # as if trained
+            parameter.data.normal_(std=0.5)
+    trained_b = {
+        name: parameter.detach().clone() for name, parameter in transformer.named_parameters() if "lora_B" in name
+    }
+    as_trained = transformer_probe(transformer)
+    out = tmp_path / "folded.safetensors"
+    train.save_lora(transformer, out, recipe)
+
+    # Known answer: the file's B is the trained B times alpha / rank.
+    saved = load_file(str(out))
+    for name, value in trained_b.items():
+        key = "transformer." + name.replace(f".{train.ADAPTER_NAME}", "")
+        torch.testing.assert_close(saved[key], value * 0.25)
+
+    # Our chain's loader, and plain diffusers on the tiny Kontext folder (a complete pipeline), act as trained.
+    try:
+        tiny_models.loras.load_file(out, "folded")
+        tiny_models.loras.activate("folded", 1.0)
+        torch.testing.assert_close(transformer_probe(tiny_models.kontext.transformer), as_trained, rtol=1e-4, atol=1e-5)
+    finally:
+        tiny_models.loras.unload()
+    pipe = FluxKontextPipeline.from_pretrained(kontext_folder)
+    pipe.load_lora_weights(str(out), adapter_name="folded")
+    torch.testing.assert_close(transformer_probe(pipe.transformer), as_trained, rtol=1e-4, atol=1e-5)
+
+
+def test_the_trainers_defaults_are_the_recipes() -> None:
+    args = parse(train, ["--data", "d", "--out", "x.safetensors"])
+    assert TrainingRecipe.from_args(args) == DEFAULTS

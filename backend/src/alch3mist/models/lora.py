@@ -1,9 +1,11 @@
 """LoRAs for the Kontext transformer: the LoRA folder, safe loading, activation, hot-swap.
 
 A LoRA is a ``.safetensors`` file in one of the key formats diffusers' FLUX loader understands (diffusers/PEFT with
-the ``transformer.`` prefix, kohya, ai-toolkit, …); diffusers converts them. Pickle formats are refused: loading one
-can run arbitrary code. Only the transformer part is loaded: the text encoders are shared with the base-image stage,
-and a text-encoder LoRA would silently change stage 1 too.
+the ``transformer.`` prefix, kohya, ai-toolkit, …); diffusers converts them. Its alpha is honoured wherever the file
+keeps it: ``.alpha`` tensors (kohya) or the adapter metadata diffusers' ``save_lora_weights`` writes (``lora_alpha``
+and ``r``, as diffusers' Kontext training script leaves them), so every LoRA acts at the scale it was trained for.
+Pickle formats are refused: loading one can run arbitrary code. Only the transformer part is loaded: the text
+encoders are shared with the base-image stage, and a text-encoder LoRA would silently change stage 1 too.
 
 Loaded adapters stay in memory under their own names, so switching LoRA (or scale) is a ``set_adapters`` call,
 not a reload of the 12B base; scale 0 or no LoRA disables the adapters, which gives the baseline bit for bit.
@@ -170,7 +172,7 @@ class LoraManager:
         if adapter_name in self._loaded:
             self._delete(adapter_name)
         self._evict_to(MAX_LOADED_ADAPTERS - 1)
-        state_dict, alphas = self._transformer_state_dict(path)
+        state_dict, alphas, metadata = self._transformer_state_dict(path)
         adapter = _adapter_name(adapter_name)
         try:
             self._pipe.load_lora_into_transformer(
@@ -179,6 +181,7 @@ class LoraManager:
                 transformer=self._pipe.transformer,
                 adapter_name=adapter,
                 _pipeline=self._pipe,
+                metadata=metadata,
             )
         except (ValueError, RuntimeError, KeyError) as error:
             self._delete_adapter_if_present(adapter)
@@ -221,10 +224,17 @@ class LoraManager:
             self._pipe.transformer.disable_lora()
         self._active = None
 
-    def _transformer_state_dict(self, path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """The file converted to diffusers keys by diffusers' own FLUX loader, transformer part only."""
+    def _transformer_state_dict(
+        self, path: Path
+    ) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None, dict[str, Any] | None]:
+        """The file converted to diffusers keys by diffusers' own FLUX loader, transformer part only, with the
+        alphas it carries: kohya-style ``.alpha`` tensors, or the adapter metadata (``lora_alpha``, ``r``) that
+        diffusers' ``save_lora_weights`` writes (the Kontext training script keeps alpha there, not in ``lora_B``).
+        """
         try:
-            state_dict, alphas = self._pipe.lora_state_dict(str(path), use_safetensors=True, return_alphas=True)
+            state_dict, alphas, metadata = self._pipe.lora_state_dict(
+                str(path), use_safetensors=True, return_alphas=True, return_lora_metadata=True
+            )
         except (ValueError, KeyError, RuntimeError, OSError) as error:
             raise InvalidLora(f"LoRA {path.name}: diffusers cannot read its keys: {error}") from error
         transformer_part = {k: v for k, v in state_dict.items() if k.startswith(TRANSFORMER_PREFIX)}
@@ -240,7 +250,7 @@ class LoraManager:
                 path.name,
                 skipped,
             )
-        return transformer_part, alphas or {}
+        return transformer_part, alphas or None, metadata or None
 
     def _check_adapter_took(self, path: Path, adapter: str, expected_layers: int) -> None:
         loaded_layers = _count_adapter_layers(self._pipe.transformer, adapter)

@@ -3,10 +3,13 @@
 Every component has the real class and wiring (FluxTransformer2DModel, AutoencoderKL, CLIP + T5 encoders and
 tokenizers, the FLUX flow-matching scheduler) at toy sizes, so the chain runs in seconds on a laptop CPU.
 The first call builds and saves them with ``save_pretrained``; the registry then loads them through exactly the same
-``from_pretrained`` code as the real weights. The layout mirrors the hub repos::
+``from_pretrained`` code as the real weights. The layout mirrors the hub repos: each folder is a complete pipeline
+(``FluxPipeline.from_pretrained`` / ``FluxKontextPipeline.from_pretrained`` load it, as other tools do the real
+repos), and the Kontext folder holds the same VAE, text encoders, tokenizers and scheduler as the FLUX.1-dev one
+(hard links where the file system allows, else copies), as black-forest-labs/FLUX.1-Kontext-dev does::
 
-    <cache_dir>/tiny-v1/flux/      model_index.json, transformer/, vae/, text_encoder(_2)/, tokenizer(_2)/, scheduler/
-    <cache_dir>/tiny-v1/kontext/transformer/
+    <cache_dir>/tiny-v2/flux/      model_index.json, transformer/, vae/, text_encoder(_2)/, tokenizer(_2)/, scheduler/
+    <cache_dir>/tiny-v2/kontext/   model_index.json (FluxKontextPipeline), its own transformer/, the shared parts
 
 Bump ``TINY_VERSION`` whenever anything below changes, so stale caches are never reused.
 """
@@ -29,7 +32,7 @@ from ..errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
 
-TINY_VERSION = "tiny-v1"
+TINY_VERSION = "tiny-v2"  # v2: the Kontext folder is a complete pipeline
 SEED = 20260101
 
 # Text the tokenizers are trained on: the product's own vocabulary, in the languages the rewriter handles.
@@ -48,6 +51,7 @@ CORPUS = (
 CLIP_VOCAB_SIZE = 600  # the BPE trainer stops earlier when the corpus has no more merges to learn
 T5_VOCAB_SIZE = 200
 CLIP_MAX_LENGTH = 77  # as openai/clip-vit-large-patch14
+SHARED_COMPONENTS = ("vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler")
 
 
 @dataclass(frozen=True)
@@ -89,11 +93,14 @@ def ensure_tiny_models(cache_dir: Path) -> TinyPaths:
 
 
 def _is_complete(paths: TinyPaths) -> bool:
-    return (paths.flux / "model_index.json").is_file() and (paths.kontext / "transformer" / "config.json").is_file()
+    return (
+        all((folder / "model_index.json").is_file() for folder in (paths.flux, paths.kontext))
+        and (paths.kontext / "transformer" / "config.json").is_file()
+    )
 
 
 def _build_and_save(paths: TinyPaths) -> None:
-    from diffusers import FluxPipeline
+    from diffusers import FluxKontextPipeline, FluxPipeline
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
@@ -108,8 +115,20 @@ def _build_and_save(paths: TinyPaths) -> None:
             transformer=build_transformer(),
         )
         pipe.save_pretrained(paths.flux, safe_serialization=True)
-        # Kontext [dev] is a separately trained transformer with the same architecture: fresh random weights.
-        build_transformer().save_pretrained(paths.kontext / "transformer", safe_serialization=True)
+        # Kontext [dev] is a separately trained transformer with the same architecture: fresh random weights. The
+        # rest is FLUX.1-dev's: save the pipeline's own files (model_index.json, transformer/), link the shared ones.
+        kontext: Any = FluxKontextPipeline(**{**pipe.components, "transformer": build_transformer()})
+        kontext.save_pretrained(paths.kontext, safe_serialization=True)
+        for name in SHARED_COMPONENTS:
+            shutil.rmtree(paths.kontext / name)
+            shutil.copytree(paths.flux / name, paths.kontext / name, copy_function=_link_or_copy)
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def build_transformer() -> Any:

@@ -31,14 +31,28 @@ import random
 import shutil
 import sys
 import warnings
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import InvalidRequest, report_errors
+from ..errors import DatasetError, report_errors
 from ..prompting.schema import TRIGGER_WORD
+from .ai_toolkit import CONFIG_NAME, EXPORT_DIR, write_ai_toolkit_export
+from .recipe import TrainingRecipe
+from .records import (
+    INFO_FILE,
+    ORIGINALS,
+    TEST_FILE,
+    TRAIN_FILE,
+    TRANSFORMED,
+    PairRecord,
+    read_jsonl,
+    read_records,
+    read_test_records,
+    write_jsonl,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -60,9 +74,7 @@ __all__ = [
 ]
 
 DEFAULT_PROMPTS = Path(__file__).parent / "prompts" / "materials.json"
-ORIGINALS, TRANSFORMED = "img0", "img1"
-TRAIN_FILE, TEST_FILE, INFO_FILE = "metadata.jsonl", "test.jsonl", "dataset.json"
-OWNED = (ORIGINALS, TRANSFORMED, TRAIN_FILE, TEST_FILE, INFO_FILE, "ai_toolkit", "ai_toolkit.yaml", "test")
+OWNED = (ORIGINALS, TRANSFORMED, TRAIN_FILE, TEST_FILE, INFO_FILE, EXPORT_DIR, CONFIG_NAME, "test")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 RESOLUTIONS = (512, 768, 1024)
 DEFAULT_TEST_SIZE = 10
@@ -74,12 +86,6 @@ BASE_TEMPLATE = (
 EDIT_TEMPLATE = f"{TRIGGER_WORD} turn its surface into {{material}}, keep the same shape, pose and background"
 
 
-class DatasetError(InvalidRequest):
-    """A dataset that cannot be built, imported or read as asked (the message says what to fix)."""
-
-    code = "invalid_dataset"
-
-
 @dataclass(frozen=True)
 class PromptSpec:
     object: str
@@ -87,32 +93,6 @@ class PromptSpec:
     family: str
     base_prompt: str
     edit_prompt: str
-
-
-@dataclass
-class PairRecord:
-    """One line of ``metadata.jsonl`` (images set) or ``test.jsonl`` (images unset for generated datasets)."""
-
-    id: str
-    caption: str
-    edit_prompt: str
-    base_prompt: str | None = None
-    object: str | None = None
-    material: str | None = None
-    family: str | None = None
-    seed: int | None = None
-    original: str | None = None
-    transformed: str | None = None
-    source: str = "generated"
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False)
-
-    @classmethod
-    def from_json(cls, line: str) -> PairRecord:
-        data = json.loads(line)
-        known = {f.name for f in fields(cls)}
-        return cls(**{key: value for key, value in data.items() if key in known})
 
 
 # --- prompts ---------------------------------------------------------------------------------------------------
@@ -246,47 +226,6 @@ def _save_png(image: Image.Image, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _write_jsonl(path: Path, records: list[PairRecord]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(record.to_json() + "\n" for record in records), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _read_jsonl(path: Path) -> list[PairRecord]:
-    if not path.is_file():
-        return []
-    records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                records.append(PairRecord.from_json(line))
-            except (json.JSONDecodeError, TypeError) as error:
-                raise DatasetError(f"{path}:{number} is not a valid record: {error}") from error
-    return records
-
-
-def read_records(data_dir: Path) -> list[PairRecord]:
-    """The training pairs of a dataset folder, checked to exist on disk."""
-    path = data_dir / TRAIN_FILE
-    if not path.is_file():
-        raise DatasetError(
-            f"{data_dir} is not a dataset folder (no {TRAIN_FILE}); build one with 'alch3mist dataset build'"
-        )
-    records = _read_jsonl(path)
-    for record in records:
-        for rel in (record.original, record.transformed):
-            if rel is None or not (data_dir / rel).is_file():
-                raise DatasetError(f"{data_dir}: pair {record.id} names a missing image {rel}")
-    if not records:
-        raise DatasetError(f"{data_dir} holds no training pairs")
-    return records
-
-
-def read_test_records(data_dir: Path) -> list[PairRecord]:
-    """The held-out prompts of a dataset folder (may be empty)."""
-    return _read_jsonl(data_dir / TEST_FILE)
-
-
 # --- output folder --------------------------------------------------------------------------------------------
 
 
@@ -362,12 +301,12 @@ def _generate(args: argparse.Namespace, models: Any = None) -> int:
         _as_test(_record(spec, index, args.seed + TEST_SEED_OFFSET, with_images=False))
         for index, spec in enumerate(test_plan, 1)
     ]
-    _write_jsonl(args.out / TEST_FILE, test_records)
+    write_jsonl(args.out / TEST_FILE, test_records)
 
     # 3. Skip the finished pairs, generate the rest (each recorded as soon as both images are on disk).
     done = {
         record.id: record
-        for record in _read_jsonl(args.out / TRAIN_FILE)
+        for record in read_jsonl(args.out / TRAIN_FILE)
         if args.resume and _has_images(args.out, record)
     }
     todo = [(i, spec) for i, spec in enumerate(train_plan, 1) if _pair_names(i)[0] not in done]
@@ -376,8 +315,8 @@ def _generate(args: argparse.Namespace, models: Any = None) -> int:
     records = dict(done)
     if todo:
         _generate_pairs(args, todo, records, models)
-    _write_jsonl(args.out / TRAIN_FILE, [records[key] for key in sorted(records)])
-    _export_ai_toolkit(args.out, args.resolution)
+    write_jsonl(args.out / TRAIN_FILE, [records[key] for key in sorted(records)])
+    _export_ai_toolkit(args.out)
     logger.info("dataset %s: %d training pairs, %d held-out prompts", args.out, len(records), len(test_records))
     return 0
 
@@ -412,42 +351,74 @@ def _generate_pairs(
 ) -> None:
     from tqdm.auto import tqdm
 
-    from ..stages.base_image import BaseImageStage
-    from ..stages.material_edit import MaterialEditStage
-    from ..stages.progress import StageControl
-
-    models = models if models is not None else _load_models(args)
-    base_stage, edit_stage = BaseImageStage(models), MaterialEditStage(models)
-    defaults = models.defaults
+    maker = _pair_maker(args, models)
     for index, spec in tqdm(todo, desc="pairs", unit="pair"):
         record = _record(spec, index, args.seed, with_images=True)
         assert record.seed is not None and record.original is not None and record.transformed is not None
-        original = _stage_image(
-            base_stage.run(
-                spec.base_prompt,
-                seed=record.seed,
-                steps=args.steps or defaults.steps,
-                guidance=defaults.guidance,
-                size=args.size or defaults.size,
-                control=StageControl(),
-            )
-        )
-        transformed = _stage_image(
-            edit_stage.run(
-                original,
-                spec.edit_prompt,
-                seed=record.seed,
-                steps=args.edit_steps or defaults.edit_steps,
-                guidance=defaults.edit_guidance,
-                lora=None,
-                lora_scale=0.0,
-                control=StageControl(),
-            )
-        )
+        original, transformed = maker.make(spec, record.seed)
         _save_png(centre_crop_resize(original, args.resolution), args.out / record.original)
         _save_png(centre_crop_resize(transformed, args.resolution), args.out / record.transformed)
         records[record.id] = record
-        _write_jsonl(args.out / TRAIN_FILE, [records[key] for key in sorted(records)])
+        write_jsonl(args.out / TRAIN_FILE, [records[key] for key in sorted(records)])
+
+
+class PairMaker(Protocol):
+    """Makes the two images of a pair; the builder's only way to generate images."""
+
+    def make(self, spec: PromptSpec, seed: int) -> tuple[Image.Image, Image.Image]:
+        """``(original, transformed)``: the image of ``spec.base_prompt``, then its edit by ``spec.edit_prompt``."""
+        ...
+
+
+@dataclass
+class InProcessPairMaker:
+    """Pairs made by the loaded models: FLUX.1-dev (``BaseImageStage``), then Kontext without a LoRA."""
+
+    models: Any  # LoadedModels
+    steps: int
+    guidance: float
+    size: int
+    edit_steps: int
+    edit_guidance: float
+
+    def make(self, spec: PromptSpec, seed: int) -> tuple[Image.Image, Image.Image]:
+        from ..stages.base_image import BaseImageStage
+        from ..stages.material_edit import MaterialEditStage
+        from ..stages.progress import StageControl
+
+        original = BaseImageStage(self.models).run(
+            spec.base_prompt,
+            seed=seed,
+            steps=self.steps,
+            guidance=self.guidance,
+            size=self.size,
+            control=StageControl(),
+        )
+        transformed = MaterialEditStage(self.models).run(
+            original,
+            spec.edit_prompt,
+            seed=seed,
+            steps=self.edit_steps,
+            guidance=self.edit_guidance,
+            lora=None,
+            lora_scale=0.0,
+            control=StageControl(),
+        )
+        return original, transformed
+
+
+def _pair_maker(args: argparse.Namespace, models: Any) -> PairMaker:
+    """The preset's models (loaded unless given), with the build's step counts and the preset's defaults."""
+    models = models if models is not None else _load_models(args)
+    defaults = models.defaults
+    return InProcessPairMaker(
+        models,
+        steps=args.steps or defaults.steps,
+        guidance=defaults.guidance,
+        size=args.size or defaults.size,
+        edit_steps=args.edit_steps or defaults.edit_steps,
+        edit_guidance=defaults.edit_guidance,
+    )
 
 
 def _load_models(args: argparse.Namespace) -> Any:
@@ -458,18 +429,9 @@ def _load_models(args: argparse.Namespace) -> Any:
     return load_models(Settings(**overrides))
 
 
-def _stage_image(result: Any) -> Image.Image:
-    """The stages return a PIL image (or an object holding one as ``.image``)."""
-    image = result if isinstance(result, Image.Image) else getattr(result, "image", None)
-    if not isinstance(image, Image.Image):
-        raise TypeError(f"stage returned {type(result).__name__}, expected a PIL image")
-    return image
-
-
-def _export_ai_toolkit(out: Path, resolution: int | None) -> None:
-    from .ai_toolkit import write_ai_toolkit_export
-
-    write_ai_toolkit_export(out, resolution=resolution or 512)
+def _export_ai_toolkit(out: Path) -> None:
+    """The ai-toolkit config of the run ``alch3mist lora train --data <out>`` does with its defaults."""
+    write_ai_toolkit_export(out, TrainingRecipe(), out / CONFIG_NAME)
 
 
 # --- import pairs made elsewhere ------------------------------------------------------------------------------
@@ -556,9 +518,9 @@ def _import(args: argparse.Namespace) -> int:
         _save_png(centre_crop_resize(original, args.resolution), args.out / original_rel)
         _save_png(centre_crop_resize(transformed, args.resolution), args.out / transformed_rel)
         records.append(record)
-    _write_jsonl(args.out / TRAIN_FILE, records)
-    _write_jsonl(args.out / TEST_FILE, tests)
-    _export_ai_toolkit(args.out, args.resolution)
+    write_jsonl(args.out / TRAIN_FILE, records)
+    write_jsonl(args.out / TEST_FILE, tests)
+    _export_ai_toolkit(args.out)
     logger.info("imported %d training pairs (%d held out) into %s", len(records), len(tests), args.out)
     return 0
 

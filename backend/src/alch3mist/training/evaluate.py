@@ -24,10 +24,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidRequest, report_errors
+from ..errors import DatasetError, InvalidRequest, report_errors
 from ..prompting.schema import TRIGGER_WORD
-from .dataset import DatasetError, PairRecord, read_test_records
 from .metrics import IMAGE_STAT_NAMES, ClipScorer, image_stats
+from .records import PairRecord, read_test_records
 
 if TYPE_CHECKING:
     from PIL import Image

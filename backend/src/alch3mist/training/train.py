@@ -1,21 +1,20 @@
 """``alch3mist lora train``: a LoRA on the FLUX.1 Kontext [dev] transformer, trained on (original, transformed) pairs.
 
-The objective is the one of diffusers' ``examples/dreambooth/train_dreambooth_lora_flux_kontext.py``:
-
-- flow matching on the *transformed* image's latents x0: ``x_t = (1 - sigma) x0 + sigma noise``, target
-  ``noise - x0``, timesteps drawn as the FLUX scheduler's (uniform, logit-normal or mode weighting);
-- the *original* image's latents are packed and appended to the noisy target's token sequence, their position ids
-  marked with ``ids[..., 0] = 1`` (that is how Kontext tells the reference image from the image being made);
-- the loss is taken on the target tokens only (the condition tokens' predictions are dropped).
+The objective is the one of diffusers' ``examples/dreambooth/train_dreambooth_lora_flux_kontext.py``
+(``objective.py``); the options that change the LoRA (``recipe.py``) reproduce either that script's recipe or
+ostris ai-toolkit's, as docs/training.md lists: LoRA targets (``--targets``), rank and alpha, the guidance
+embedding's value, the timestep scheme (diffusers' weightings or ai-toolkit's ``weighted``), caption dropout, and
+aspect-ratio buckets at one or more resolutions (``buckets.py``).
 
 Text embeddings (CLIP pooled + T5) and VAE latents are computed once and cached. Every random draw of a step
-(batch, noise, timesteps) comes from a generator seeded by (seed, step), so a run resumed from a checkpoint
-continues exactly as the uninterrupted run would have.
+(batch, noise, timesteps, dropped captions) comes from a generator seeded by (seed, step), so a run resumed from a
+checkpoint continues exactly as the uninterrupted run would have.
 
 Outputs: the LoRA ``--out FILE.safetensors`` (diffusers format, keys prefixed ``transformer.``, alpha folded into
-``lora_B`` so every loader applies it the same), and a work folder ``--work-dir`` (default ``<out>-training/``) with
-``checkpoints/checkpoint-000250/`` (LoRA + optimizer state, safetensors only, no pickle), ``logs/`` (TensorBoard)
-and ``validation/`` (images every ``--validation-steps``).
+``lora_B`` so every loader applies it the same, the recipe in the file's metadata), and a work folder
+``--work-dir`` (default ``<out>-training/``) with ``checkpoints/checkpoint-000250/`` (LoRA + optimizer state,
+safetensors only, no pickle), ``logs/`` (TensorBoard), ``validation/`` (images every ``--validation-steps``) and
+``ai_toolkit.yaml`` (the same run as an ai-toolkit config).
 """
 
 from __future__ import annotations
@@ -30,49 +29,52 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidRequest, OutOfMemory, report_errors
-from .dataset import DatasetError, PairRecord, centre_crop_resize, read_records
+from ..errors import InvalidLora, InvalidRequest, OutOfMemory, report_errors
+from ..prompting.schema import TRIGGER_WORD
+from .ai_toolkit import CONFIG_NAME, write_ai_toolkit_export
+from .buckets import Sample, epoch_batches, fit_to_bucket, plan_samples
+from .objective import PairCache, kontext_loss
+from .recipe import (
+    DEFAULTS,
+    SCHEDULE_DEFAULTS,
+    TARGET_SETS,
+    TIMESTEP_SCHEMES,
+    RunSchedule,
+    TrainingRecipe,
+    lora_target_modules,
+)
+from .records import PairRecord, read_records
 
 if TYPE_CHECKING:
     import torch
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TARGET_MODULES", "TrainResult", "add_arguments", "main", "train"]
+__all__ = ["RECIPE_METADATA_KEY", "TrainResult", "add_arguments", "main", "save_lora", "train"]
 
 ADAPTER_NAME = "alch3mist_training"
-# The attention projections of both block kinds: image stream (to_q/k/v, to_out.0) and text stream (add_*).
-TARGET_MODULES = ["to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out"]
+RECIPE_METADATA_KEY = "alch3mist.recipe"  # the safetensors metadata entry that records how a LoRA was trained
 CHECKPOINT_PREFIX = "checkpoint-"
 BITSANDBYTES_PIN = "bitsandbytes==0.50.2"
 
 
 @dataclass
-class PairCache:
-    """Everything a step needs, computed once: latents of targets and conditions, and the caption embeddings."""
-
-    target: torch.Tensor  # [N, C, h, w] transformed images, scaled and shifted like the pipeline does
-    cond: torch.Tensor  # [N, C, h, w] original images
-    prompt_embeds: torch.Tensor  # [N, L, D] T5
-    pooled: torch.Tensor  # [N, P] CLIP
-    text_ids: torch.Tensor  # [L, 3]
-
-    def __len__(self) -> int:
-        return int(self.target.shape[0])
-
-
-@dataclass
 class TrainResult:
-    out: Path
-    steps: int
-    resumed_from: int
-    losses: list[float] = field(default_factory=list)
-    eval_loss_start: float = math.nan
-    eval_loss_end: float = math.nan
+    """What a finished run did."""
+
+    out: Path  # the LoRA file
+    steps: int  # optimiser steps of the whole run
+    resumed_from: int  # the step the run started at (0 unless --resume)
+    recipe: TrainingRecipe  # the options that decided the LoRA, steps resolved
+    samples: int = 0  # (pair, bucket) samples one epoch passes over
+    ai_toolkit_config: Path | None = None  # the same run as an ai-toolkit config
+    losses: list[float] = field(default_factory=list)  # per-step training loss of the steps run here
+    eval_loss_start: float = math.nan  # held-in loss before the first step run here
+    eval_loss_end: float = math.nan  # held-in loss after the last step
     seconds: float = 0.0
 
 
@@ -88,55 +90,117 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--work-dir", type=Path, default=None, help="Checkpoints, logs, validation (default <out>-training)."
     )
-    parser.add_argument("--rank", type=int, default=16, help="LoRA rank (8-16 suits 50-200 pairs).")
-    parser.add_argument("--alpha", type=int, default=None, help="LoRA alpha (default: the rank, i.e. scale 1).")
-    parser.add_argument("--lr", type=float, default=1e-4, help="Learning rate.")
-    parser.add_argument(
-        "--lr-scheduler", choices=("constant", "cosine", "linear"), default="constant", help="Learning-rate schedule."
-    )
-    parser.add_argument("--lr-warmup-steps", type=int, default=0, help="Linear warm-up steps.")
-    parser.add_argument("--steps", type=int, default=None, help="Optimiser steps (default: from --epochs).")
-    parser.add_argument("--epochs", type=int, default=None, help="Passes over the pairs, when --steps is not given.")
-    parser.add_argument("--batch-size", type=int, default=1, help="Pairs per micro-batch.")
-    parser.add_argument("--gradient-accumulation-steps", type=int, default=1, help="Micro-batches per optimiser step.")
-    parser.add_argument(
-        "--resolution", type=int, default=None, help="Square training side (default: the images' size)."
-    )
+    _add_recipe_arguments(parser)
     parser.add_argument(
         "--mixed-precision",
         choices=("auto", "no", "bf16"),
         default="auto",
         help="bf16 base weights (LoRA in fp32); auto = bf16 on CUDA, fp32 on the CPU.",
     )
-    parser.add_argument("--gradient-checkpointing", action="store_true", help="Trade compute for activation memory.")
-    parser.add_argument("--use-8bit-adam", action="store_true", help=f"8-bit AdamW (needs {BITSANDBYTES_PIN}, CUDA).")
-    parser.add_argument("--adam-weight-decay", type=float, default=1e-4, help="AdamW weight decay.")
-    parser.add_argument("--max-grad-norm", type=float, default=1.0, help="Gradient clipping norm (0 = off).")
-    parser.add_argument("--guidance-scale", type=float, default=1.0, help="Guidance embedding value during training.")
-    parser.add_argument(
-        "--weighting-scheme",
-        choices=("none", "logit_normal", "mode"),
-        default="none",
-        help="Timestep sampling density (diffusers' compute_density_for_timestep_sampling).",
-    )
-    parser.add_argument("--logit-mean", type=float, default=0.0, help="Mean for logit_normal weighting.")
-    parser.add_argument("--logit-std", type=float, default=1.0, help="Std for logit_normal weighting.")
-    parser.add_argument("--mode-scale", type=float, default=1.29, help="Scale for mode weighting.")
-    parser.add_argument("--max-sequence-length", type=int, default=512, help="T5 tokens per caption.")
     parser.add_argument(
         "--held-in-pairs", type=int, default=16, help="Pairs the fixed-noise held-in loss is measured on (start/end)."
     )
-    parser.add_argument("--seed", type=int, default=0, help="Seed of the LoRA init and of every step's draws.")
+    schedule = SCHEDULE_DEFAULTS
     parser.add_argument(
-        "--checkpointing-steps", type=int, default=250, help="Save a resumable checkpoint every N steps."
+        "--checkpointing-steps",
+        type=int,
+        default=schedule.checkpointing_steps,
+        help="Save a resumable checkpoint every N steps.",
     )
-    parser.add_argument("--checkpoints-total-limit", type=int, default=3, help="Keep at most this many checkpoints.")
-    parser.add_argument("--resume", action="store_true", help="Continue from the latest checkpoint in the work folder.")
-    parser.add_argument("--validation-steps", type=int, default=0, help="Validation image every N steps (0 = off).")
     parser.add_argument(
-        "--validation-inference-steps", type=int, default=20, help="Kontext steps per validation image."
+        "--checkpoints-total-limit",
+        type=int,
+        default=schedule.checkpoints_total_limit,
+        help="Keep at most this many checkpoints.",
+    )
+    parser.add_argument("--resume", action="store_true", help="Continue from the latest checkpoint in the work folder.")
+    parser.add_argument(
+        "--validation-steps",
+        type=int,
+        default=schedule.validation_steps,
+        help="Validation image every N steps (0 = off).",
+    )
+    parser.add_argument(
+        "--validation-inference-steps",
+        type=int,
+        default=schedule.validation_inference_steps,
+        help="Kontext steps per validation image.",
     )
     parser.add_argument("--overwrite", action="store_true", help="Replace an existing --out and its checkpoints.")
+
+
+def _add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that decide the LoRA; their defaults are ``TrainingRecipe``'s (docs/training.md says why)."""
+    d = DEFAULTS
+    parser.add_argument(
+        "--targets",
+        choices=tuple(TARGET_SETS),
+        default=d.targets,
+        help="Layers that get a LoRA: attention projections; + feed-forwards (diffusers' script); every Linear "
+        f"of the blocks (ai-toolkit). Default {d.targets}.",
+    )
+    parser.add_argument("--rank", type=int, default=d.rank, help=f"LoRA rank (default {d.rank}).")
+    parser.add_argument(
+        "--alpha", type=float, default=d.alpha, help="LoRA alpha; the update is scaled by alpha/rank (default: rank)."
+    )
+    parser.add_argument("--lr", type=float, default=d.lr, help=f"Learning rate (default {d.lr:g}).")
+    parser.add_argument(
+        "--lr-scheduler",
+        choices=("constant", "cosine", "linear"),
+        default=d.lr_scheduler,
+        help="Learning-rate schedule.",
+    )
+    parser.add_argument("--lr-warmup-steps", type=int, default=d.lr_warmup_steps, help="Linear warm-up steps.")
+    parser.add_argument("--steps", type=int, default=d.steps, help="Optimiser steps (default: from --epochs).")
+    parser.add_argument(
+        "--epochs", type=int, default=d.epochs, help="Passes over the samples when --steps is not given (default 1)."
+    )
+    parser.add_argument("--batch-size", type=int, default=d.batch_size, help="Samples per micro-batch (one bucket).")
+    parser.add_argument(
+        "--gradient-accumulation-steps",
+        type=int,
+        default=d.gradient_accumulation_steps,
+        help="Micro-batches per optimiser step.",
+    )
+    parser.add_argument(
+        "--resolution",
+        type=int,
+        nargs="+",
+        default=list(d.resolutions),
+        help="Bucket resolutions: every pair trains at each, in the aspect-ratio bucket of about side² pixels "
+        f"(never upscaled). Default {' '.join(map(str, d.resolutions))}.",
+    )
+    parser.add_argument(
+        "--guidance-scale",
+        type=float,
+        default=d.guidance_scale,
+        help=f"Guidance embedding value while training (default {d.guidance_scale:g}, ai-toolkit's; the diffusers "
+        "script uses 3.5).",
+    )
+    parser.add_argument(
+        "--weighting-scheme",
+        choices=TIMESTEP_SCHEMES,
+        default=d.weighting_scheme,
+        help="Timesteps: 'none' uniform; 'logit_normal'/'mode' sample that density; 'sigma_sqrt'/'cosmap' weight the "
+        f"loss (diffusers); 'weighted' ai-toolkit's per-timestep loss weights. Default {d.weighting_scheme}.",
+    )
+    parser.add_argument("--logit-mean", type=float, default=d.logit_mean, help="Mean for logit_normal.")
+    parser.add_argument("--logit-std", type=float, default=d.logit_std, help="Std for logit_normal.")
+    parser.add_argument("--mode-scale", type=float, default=d.mode_scale, help="Scale for mode.")
+    parser.add_argument(
+        "--caption-dropout",
+        type=float,
+        default=d.caption_dropout,
+        help=f"Share of samples trained with the trigger word alone as caption (default {d.caption_dropout:g}).",
+    )
+    parser.add_argument("--max-sequence-length", type=int, default=d.max_sequence_length, help="T5 tokens per caption.")
+    parser.add_argument("--gradient-checkpointing", action="store_true", help="Trade compute for activation memory.")
+    parser.add_argument("--use-8bit-adam", action="store_true", help=f"8-bit AdamW (needs {BITSANDBYTES_PIN}, CUDA).")
+    parser.add_argument("--adam-weight-decay", type=float, default=d.adam_weight_decay, help="AdamW weight decay.")
+    parser.add_argument(
+        "--max-grad-norm", type=float, default=d.max_grad_norm, help="Gradient clipping norm (0 = off)."
+    )
+    parser.add_argument("--seed", type=int, default=d.seed, help="Seed of the LoRA init and of every step's draws.")
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -147,6 +211,7 @@ def _check_args(args: argparse.Namespace) -> None:
         "checkpointing_steps",
         "checkpoints_total_limit",
         "held_in_pairs",
+        "max_sequence_length",
     )
     for name in positive:
         if getattr(args, name) < 1:
@@ -159,12 +224,17 @@ def _check_args(args: argparse.Namespace) -> None:
         raise InvalidRequest("give --steps or --epochs, not both")
     if args.lr <= 0 or (args.alpha is not None and args.alpha <= 0):
         raise InvalidRequest("--lr and --alpha must be positive")
-    if args.resolution is not None and (args.resolution < 16 or args.resolution % 16):
-        raise InvalidRequest("--resolution must be a multiple of 16")
+    if any(side < 16 or side % 16 for side in args.resolution):
+        raise InvalidRequest(f"every --resolution must be a multiple of 16, got {args.resolution}")
+    if not 0 <= args.caption_dropout < 1:
+        raise InvalidRequest("--caption-dropout must be in [0, 1)")
+    if args.guidance_scale < 0 or args.logit_std <= 0:
+        raise InvalidRequest("--guidance-scale must be 0 or more and --logit-std positive")
     if args.resume and args.overwrite:
         raise InvalidRequest("--resume and --overwrite contradict each other: choose one")
     if args.out.exists() and not args.overwrite:
         raise InvalidRequest(f"{args.out} already exists; pass --overwrite to replace it")
+    args.resolution = sorted(set(args.resolution))
     if args.work_dir is None:
         args.work_dir = args.out.with_name(f"{args.out.stem}-training")
 
@@ -178,12 +248,13 @@ def _train_and_log(args: argparse.Namespace) -> int:
     _check_args(args)
     result = train(args)
     logger.info(
-        "LoRA written to %s after %d steps (%.1f s); held-in loss %.4f -> %.4f",
+        "LoRA written to %s after %d steps (%.1f s); held-in loss %.4f -> %.4f; ai-toolkit config %s",
         result.out,
         result.steps,
         result.seconds,
         result.eval_loss_start,
         result.eval_loss_end,
+        result.ai_toolkit_config,
     )
     return 0
 
@@ -196,32 +267,34 @@ def train(args: argparse.Namespace) -> TrainResult:
     import torch
 
     started = time.perf_counter()
-    # 1. Read the pairs and load the Kontext pipeline (the transformer is the only trained module)
+    # 1. Read the pairs, bucket them, and load the Kontext pipeline (the transformer is the only trained module)
     records = read_records(args.data)
-    resolution = _training_size(args.data, records, args.resolution)
+    samples = plan_samples(_target_sizes(args.data, records), tuple(args.resolution))
     work = _prepare_work_dir(args)  # refuses leftover checkpoints before the slow part
+    recipe = TrainingRecipe.from_args(args)
+    recipe = replace(recipe, steps=recipe.total_steps(len(samples)), epochs=None)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     weight_dtype = _weight_dtype(args.mixed_precision, device)
-    pipe = _load_kontext(args.preset, weight_dtype)
+    pipe, kontext_id = _load_kontext(args.preset, weight_dtype)
     transformer = pipe.transformer
     transformer.requires_grad_(False)
-    _check_rank(transformer, args.rank)
+    _check_rank(transformer, recipe)
 
-    # 2. Cache the caption embeddings and the latents of both images of every pair
-    with _oom_advice(args, resolution):
-        cache = _cache_pairs(pipe, args.data, records, resolution, device, weight_dtype, args.max_sequence_length)
+    # 2. Cache the caption embeddings and the latents of both images of every sample
+    largest = max(samples, key=lambda sample: sample.height * sample.width)
+    with _oom_advice(args, (largest.height, largest.width)):
+        cache = _cache_pairs(pipe, args.data, records, samples, device, weight_dtype, recipe.max_sequence_length)
     if not args.validation_steps:  # only validation images need the text encoders and the VAE again
         _park(pipe, device)
 
     # 3. Add the LoRA (seeded init), cast the base to the training dtype, optimiser
-    torch.manual_seed(args.seed)
+    torch.manual_seed(recipe.seed)
     transformer.to(device=device, dtype=weight_dtype)
-    _add_lora(transformer, args.rank, args.alpha)
-    if args.gradient_checkpointing:
+    _add_lora(transformer, recipe)
+    if recipe.gradient_checkpointing:
         transformer.enable_gradient_checkpointing()
     params = [p for p in transformer.parameters() if p.requires_grad]
-    optimizer = _make_optimizer(params, args)
-    steps_total = _total_steps(args, len(cache))
+    optimizer = _make_optimizer(params, recipe)
 
     # 4. Resume: LoRA weights, optimiser state and step from the latest checkpoint
     start_step = _resume(work, transformer, optimizer, args) if args.resume else 0
@@ -229,18 +302,28 @@ def train(args: argparse.Namespace) -> TrainResult:
     # 5. Train
     scheduler = _flow_scheduler(pipe)
     writer = _tensorboard(work / "logs")
-    result = TrainResult(out=args.out, steps=steps_total, resumed_from=start_step)
-    result.eval_loss_start = _held_in_loss(transformer, cache, scheduler, args, device)
+    assert recipe.steps is not None
+    result = TrainResult(out=args.out, steps=recipe.steps, resumed_from=start_step, recipe=recipe, samples=len(cache))
+    held_in = _held_in_samples(cache, args.held_in_pairs)
+    result.eval_loss_start = _held_in_loss(transformer, cache, held_in, scheduler, recipe, device)
     writer.add_scalar("eval/held_in_loss", result.eval_loss_start, start_step)
-    with _oom_advice(args, resolution):
-        sample = _validation_sample(args.data, records[0], resolution) if args.validation_steps else None
-        _loop(pipe, cache, scheduler, optimizer, params, writer, work, result, args, start_step, resolution, sample)
-    result.eval_loss_end = _held_in_loss(transformer, cache, scheduler, args, device)
-    writer.add_scalar("eval/held_in_loss", result.eval_loss_end, steps_total)
+    with _oom_advice(args, (largest.height, largest.width)):
+        sample = _validation_sample(args.data, records[0], cache.samples[0]) if args.validation_steps else None
+        _loop(pipe, cache, scheduler, optimizer, params, writer, work, result, args, start_step, sample)
+    result.eval_loss_end = _held_in_loss(transformer, cache, held_in, scheduler, recipe, device)
+    writer.add_scalar("eval/held_in_loss", result.eval_loss_end, recipe.steps)
     writer.close()
 
-    # 6. Save the LoRA in diffusers' format and check it says what we trained
-    save_lora(transformer, args.out, args.rank, args.alpha, dtype=weight_dtype)
+    # 6. Save the LoRA in diffusers' format (checked), and the same run as an ai-toolkit config
+    save_lora(transformer, args.out, recipe, dtype=weight_dtype)
+    result.ai_toolkit_config = write_ai_toolkit_export(
+        args.data,
+        recipe,
+        work / CONFIG_NAME,
+        model=kontext_id,
+        validation=_validation_plan(args, cache.samples[0]),
+        dtype="bf16" if weight_dtype == torch.bfloat16 else "fp32",
+    )
     result.seconds = time.perf_counter() - started
     return result
 
@@ -256,27 +339,28 @@ def _loop(
     result: TrainResult,
     args: argparse.Namespace,
     start_step: int,
-    resolution: tuple[int, int],
-    sample: tuple[Any, str] | None,
+    sample: tuple[Any, str, tuple[int, int]] | None,
 ) -> None:
     import torch
     from tqdm.auto import tqdm
 
+    recipe = result.recipe
     transformer = pipe.transformer
     device = _device_of(transformer)
     bar = tqdm(total=result.steps, initial=start_step, desc="training", unit="step")
     for step in range(start_step, result.steps):
         transformer.train()
-        lr = _set_lr(optimizer, step, result.steps, args)
+        lr = _set_lr(optimizer, step, result.steps, recipe)
         loss_value = 0.0
-        for micro in range(args.gradient_accumulation_steps):
-            index = step * args.gradient_accumulation_steps + micro
-            indices = _batch_indices(index, args.batch_size, len(cache), args.seed)
-            loss = kontext_loss(transformer, cache, scheduler, indices, _step_generator(args.seed, index), args, device)
-            (loss / args.gradient_accumulation_steps).backward()
-            loss_value += float(loss.detach()) / args.gradient_accumulation_steps
-        if args.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm)
+        for micro in range(recipe.gradient_accumulation_steps):
+            index = step * recipe.gradient_accumulation_steps + micro
+            indices = _batch_indices(index, cache.samples, recipe)
+            generator = _step_generator(recipe.seed, index)
+            loss = kontext_loss(transformer, cache, scheduler, indices, generator, recipe, device)
+            (loss / recipe.gradient_accumulation_steps).backward()
+            loss_value += float(loss.detach()) / recipe.gradient_accumulation_steps
+        if recipe.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(params, recipe.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         result.losses.append(loss_value)
@@ -288,15 +372,15 @@ def _loop(
         if done % args.checkpointing_steps == 0 and done < result.steps:
             save_checkpoint(work, done, transformer, optimizer, args)
         if sample is not None and done % args.validation_steps == 0:
-            _validate(pipe, work, done, writer, args, resolution, sample)
+            _validate(pipe, work, done, writer, args, sample)
     bar.close()
 
 
 # --- models ---------------------------------------------------------------------------------------------------
 
 
-def _load_kontext(preset: str | None, dtype: torch.dtype) -> Any:
-    """The Kontext pipeline alone (no FLUX.1-dev transformer: training never needs it), in ``dtype``.
+def _load_kontext(preset: str | None, dtype: torch.dtype) -> tuple[Any, str]:
+    """The Kontext pipeline alone (no FLUX.1-dev transformer: training never needs it) in ``dtype``, and its id.
 
     Same sources as ``models.registry``: the VAE, text encoders, tokenizers and scheduler from the FLUX.1-dev repo
     (identical in the Kontext repo), the transformer from the Kontext repo; tiny or full.
@@ -322,7 +406,7 @@ def _load_kontext(preset: str | None, dtype: torch.dtype) -> Any:
     for module in (pipe.vae, pipe.text_encoder, pipe.text_encoder_2):
         module.requires_grad_(False)
         module.eval()
-    return pipe
+    return pipe, kontext_id
 
 
 def _park(pipe: Any, device: torch.device) -> None:
@@ -344,37 +428,41 @@ def _weight_dtype(mixed_precision: str, device: torch.device) -> torch.dtype:
     return torch.float32
 
 
-def _target_layers(transformer: torch.nn.Module) -> list[tuple[str, torch.nn.Linear]]:
+def target_layers(transformer: torch.nn.Module, recipe: TrainingRecipe) -> list[tuple[str, torch.nn.Linear]]:
+    """The Linear layers a recipe's LoRA goes on, by PEFT's own matching of ``target_modules``."""
     import torch
+    from peft import LoraConfig
+    from peft.tuners.tuners_utils import check_target_module_exists
 
+    config = LoraConfig(r=recipe.rank, target_modules=lora_target_modules(recipe.targets))
     return [
         (name, module)
         for name, module in transformer.named_modules()
-        if isinstance(module, torch.nn.Linear) and any(name.endswith(f".{target}") for target in TARGET_MODULES)
+        if isinstance(module, torch.nn.Linear) and check_target_module_exists(config, name)
     ]
 
 
-def _check_rank(transformer: torch.nn.Module, rank: int) -> None:
-    layers = _target_layers(transformer)
+def _check_rank(transformer: torch.nn.Module, recipe: TrainingRecipe) -> None:
+    layers = target_layers(transformer, recipe)
     if not layers:
-        raise InvalidRequest("the Kontext transformer has none of the attention projections the LoRA targets")
+        raise InvalidRequest(f"the Kontext transformer has none of the layers --targets {recipe.targets} names")
     name, smallest = min(layers, key=lambda item: min(item[1].in_features, item[1].out_features))
     limit = min(smallest.in_features, smallest.out_features)
-    if rank > limit:
+    if recipe.rank > limit:
         raise InvalidRequest(
-            f"--rank {rank} does not fit this transformer: its smallest targeted layer {name} "
+            f"--rank {recipe.rank} does not fit this transformer: its smallest targeted layer {name} "
             f"({smallest.in_features}->{smallest.out_features}) allows at most rank {limit}"
         )
 
 
-def _add_lora(transformer: Any, rank: int, alpha: int | None) -> None:
+def _add_lora(transformer: Any, recipe: TrainingRecipe) -> None:
     from peft import LoraConfig
 
     config = LoraConfig(
-        r=rank,
-        lora_alpha=alpha if alpha is not None else rank,
+        r=recipe.rank,
+        lora_alpha=recipe.lora_alpha,  # type: ignore[arg-type]  # PEFT scales by alpha / r: a float alpha works
         init_lora_weights="gaussian",
-        target_modules=TARGET_MODULES,
+        target_modules=lora_target_modules(recipe.targets),
     )
     transformer.add_adapter(config, adapter_name=ADAPTER_NAME)
     transformer.set_adapters([ADAPTER_NAME])
@@ -383,11 +471,11 @@ def _add_lora(transformer: Any, rank: int, alpha: int | None) -> None:
             parameter.data = parameter.data.float()  # LoRA weights train in fp32 even over a bf16 base
 
 
-def _make_optimizer(params: list[torch.nn.Parameter], args: argparse.Namespace) -> torch.optim.Optimizer:
+def _make_optimizer(params: list[torch.nn.Parameter], recipe: TrainingRecipe) -> torch.optim.Optimizer:
     import torch
 
-    if not args.use_8bit_adam:
-        return torch.optim.AdamW(params, lr=args.lr, weight_decay=args.adam_weight_decay)
+    if not recipe.use_8bit_adam:
+        return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.adam_weight_decay)
     try:
         import bitsandbytes as bnb
     except ImportError as error:
@@ -395,30 +483,22 @@ def _make_optimizer(params: list[torch.nn.Parameter], args: argparse.Namespace) 
             f"--use-8bit-adam needs bitsandbytes, which is not installed: pip install {BITSANDBYTES_PIN} "
             "(CUDA only), or train without --use-8bit-adam"
         ) from error
-    optimizer: torch.optim.Optimizer = bnb.optim.AdamW8bit(params, lr=args.lr, weight_decay=args.adam_weight_decay)
+    optimizer: torch.optim.Optimizer = bnb.optim.AdamW8bit(params, lr=recipe.lr, weight_decay=recipe.adam_weight_decay)
     return optimizer
 
 
-def _total_steps(args: argparse.Namespace, pairs: int) -> int:
-    if args.steps is not None:
-        return int(args.steps)
-    per_epoch: int = math.ceil(pairs / (args.batch_size * args.gradient_accumulation_steps))
-    epochs: int = args.epochs or 1
-    return per_epoch * epochs
-
-
-def _set_lr(optimizer: torch.optim.Optimizer, step: int, total: int, args: argparse.Namespace) -> float:
+def _set_lr(optimizer: torch.optim.Optimizer, step: int, total: int, recipe: TrainingRecipe) -> float:
     """The learning rate of ``step`` — a pure function of the step, so a resumed run needs no scheduler state."""
-    if args.lr_warmup_steps and step < args.lr_warmup_steps:
-        factor = (step + 1) / args.lr_warmup_steps
+    if recipe.lr_warmup_steps and step < recipe.lr_warmup_steps:
+        factor = (step + 1) / recipe.lr_warmup_steps
     else:
-        progress = (step - args.lr_warmup_steps) / max(1, total - args.lr_warmup_steps)
+        progress = (step - recipe.lr_warmup_steps) / max(1, total - recipe.lr_warmup_steps)
         factor = {
             "constant": 1.0,
             "linear": max(0.0, 1.0 - progress),
             "cosine": 0.5 * (1.0 + math.cos(math.pi * progress)),
-        }[args.lr_scheduler]
-    lr = float(args.lr * factor)
+        }[recipe.lr_scheduler]
+    lr = float(recipe.lr * factor)
     for group in optimizer.param_groups:
         group["lr"] = lr
     return lr
@@ -438,46 +518,46 @@ def _device_of(module: torch.nn.Module) -> torch.device:
 # --- caching --------------------------------------------------------------------------------------------------
 
 
-def _training_size(data: Path, records: list[PairRecord], resolution: int | None) -> tuple[int, int]:
-    """(height, width) every pair is trained at: ``--resolution`` squares, else the (common) size of the targets."""
+def _target_sizes(data: Path, records: list[PairRecord]) -> list[tuple[int, int]]:
+    """(width, height) of every pair's target image: the size its buckets are chosen from."""
     from PIL import Image
 
-    if resolution is not None:
-        return resolution, resolution
-    sizes = set()
+    sizes = []
     for record in records:
-        assert record.transformed is not None
+        assert record.transformed is not None  # read_records checked both images exist
         with Image.open(data / record.transformed) as image:
-            sizes.add(image.size)
-    if len(sizes) > 1:
-        raise DatasetError(f"the pairs have different sizes {sorted(sizes)}: pass --resolution to train at one size")
-    width, height = sizes.pop()
-    if width % 16 or height % 16:
-        raise DatasetError(f"the images are {width}x{height}, not multiples of 16: pass --resolution")
-    return height, width
+            sizes.append(image.size)
+    return sizes
 
 
-def _load_pair_pixels(pipe: Any, data: Path, record: PairRecord, size: tuple[int, int]) -> tuple[torch.Tensor, ...]:
+def _load_sample_pixels(pipe: Any, data: Path, record: PairRecord, sample: Sample) -> tuple[torch.Tensor, ...]:
+    """Target and condition of one sample, both fitted to its bucket with the target's geometry."""
     from PIL import Image
 
-    tensors = []
-    for rel in (record.transformed, record.original):
-        assert rel is not None
-        with Image.open(data / rel) as handle:
-            image = handle.convert("RGB")
-        if image.size != (size[1], size[0]):
-            image = centre_crop_resize(image, size[0]) if size[0] == size[1] else image.resize((size[1], size[0]))
-        tensors.append(pipe.image_processor.preprocess(image, height=size[0], width=size[1]))
-    return tuple(tensors)
-
-
-def _validation_sample(data: Path, record: PairRecord, size: tuple[int, int]) -> tuple[Any, str]:
-    from PIL import Image
-
-    assert record.original is not None
+    assert record.transformed is not None and record.original is not None
+    with Image.open(data / record.transformed) as handle:
+        target = handle.convert("RGB")
     with Image.open(data / record.original) as handle:
-        image = handle.convert("RGB").resize((size[1], size[0]))
-    return image, record.caption
+        condition = handle.convert("RGB")
+    bucket = (sample.height, sample.width)
+    return tuple(
+        pipe.image_processor.preprocess(
+            fit_to_bucket(image, target.size, bucket), height=sample.height, width=sample.width
+        )
+        for image in (target, condition)
+    )
+
+
+def _validation_sample(data: Path, record: PairRecord, sample: Sample) -> tuple[Any, str, tuple[int, int]]:
+    """The first pair's original at its first bucket, its caption and the bucket (height, width)."""
+    from PIL import Image
+
+    assert record.original is not None and record.transformed is not None
+    with Image.open(data / record.transformed) as handle:
+        target_size = handle.size
+    with Image.open(data / record.original) as handle:
+        image = fit_to_bucket(handle, target_size, (sample.height, sample.width))
+    return image, record.caption, (sample.height, sample.width)
 
 
 def _encode_latents(vae: Any, pixels: torch.Tensor) -> torch.Tensor:
@@ -489,11 +569,21 @@ def _encode_latents(vae: Any, pixels: torch.Tensor) -> torch.Tensor:
     return (latents - shift) * scale
 
 
+def _encode_caption(pipe: Any, caption: str, device: torch.device, max_len: int) -> tuple[torch.Tensor, ...]:
+    import torch
+
+    with torch.no_grad():
+        prompt_embeds, pooled, text_ids = pipe.encode_prompt(
+            prompt=caption, prompt_2=None, device=device, max_sequence_length=max_len
+        )
+    return prompt_embeds, pooled, text_ids
+
+
 def _cache_pairs(
     pipe: Any,
     data: Path,
     records: list[PairRecord],
-    size: tuple[int, int],
+    samples: list[Sample],
     device: torch.device,
     dtype: torch.dtype,
     max_len: int,
@@ -503,134 +593,79 @@ def _cache_pairs(
 
     for module in (pipe.vae, pipe.text_encoder, pipe.text_encoder_2):
         module.to(device)
-    targets, conds, embeds, pooled = [], [], [], []
-    text_ids = torch.zeros(0)
-    for record in tqdm(records, desc="caching latents and captions", unit="pair"):
-        target_pixels, cond_pixels = _load_pair_pixels(pipe, data, record, size)
-        targets.append(_encode_latents(pipe.vae, target_pixels))
-        conds.append(_encode_latents(pipe.vae, cond_pixels))
-        with torch.no_grad():
-            prompt_embeds, pooled_embeds, text_ids = pipe.encode_prompt(
-                prompt=record.caption, prompt_2=None, device=device, max_sequence_length=max_len
-            )
+    targets, conds = [], []
+    for sample in tqdm(samples, desc="caching latents", unit="sample"):
+        target_pixels, cond_pixels = _load_sample_pixels(pipe, data, records[sample.pair], sample)
+        targets.append(_encode_latents(pipe.vae, target_pixels)[0].to(device, dtype))
+        conds.append(_encode_latents(pipe.vae, cond_pixels)[0].to(device, dtype))
+    embeds, pooled = [], []
+    for record in tqdm(records, desc="caching captions", unit="pair"):
+        prompt_embeds, pooled_embeds, text_ids = _encode_caption(pipe, record.caption, device, max_len)
         embeds.append(prompt_embeds)
         pooled.append(pooled_embeds)
+    # ai-toolkit's dropped caption when a trigger word is set: the trigger word alone (get_dropout_caption).
+    dropout_embeds, dropout_pooled, _ids = _encode_caption(pipe, TRIGGER_WORD, device, max_len)
     return PairCache(
-        target=torch.cat(targets).to(device, dtype),
-        cond=torch.cat(conds).to(device, dtype),
+        samples=samples,
+        target=targets,
+        cond=conds,
         prompt_embeds=torch.cat(embeds).to(device, dtype),
         pooled=torch.cat(pooled).to(device, dtype),
         text_ids=text_ids.to(device, dtype),
+        dropout_embeds=dropout_embeds.to(device, dtype),
+        dropout_pooled=dropout_pooled.to(device, dtype),
     )
 
 
-# --- the objective --------------------------------------------------------------------------------------------
+# --- sampling and the held-in loss ----------------------------------------------------------------------------
 
 
 def _step_generator(seed: int, micro_index: int) -> torch.Generator:
-    """The generator of one micro-batch's noise and timesteps, seeded by (seed, micro-batch index)."""
+    """The generator of one micro-batch's noise, timesteps and dropped captions, seeded by (seed, micro index)."""
     import torch
 
     return torch.Generator(device="cpu").manual_seed(seed * 1_000_003 + micro_index)
 
 
-def _batch_indices(micro_index: int, batch_size: int, pairs: int, seed: int) -> list[int]:
-    """Epoch-wise shuffled pair indices: position p of the endless stream is permutation(p // pairs)[p % pairs]."""
-    import torch
-
-    indices = []
-    for position in range(micro_index * batch_size, (micro_index + 1) * batch_size):
-        epoch, offset = divmod(position, pairs)
-        permutation = torch.randperm(pairs, generator=torch.Generator().manual_seed(seed * 7919 + epoch))
-        indices.append(int(permutation[offset]))
-    return indices
+def _batch_indices(micro_index: int, samples: list[Sample], recipe: TrainingRecipe) -> list[int]:
+    """Micro-batch ``micro_index`` of the endless stream of epochs: batch ``i % B`` of epoch ``i // B``."""
+    per_epoch = len(epoch_batches(samples, recipe.batch_size, recipe.seed, 0))
+    epoch, position = divmod(micro_index, per_epoch)
+    return epoch_batches(samples, recipe.batch_size, recipe.seed, epoch)[position]
 
 
-def kontext_loss(
-    transformer: Any,
-    cache: PairCache,
-    scheduler: Any,
-    indices: list[int],
-    generator: torch.Generator,
-    args: argparse.Namespace,
-    device: torch.device,
-    sigma_override: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Flow-matching loss of one batch, Kontext-style: condition tokens appended, loss on target tokens only."""
-    import torch
-    from diffusers import FluxKontextPipeline
-    from diffusers.training_utils import compute_density_for_timestep_sampling, compute_loss_weighting_for_sd3
-
-    # 1. The batch: which pairs, their noise and their timesteps (all from this micro-batch's generator)
-    x0, cond = cache.target[indices], cache.cond[indices]
-    bsz, channels, height, width = x0.shape
-    noise = torch.randn(x0.shape, generator=generator, dtype=torch.float32).to(device, x0.dtype)
-    if sigma_override is None:
-        u = compute_density_for_timestep_sampling(
-            args.weighting_scheme, bsz, args.logit_mean, args.logit_std, args.mode_scale, generator=generator
-        )
-        step_indices = (u * scheduler.config.num_train_timesteps).long()
-        timesteps = scheduler.timesteps[step_indices].to(device)
-        sigmas = scheduler.sigmas[step_indices].to(device, x0.dtype)
-    else:
-        sigmas = sigma_override.to(device, x0.dtype)
-        timesteps = sigmas * scheduler.config.num_train_timesteps
-    sigmas_4d = sigmas.view(bsz, 1, 1, 1)
-
-    # 2. Noisy target, packed; the original's latents packed and appended with their ids marked (ids[..., 0] = 1)
-    noisy = (1.0 - sigmas_4d) * x0 + sigmas_4d * noise
-    packed = FluxKontextPipeline._pack_latents(noisy, bsz, channels, height, width)
-    packed_cond = FluxKontextPipeline._pack_latents(cond, bsz, channels, cond.shape[2], cond.shape[3])
-    target_tokens = packed.shape[1]
-    image_ids = FluxKontextPipeline._prepare_latent_image_ids(bsz, height // 2, width // 2, device, x0.dtype)
-    cond_ids = FluxKontextPipeline._prepare_latent_image_ids(
-        bsz, cond.shape[2] // 2, cond.shape[3] // 2, device, x0.dtype
-    )
-    cond_ids[..., 0] = 1
-    hidden = torch.cat([packed, packed_cond], dim=1)
-    ids = torch.cat([image_ids, cond_ids], dim=0)
-
-    # 3. Predict the velocity; keep the target tokens only
-    guidance = None
-    if transformer.config.guidance_embeds:
-        guidance = torch.full((bsz,), args.guidance_scale, device=device, dtype=torch.float32)
-    prediction = transformer(
-        hidden_states=hidden,
-        timestep=timesteps / 1000,
-        guidance=guidance,
-        pooled_projections=cache.pooled[indices],
-        encoder_hidden_states=cache.prompt_embeds[indices],
-        txt_ids=cache.text_ids,
-        img_ids=ids,
-        return_dict=False,
-    )[0][:, :target_tokens]
-    prediction = FluxKontextPipeline._unpack_latents(prediction, height, width, 1)
-
-    # 4. Flow-matching target and (scheme-weighted) MSE
-    weighting = compute_loss_weighting_for_sd3(args.weighting_scheme, sigmas_4d)
-    error: torch.Tensor = (weighting.float() * (prediction.float() - (noise - x0).float()) ** 2).reshape(bsz, -1)
-    return error.mean(dim=1).mean()
+def _held_in_samples(cache: PairCache, pairs: int) -> list[int]:
+    """The first sample (smallest bucket) of each of the first ``pairs`` pairs."""
+    first: dict[int, int] = {}
+    for index, sample in enumerate(cache.samples):
+        if sample.pair < pairs:
+            first.setdefault(sample.pair, index)
+    return list(first.values())
 
 
 def _held_in_loss(
-    transformer: Any, cache: PairCache, scheduler: Any, args: argparse.Namespace, device: torch.device
+    transformer: Any,
+    cache: PairCache,
+    held_in: list[int],
+    scheduler: Any,
+    recipe: TrainingRecipe,
+    device: torch.device,
 ) -> float:
-    """The loss on the first ``--held-in-pairs`` pairs at fixed noise and sigmas 0.25/0.5/0.75 (comparable)."""
+    """Plain MSE on the held-in samples at fixed noise and sigmas 0.25/0.5/0.75 (comparable across steps)."""
     import torch
 
     transformer.eval()
     total = 0.0
     sigmas = (0.25, 0.5, 0.75)
-    pairs: int = min(len(cache), args.held_in_pairs)
-    for index in range(pairs):
+    for position, index in enumerate(held_in):
         for k, sigma in enumerate(sigmas):
-            generator = torch.Generator(device="cpu").manual_seed(10_000 + index * len(sigmas) + k)
+            generator = torch.Generator(device="cpu").manual_seed(10_000 + position * len(sigmas) + k)
             with torch.no_grad():
                 loss = kontext_loss(
-                    transformer, cache, scheduler, [index], generator, args, device, torch.tensor([sigma])
+                    transformer, cache, scheduler, [index], generator, recipe, device, torch.tensor([sigma])
                 )
             total += float(loss)
-    return total / (pairs * len(sigmas))
+    return total / (len(held_in) * len(sigmas))
 
 
 # --- work folder, checkpoints and resume ----------------------------------------------------------------------
@@ -661,17 +696,29 @@ def list_checkpoints(work: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.removeprefix(CHECKPOINT_PREFIX)))
 
 
+# What a resumed run must share with the interrupted one for the result to be the same training.
+_IDENTITY = (
+    "targets",
+    "rank",
+    "alpha",
+    "seed",
+    "batch_size",
+    "gradient_accumulation_steps",
+    "resolution",
+    "guidance_scale",
+    "weighting_scheme",
+    "logit_mean",
+    "logit_std",
+    "mode_scale",
+    "caption_dropout",
+    "max_sequence_length",
+)
+
+
 def _run_identity(args: argparse.Namespace) -> dict[str, Any]:
-    """What a resumed run must share with the interrupted one for the result to be the same training."""
-    return {
-        "rank": args.rank,
-        "alpha": args.alpha,
-        "seed": args.seed,
-        "batch_size": args.batch_size,
-        "gradient_accumulation_steps": args.gradient_accumulation_steps,
-        "resolution": args.resolution,
-        "data": str(args.data.resolve()),
-    }
+    identity = {name: getattr(args, name) for name in _IDENTITY}
+    identity["data"] = str(args.data.resolve())
+    return identity
 
 
 def save_checkpoint(
@@ -760,52 +807,71 @@ def _resume(work: Path, transformer: Any, optimizer: torch.optim.Optimizer, args
 # --- output ---------------------------------------------------------------------------------------------------
 
 
-def save_lora(transformer: Any, out: Path, rank: int, alpha: int | None, dtype: torch.dtype | None = None) -> None:
+def save_lora(transformer: Any, out: Path, recipe: TrainingRecipe, dtype: torch.dtype | None = None) -> None:
     """Write the adapter in diffusers' format (``transformer.``-prefixed keys), atomically, and check it.
 
-    ``alpha / rank`` is folded into ``lora_B``: loaders that ignore alpha metadata (or read none) then apply the
-    LoRA exactly as trained.
+    ``alpha / rank`` is folded into ``lora_B`` and the adapter metadata says ``lora_alpha = r``: every loader then
+    applies the LoRA exactly as trained, whether it reads that metadata (diffusers) or not (ComfyUI reads alpha only
+    from ``.alpha`` tensors). The recipe, with the alpha it was trained at, is recorded under ``RECIPE_METADATA_KEY``.
     """
     import torch
     from diffusers import FluxKontextPipeline
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
+    from safetensors import safe_open
+    from safetensors.torch import save_file
 
     dtype = dtype or torch.float32
-    scale = (alpha if alpha is not None else rank) / rank
     state = get_peft_model_state_dict(transformer, adapter_name=ADAPTER_NAME)
     layers = {
-        key: (value.float() * scale if "lora_B" in key else value.float()).to(dtype).detach().cpu().contiguous()
+        key: (value.float() * recipe.lora_scale if "lora_B" in key else value.float()).to(dtype).detach().cpu()
         for key, value in state.items()
     }
-    metadata = LoraConfig(r=rank, lora_alpha=rank, target_modules=TARGET_MODULES).to_dict()
-    metadata["target_modules"] = sorted(metadata["target_modules"])
-    tmp_name = f".{out.stem}.tmp.safetensors"
+    target_modules = lora_target_modules(recipe.targets)
+    metadata = LoraConfig(r=recipe.rank, lora_alpha=recipe.rank, target_modules=target_modules).to_dict()
+    if isinstance(metadata["target_modules"], (set, list)):
+        metadata["target_modules"] = sorted(metadata["target_modules"])
+    tmp = out.parent / f".{out.stem}.tmp.safetensors"
     FluxKontextPipeline.save_lora_weights(
         save_directory=str(out.parent),
-        transformer_lora_layers=layers,
-        weight_name=tmp_name,
+        transformer_lora_layers={key: value.contiguous() for key, value in layers.items()},
+        weight_name=tmp.name,
         transformer_lora_adapter_metadata=metadata,
     )
-    os.replace(out.parent / tmp_name, out)
-    check_saved_lora(out, expected_layers=sum(1 for key in layers if "lora_A" in key))
+    with safe_open(str(tmp), framework="pt") as handle:
+        header = dict(handle.metadata() or {})
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - safe_open is not a dict
+    recipe_record = {**recipe.to_json_dict(), "alpha_folded_into_lora_B": True}
+    header[RECIPE_METADATA_KEY] = json.dumps(recipe_record, sort_keys=True)
+    save_file(tensors, str(tmp), metadata=header)
+    os.replace(tmp, out)
+    check_saved_lora(out, expected_layers=sum(1 for key in layers if "lora_A" in key), recipe=recipe)
 
 
-def check_saved_lora(path: Path, expected_layers: int) -> None:
-    """The file must hold ``transformer.``-prefixed LoRA keys (an unprefixed PEFT dict silently loads nothing)."""
+def check_saved_lora(path: Path, expected_layers: int, recipe: TrainingRecipe) -> None:
+    """The file must hold ``transformer.``-prefixed LoRA keys (an unprefixed PEFT dict silently loads nothing) of
+    the recipe's rank, and metadata that makes loaders apply them at scale 1 (alpha folded in)."""
     from safetensors import safe_open
-
-    from ..errors import InvalidLora
 
     with safe_open(str(path), framework="pt") as handle:
         keys = list(handle.keys())
+        header = handle.metadata() or {}
+        ranks = {handle.get_slice(key).get_shape()[0] for key in keys if "lora_A" in key}
     unprefixed = [key for key in keys if not key.startswith("transformer.")]
     layers = sum(1 for key in keys if "lora_A" in key)
+    adapter = json.loads(header.get("lora_adapter_metadata", "{}"))
+    recorded = json.loads(header.get(RECIPE_METADATA_KEY, "{}"))
+    problems = []
     if unprefixed or layers != expected_layers or not layers:
-        raise InvalidLora(
-            f"saved LoRA {path} is malformed: {len(unprefixed)} keys without the 'transformer.' prefix, "
-            f"{layers} of {expected_layers} layers"
+        problems.append(
+            f"{len(unprefixed)} keys without the 'transformer.' prefix, {layers} of {expected_layers} layers"
         )
+    if ranks != {recipe.rank} or adapter.get("transformer.r") != adapter.get("transformer.lora_alpha"):
+        problems.append(f"ranks {sorted(ranks)} / adapter metadata {adapter} instead of rank {recipe.rank} at scale 1")
+    if recorded.get("alpha") != recipe.lora_alpha or recorded.get("targets") != recipe.targets:
+        problems.append(f"recipe record {recorded} does not match the run")
+    if problems:
+        raise InvalidLora(f"saved LoRA {path} is malformed: {'; '.join(problems)}")
 
 
 def _tensorboard(folder: Path) -> Any:
@@ -814,20 +880,24 @@ def _tensorboard(folder: Path) -> Any:
     return SummaryWriter(log_dir=str(folder))
 
 
+def _validation_plan(args: argparse.Namespace, first: Sample) -> RunSchedule:
+    return RunSchedule(
+        checkpointing_steps=args.checkpointing_steps,
+        checkpoints_total_limit=args.checkpoints_total_limit,
+        validation_steps=args.validation_steps,
+        validation_inference_steps=args.validation_inference_steps,
+        validation_size=(first.height, first.width),
+    )
+
+
 def _validate(
-    pipe: Any,
-    work: Path,
-    step: int,
-    writer: Any,
-    args: argparse.Namespace,
-    resolution: tuple[int, int],
-    sample: tuple[Any, str],
+    pipe: Any, work: Path, step: int, writer: Any, args: argparse.Namespace, sample: tuple[Any, str, tuple[int, int]]
 ) -> Path:
     """Edit the first pair's original with its caption and the LoRA being trained; save + log the image."""
     import numpy as np
     import torch
 
-    image, caption = sample
+    image, caption, (height, width) = sample
     transformer = pipe.transformer
     transformer.eval()
     device = _device_of(transformer)
@@ -835,12 +905,12 @@ def _validate(
     result = pipe(
         image=image,
         prompt=caption,
-        height=resolution[0],
-        width=resolution[1],
+        height=height,
+        width=width,
         num_inference_steps=args.validation_inference_steps,
-        guidance_scale=2.5,
+        guidance_scale=SCHEDULE_DEFAULTS.validation_guidance,
         generator=generator,
-        max_area=resolution[0] * resolution[1],
+        max_area=height * width,
         _auto_resize=False,
         max_sequence_length=args.max_sequence_length,
     )
@@ -866,7 +936,7 @@ def _oom_advice(args: argparse.Namespace, resolution: tuple[int, int]) -> Iterat
             effective = args.batch_size * args.gradient_accumulation_steps
             knobs.append(f"--batch-size 1 --gradient-accumulation-steps {effective} (same effective batch)")
         if max(resolution) > 512:
-            knobs.append("--resolution 512")
+            knobs.append("--resolution 512 (the largest bucket is the memory peak)")
         if not args.gradient_checkpointing:
             knobs.append("--gradient-checkpointing")
         if not args.use_8bit_adam:
