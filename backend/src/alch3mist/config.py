@@ -105,7 +105,8 @@ class Settings(BaseSettings):
     # --- models ---
     preset: Preset = Field("auto", description="tiny: random local components; full: real weights; auto: full on CUDA.")
     cache_dir: Path = Field(
-        default_factory=lambda: Path.home() / ".cache" / "alch3mist", description="Where the tiny preset is cached."
+        default_factory=lambda: Path.home() / ".cache" / "alch3mist",
+        description="Where the tiny preset and the offline rewriter's look-up indexes (lexicon/) are cached.",
     )
     flux_model: str = Field("black-forest-labs/FLUX.1-dev", description="Hub id or local folder of FLUX.1-dev.")
     kontext_model: str = Field(

@@ -30,7 +30,7 @@ def test_valid_reply(llm_server: RunningServer) -> None:
     assert prompt.rewriter == "llm"
     assert (prompt.subject, prompt.materials, prompt.language) == (
         "a cow",
-        ["crocodile skin", "mane in flames"],
+        ["crocodile skin", "a mane in flames"],
         "es",
     )
     assert prompt.edit_prompt.startswith("Alch3mist, ")

@@ -40,7 +40,8 @@ class PromptRewriter:
 
     def __init__(self, settings: Settings) -> None:
         self.max_request_chars = settings.max_request_chars
-        self.offline = offline_rewriter(settings.dictionary_dir, settings.wordnet_dir)
+        self.offline = offline_rewriter(settings.dictionary_dir, settings.wordnet_dir, settings.cache_dir)
+        self.offline.warm()  # the service start loads the language resources, not the first request
         self.llm: LLMRewriter | None = None
         if settings.llm_url:
             self.llm = LLMRewriter(
