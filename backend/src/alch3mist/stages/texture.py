@@ -32,9 +32,6 @@ from ..texturing.pbr import PbrFactors, pbr_factors
 from ..texturing.projection import EditedView, back_project
 from ..texturing.uv import ensure_uv_layout, rasterise_uv
 from ..texturing.views import remove_shading, render_views, split_grid, texturing_views, tile_grid
-
-# The image-to-3D stage's progress window: a sub-range of this stage's 0..1 for the Kontext call
-from .image_to_3d import _sub_control
 from .progress import StageControl
 
 if TYPE_CHECKING:
@@ -177,7 +174,7 @@ class TextureStage:
                 guidance=defaults.edit_guidance if options.guidance is None else options.guidance,
                 lora=options.lora,
                 lora_scale=options.lora_scale,
-                control=_sub_control(control, PROGRESS["render"], PROGRESS["edit"]),
+                control=control.sub(PROGRESS["render"], PROGRESS["edit"]),
             )
         edited_grid = out_dir / VIEWS_DIR / EDITED_GRID
         edited.save(edited_grid)
