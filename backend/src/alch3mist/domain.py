@@ -28,9 +28,10 @@ __all__ = [
 ]
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-# "texture" is the retexture flow's stage (an uploaded mesh textured by multi-view Kontext edits); STAGES is the chain.
+# The chain's stages in order. "texture" paints a given mesh (the retexture flow skips base_image, material_edit and
+# mesh) or an engine's untextured one; a run may skip stages, never reorder them.
 StageName = Literal["rewrite", "base_image", "material_edit", "mesh", "texture", "views", "viewer"]
-STAGES: tuple[StageName, ...] = ("rewrite", "base_image", "material_edit", "mesh", "views", "viewer")
+STAGES: tuple[StageName, ...] = ("rewrite", "base_image", "material_edit", "mesh", "texture", "views", "viewer")
 
 
 class LoraChoice(BaseModel):
@@ -57,6 +58,10 @@ class ChainInfo(BaseModel):
     loras: list[LoraInfo]
     default_lora: str | None
     defaults: dict[str, Any]
+    texture_engines: list[EngineHealth] = Field(
+        default_factory=list, description="Texture engines (alch3mist built in; hunyuan3d, trellis2 when configured)."
+    )
+    default_texture_engine: str = Field("alch3mist", description="The texture engine a job gets when it names none.")
 
 
 class GenerationChain(Protocol):

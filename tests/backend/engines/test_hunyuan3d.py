@@ -46,7 +46,11 @@ def test_21_send_and_poll_returns_a_textured_glb_and_records_sent_vs_applied(
     result = _run(_engine(server.url), tmp_path, params, StageControl(on_progress=lambda f, m: messages.append(m)))
 
     check_glb(result.glb_path.read_bytes(), "hunyuan3d")
-    assert result.variant == "Hunyuan3D-2.1" and result.textured and glb_has_texture(result.glb_path.read_bytes())
+    assert (
+        result.variant == "Hunyuan3D-2.1"
+        and result.texture == "engine"
+        and glb_has_texture(result.glb_path.read_bytes())
+    )
     sent = server.calls()[-1]
     assert sent["route"] == "/send" and sent["texture"] is True
     assert (sent["seed"], sent["octree_resolution"], sent["guidance_scale"]) == (9, 384, 6.5)
@@ -76,7 +80,7 @@ def test_21_gets_an_rgba_cutout_because_it_never_removes_a_backdrop(server: Runn
 def test_21_shape_only_uses_generate_because_send_would_never_complete(server: RunningServer, tmp_path: Path) -> None:
     result = _run(_engine(server.url), tmp_path, EngineParams(texture=False))
     assert server.calls()[-1]["route"] == "/generate" and server.calls()[-1]["texture"] is False
-    assert not result.textured and not glb_has_texture(result.glb_path.read_bytes())
+    assert result.texture == "none" and not glb_has_texture(result.glb_path.read_bytes())
 
 
 def test_21_failed_shape_stays_processing_and_fails_at_its_deadline_naming_the_uid(
@@ -96,7 +100,7 @@ def test_21_stalled_texturing_delivers_the_shape_with_a_warning(server: RunningS
     server.set_fault("texture-error")
     result = _run(_engine(server.url, texture_deadline_s=1.5), tmp_path)
     check_glb(result.glb_path.read_bytes(), "hunyuan3d")
-    assert not result.textured
+    assert result.texture == "none"
     assert any("texturing of job" in w and "untextured mesh" in w for w in result.warnings)
     assert [c["route"] for c in server.calls()[-2:]] == ["/send", "/generate"]
 
@@ -116,7 +120,7 @@ def test_20_without_enable_tex_asks_for_the_shape_only_and_says_so(
     result = _run(engine, tmp_path, EngineParams(seed=5))
     routes = [(c["route"], c["texture"], c["has_mesh"]) for c in hunyuan20_server.calls()]
     assert routes == [("/generate", True, True), ("/send", False, False)]  # one probe, then shape only
-    assert not result.textured and result.variant == "Hunyuan3D-2.0"
+    assert result.texture == "none" and result.variant == "Hunyuan3D-2.0"
     assert any("started without --enable_tex" in w for w in result.warnings)
     assert "no texture pipeline" in engine.health().detail
     _run(engine, tmp_path)  # the probe's answer is cached
@@ -130,7 +134,7 @@ def test_20_with_enable_tex_textures_and_applies_the_shape_settings(
     result = _run(_engine(hunyuan20_tex_server.url), tmp_path, params)
     sent = hunyuan20_tex_server.calls()[-1]
     assert sent["route"] == "/send" and sent["texture"] is True and sent["num_inference_steps"] == 50  # no bounds
-    assert result.textured and result.clamps == [] and result.warnings == []
+    assert result.texture == "engine" and result.clamps == [] and result.warnings == []
     assert result.applied == {"texture": True, "seed": 5, "num_inference_steps": 50, "face_count": 20_000}
     assert result.app_defaults == {"octree_resolution": 128, "guidance_scale": 5.0}  # api_server.py:206-208
 

@@ -17,7 +17,7 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
 
-from ..engines.base import PREVIEW_LABEL, EngineParams, EngineResult, ImageTo3DEngine
+from ..engines.base import PREVIEW_LABEL, EngineParams, EngineResult, EngineTexture, ImageTo3DEngine
 from ..errors import InvalidRequest
 from ..mesh.compress import CompressionReport, compress_glb
 from ..mesh.glb import GENERATOR
@@ -63,6 +63,15 @@ class MeshResult:
     @property
     def is_preview(self) -> bool:
         return self.engine_result.is_preview
+
+    @property
+    def texture(self) -> EngineTexture:
+        """How the engine textured the mesh; ``"placeholder"``/``"none"`` ask for the chain's texture step."""
+        return self.engine_result.texture
+
+    @property
+    def needs_texture(self) -> bool:
+        return self.engine_result.needs_texture
 
     @property
     def faces(self) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -246,7 +246,7 @@ class UvLayout:
     """
 
     mesh: trimesh.Trimesh
-    source: str
+    source: Literal["mesh", "xatlas"]
     reason: str | None = None
 
 
