@@ -296,6 +296,11 @@ class _Run:
         weights = {stage: STAGE_WEIGHTS[stage] / total for stage in stages}
         return cls(out_dir, on_event, cancel, manifest, weights)
 
+    @property
+    def progress(self) -> float:
+        """Overall progress so far, 0..1 (the shares sum to 1 up to rounding)."""
+        return min(self.done_weight, 1.0)
+
     def skip(self, stage: StageName) -> None:
         """A planned stage that turned out not to be needed: its share counts as done."""
         self.done_weight += self.weights.get(stage, 0.0)
@@ -310,7 +315,7 @@ class _Run:
         weight = self.weights.get(stage, 0.0)
 
         def on_progress(fraction: float, message: str) -> None:
-            overall = self.done_weight + weight * fraction
+            overall = min(self.done_weight + weight * fraction, 1.0)
             self.emit(
                 ChainEvent(type="progress", stage=stage, stage_progress=fraction, progress=overall, message=message)
             )
@@ -322,12 +327,12 @@ class _Run:
         name = path.relative_to(self.out_dir).as_posix()
         if name not in self.manifest.artifacts:
             self.manifest.artifacts.append(name)
-        self.emit(ChainEvent(type="artifact", stage=stage, progress=self.done_weight, artifact=name))
+        self.emit(ChainEvent(type="artifact", stage=stage, progress=self.progress, artifact=name))
 
     def warn(self, stage: StageName | None, message: str) -> None:
         logger.warning("%s", message)
         self.manifest.warnings.append(message)
-        self.emit(ChainEvent(type="warning", stage=stage, progress=self.done_weight, message=message))
+        self.emit(ChainEvent(type="warning", stage=stage, progress=self.progress, message=message))
 
 
 class _StageStopped(Exception):
@@ -673,7 +678,7 @@ class Chain:
         control = run.control(stage)
         if run.cancel.is_set():
             self._stop(run, stage, Cancelled("job cancelled"))
-        run.emit(ChainEvent(type="stage", stage=stage, progress=run.done_weight, message=_STAGE_MESSAGES[stage]))
+        run.emit(ChainEvent(type="stage", stage=stage, progress=run.progress, message=_STAGE_MESSAGES[stage]))
         started = time.perf_counter()
         try:
             yield control

@@ -27,6 +27,7 @@ from ..mesh.render import ViewSpec
 from ..stages.progress import StageControl
 from ..stages.texture import GLB_NAME, TEXTURE_NAME, VIEWS_DIR, TextureJob, TextureResult, TextureStage, timed_step
 from .mesh_input import LoadedMesh
+from .views import BACKGROUND
 
 logger = logging.getLogger(__name__)
 
@@ -138,8 +139,12 @@ class RemoteTexture:
         rendered, tiles, input_grid, edited_grid = self.stage.edit_views(
             arrays, [PAINTER_VIEW], job.edit_prompt, job.reference, job.options, out_dir, control, timings
         )
+        # The object as edited, on the plain background, its exact silhouette as alpha: TRELLIS.2 takes the alpha as
+        # its mask; Hunyuan3D's background removal sees an object on a plain backdrop (it drops the alpha)
+        mask = rendered[0].gbuffer.mask
         rgb = np.clip(np.rint(tiles[0] * 255.0), 0, 255).astype(np.uint8)
-        alpha = rendered[0].gbuffer.mask.astype(np.uint8) * 255
+        rgb[~mask] = BACKGROUND
+        alpha = mask.astype(np.uint8) * 255
         return Image.fromarray(np.dstack([rgb, alpha]), "RGBA"), input_grid, edited_grid
 
 
