@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 from pydantic import ValidationError
 
-from ..domain import LoraChoice
+from ..domain import STAGES, LoraChoice
 from ..jobs.store import JobRecord
 from ..jobs.worker import JobUpdate
 from ..prompting.schema import MaterialPrompt
@@ -132,7 +132,7 @@ def _artifact_url(job_id: str, name: str, links: Links) -> str:
     return links.viewer(job_id) if name == "viewer.html" else links.artifact(job_id, name)
 
 
-_STAGES = ("rewrite", "base_image", "material_edit", "mesh", "views", "viewer")
+_STAGES = STAGES  # the chain's own list (the texture step included)
 
 
 def _time(value: float | None) -> datetime | None:
