@@ -577,9 +577,9 @@ class Chain:
             run.skip("texture")
             return made.glb_path
         assert settings is not None  # planned whenever a mesh is given or retexture is not "never"
-        if made is not None:
-            run.warn("texture", _why_textured(made, settings.engine))
         with self._stage(run, "texture") as control:
+            if made is not None:
+                run.warn("texture", _why_textured(made, settings.engine))
             mesh = req.mesh or self._engine_mesh(made)
             run.manifest.input_mesh = mesh.manifest()
             job = TextureJob(
