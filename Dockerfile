@@ -53,4 +53,5 @@ EXPOSE 8765
 HEALTHCHECK --interval=30s --timeout=5s --start-period=900s --retries=3 \
   CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8765/healthz', timeout=4)"
 ENTRYPOINT ["alch3mist"]
+# Listening on 0.0.0.0 needs ALCH3MIST_API_KEYS: without keys `serve` refuses to start off loopback (docs/api.md).
 CMD ["serve", "--host", "0.0.0.0", "--port", "8765"]

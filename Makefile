@@ -14,10 +14,11 @@ PYTEST_ARGS ?=
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
 
-$(STAMP): requirements.txt requirements-dev.txt backend/pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt requirements-hunyuan3d.txt backend/pyproject.toml
 	test -x $(BIN)/python || python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements-dev.txt
+	bash scripts/install-hunyuan3d.sh $(VENV)  # the optional hunyuan3d-local engine (--no-deps)
 	touch $@
 
 venv: $(STAMP)  ## the backend's virtual environment (.venv)

@@ -13,9 +13,11 @@ BENCHMARKS: list[tuple[str, list[str]]] = [
     ("bench.mesh", []),
     ("bench.render", []),
     ("bench.texture", []),
+    ("bench.multiview_dataset", []),
     ("bench.viewer", []),
     ("bench.train", ["--tiny"]),
     ("bench.gpu_flux", ["--tiny"]),
+    ("bench.gpu_shape", ["--tiny"]),
     ("bench.rewriter", []),
 ]
 

@@ -71,6 +71,10 @@ class _Server:
             "ALCH3MIST_CACHE_DIR": str(cache_dir),
             "ALCH3MIST_ENGINE_3D": "preview",
             "ALCH3MIST_MAX_QUEUED_PER_USER": "0",
+            # A benchmark is no tenant: no hourly quotas, and room for its 100-step "busy" job.
+            "ALCH3MIST_KEY_JOBS_PER_HOUR": "0",
+            "ALCH3MIST_USER_JOBS_PER_HOUR": "0",
+            "ALCH3MIST_MAX_STEPS": "100",
         }
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -32,11 +32,13 @@ log = logging.getLogger(__name__)
 
 EventEmitter = Callable[[dict[str, Any]], Awaitable[None]] | None
 
+# Copied from alch3mist.domain.STAGE_LABELS
 STAGE_LABELS = {
     "rewrite": "Writing the prompts",
-    "base_image": "Painting the base image",
-    "material_edit": "Applying the material",
+    "base_image": "Painting the base image (FLUX.1-dev)",
+    "material_edit": "Applying the material (FLUX.1 Kontext + Alch3mist LoRA)",
     "mesh": "Building the 3D mesh",
+    "texture": "Texturing the mesh (FLUX.1 Kontext + Alch3mist LoRA on a grid of views)",
     "views": "Rendering the views",
     "viewer": "Preparing the 3D viewer",
 }
@@ -59,12 +61,8 @@ def rebase(url: str | None, base: str) -> str | None:
 
 def error_text(response: httpx.Response) -> str:
     """The backend's ``{error: {code, message}}`` as one line."""
-    try:
-        err = response.json().get("error") or {}
-        if isinstance(err, dict) and err.get("message"):
-            return f"{err['message']} ({err.get('code', response.status_code)})"
-    except (ValueError, AttributeError):
-        pass
+    with contextlib.suppress(ValueError, AttributeError, TypeError, KeyError):
+        return f"{response.json()['error']['message']} ({response.json()['error']['code']})"
     return f"HTTP {response.status_code}"
 
 
@@ -112,7 +110,6 @@ class Tools:
         DEFAULT_VIEW_SIZE: int = Field(
             0, ge=0, le=2048, description="Side of each view in pixels; 0 = backend default."
         )
-        MAX_VIEWS: int = Field(16, ge=0, le=36, description="Upper limit for a user's number of views.")
         CONNECT_TIMEOUT: float = Field(10.0, gt=0, description="Seconds to wait for the backend to answer a call.")
         JOB_TIMEOUT: int = Field(1800, gt=0, description="Seconds a generation may take before it is cancelled.")
         STATUS_EVERY: float = Field(10.0, gt=0, description="While nothing changes, re-announce the status every N s.")
@@ -143,37 +140,38 @@ class Tools:
         user = __user__ or {}
         uv = user.get("valves")
         views = getattr(uv, "views", -1)
-        views = v.DEFAULT_VIEWS if views is None or views < 0 else min(views, v.MAX_VIEWS)
         engine = getattr(uv, "engine_3d", "default") or "default"
         engine = v.DEFAULT_ENGINE_3D if engine == "default" else engine
-        job: dict[str, Any] = {"request": " ".join(str(request).split())[:2000], "views": views}
-        if engine != "default":
-            job["engine_3d"] = engine
+        job: dict[str, Any] = {"request": " ".join(str(request).split())[:2000]}
         for key, value in (
+            ("views", v.DEFAULT_VIEWS if views is None or views < 0 else views),
+            ("engine_3d", "" if engine == "default" else engine),
             ("steps", v.DEFAULT_STEPS),
             ("edit_steps", v.DEFAULT_EDIT_STEPS),
             ("size", v.DEFAULT_SIZE and max(64, v.DEFAULT_SIZE // 16 * 16)),
-            ("texture_size", v.DEFAULT_TEXTURE_SIZE and max(256, v.DEFAULT_TEXTURE_SIZE)),
-            ("view_size", v.DEFAULT_VIEW_SIZE and max(64, v.DEFAULT_VIEW_SIZE)),
+            ("texture_size", v.DEFAULT_TEXTURE_SIZE),
+            ("view_size", v.DEFAULT_VIEW_SIZE),
+            ("seed", seed if isinstance(seed, int) and 0 <= seed < 2**31 else None),  # the backend's seeds are int32
         ):
-            if value:
+            if value or (key in ("views", "seed") and value == 0):
                 job[key] = value
-        if isinstance(seed, int) and 0 <= seed < 2**31:  # the backend's seeds are int32
-            job["seed"] = seed
-        if user.get("email") or user.get("id"):
-            job["user"] = str(user.get("email") or user.get("id"))[:200]
         if not job["request"]:
             return "No request given: pass what to make, e.g. 'a chair made of crocodile leather'."
 
         backend = v.BACKEND_URL.rstrip("/")
-        headers = {"Authorization": f"Bearer {v.BACKEND_API_KEY}"} if v.BACKEND_API_KEY else {}
+        # The end user this key vouches for: the Open WebUI user's opaque id, never an e-mail or a name.
+        headers = {"X-Alch3mist-User": str(user.get("id") or "")[:200]}
+        if v.BACKEND_API_KEY:
+            headers["Authorization"] = f"Bearer {v.BACKEND_API_KEY}"
         timeout = httpx.Timeout(v.CONNECT_TIMEOUT, read=max(v.CONNECT_TIMEOUT, 30.0))
         async with httpx.AsyncClient(base_url=backend, headers=headers, timeout=timeout) as client:
             # 1. Submit.
             await emit_status(__event_emitter__, "Sending the job to the Alch3mist backend…")
             try:
+                ceiling = (await client.get("/v1/limits")).json().get("max_views")  # the backend's, for this key
+                job["views"] = min(job["views"], ceiling) if isinstance(ceiling, int) else job["views"]
                 response = await client.post("/v1/jobs", json=job)
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, ValueError) as exc:
                 await emit_status(__event_emitter__, "The Alch3mist backend is not reachable", done=True)
                 return (
                     f"The Alch3mist backend at {backend} is not reachable ({type(exc).__name__}). Tell the user that "

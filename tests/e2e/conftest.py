@@ -124,6 +124,11 @@ class OpenWebUI:
             base_url=self.base_url, headers={"Authorization": f"Bearer {token or self.token}"}, timeout=300
         )
 
+    def user_id(self, token: str | None = None) -> str:
+        """Open WebUI's id of the signed-in user (what the plugins send the backend, never the e-mail)."""
+        with self.client(token) as client:
+            return str(client.get("/api/v1/auths/").json()["id"])
+
     def set_user_seed(self, token: str, seed: int = E2E_SEED, function_id: str = "alch3mist") -> None:
         """Fix a user's seed (UserValves, kept per function) for the pipe: see E2E_SEED."""
         with self.client(token) as client:
@@ -262,7 +267,8 @@ TOOL_VALVE_KEYS = {
 
 
 def backend_jobs(backend: BackendProcess) -> list[dict[str, Any]]:
-    with backend.client() as client:
-        response = client.get("/v1/jobs")
+    """Every job on the backend: the admin key sees all owners' (the pipe's jobs belong to each Open WebUI user)."""
+    with backend.admin() as client:
+        response = client.get("/v1/jobs", params={"limit": 200})
         assert response.status_code == 200, response.text
         return list(response.json()["jobs"])

@@ -25,6 +25,8 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TINY_CACHE_DIR = REPO_ROOT / ".cache" / "alch3mist-tests"
 API_KEYS = {"webui": "key-webui-0123456789", "tool": "key-tool-9876543210"}
+ADMIN_KEY = ("ops", "key-ops-admin-55555555")  # ``ops@admin``: sees every job; its limits reach the schema's maxima
+BIG_LIMITS = {"max_steps": 100, "max_size": 2048, "max_views": 36, "max_view_size": 2048, "max_texture_size": 4096}
 LINK_SECRET = "integration-link-secret"
 STARTUP_TIMEOUT_S = 600.0  # the first start may build the tiny models into the cache
 # Small, fast jobs: the tiny preset at its smallest useful sizes.
@@ -66,7 +68,13 @@ class BackendProcess:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,
-            "ALCH3MIST_API_KEYS": ",".join(f"{name}:{key}" for name, key in API_KEYS.items()),
+            "ALCH3MIST_API_KEYS": ",".join(
+                [*(f"{name}:{key}" for name, key in API_KEYS.items()), f"{ADMIN_KEY[0]}@admin:{ADMIN_KEY[1]}"]
+            ),
+            "ALCH3MIST_KEY_LIMITS": json.dumps({ADMIN_KEY[0]: BIG_LIMITS}),
+            # Many tests share one backend and one key: no hourly quotas unless a test sets them (test_limits.py).
+            "ALCH3MIST_KEY_JOBS_PER_HOUR": "0",
+            "ALCH3MIST_USER_JOBS_PER_HOUR": "0",
             "ALCH3MIST_DATA_DIR": str(data_dir),
             "ALCH3MIST_CACHE_DIR": str(TINY_CACHE_DIR),
             "ALCH3MIST_ENGINE_3D": "preview",
@@ -111,9 +119,16 @@ class BackendProcess:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
 
-    def client(self, key: str | None = API_KEYS["webui"], **kwargs: Any) -> httpx.Client:
+    def client(self, key: str | None = API_KEYS["webui"], user: str | None = None, **kwargs: Any) -> httpx.Client:
+        """A client with ``key`` (None: none) vouching for end user ``user`` (None: the key alone)."""
         headers = {"Authorization": f"Bearer {key}"} if key else {}
+        if user is not None:
+            headers["X-Alch3mist-User"] = user
         return httpx.Client(base_url=self.base_url, headers=headers, timeout=60, **kwargs)
+
+    def admin(self, **kwargs: Any) -> httpx.Client:
+        """A client with the admin key: reads every job, and may ask for the schema's largest values."""
+        return self.client(ADMIN_KEY[1], **kwargs)
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ def _png_b64(size: tuple[int, int] = (96, 96)) -> str:
 
 
 def test_submit_follow_events_and_download_every_artifact_without_the_key(backend: BackendProcess) -> None:
-    with backend.client() as client:
+    with backend.client(user="ana") as client:
         created = submit(client, request="a cow with crocodile skin", seed=7, user="ana")
         assert created["status"] in ("queued", "running")
         assert created["links"]["self"].endswith(f"/v1/jobs/{created['id']}")
@@ -134,7 +134,7 @@ def test_late_stage_failure_keeps_earlier_artifacts_and_names_the_stage(backend:
 
 
 def test_cancel_queued_is_immediate_and_running_stops_at_a_step(backend: BackendProcess) -> None:
-    with backend.client() as client:
+    with backend.admin(user="canceller") as client:  # the admin key's ceilings allow 100 steps
         slow = submit(client, request="a dragon of obsidian", steps=100, user="canceller")
         queued = submit(client, request="a mug of copper", user="canceller")
         running = wait_for(client, slow["id"], until=("running", *("succeeded", "failed", "cancelled")))
@@ -172,15 +172,17 @@ def test_per_user_limit_answers_429(backend: BackendProcess) -> None:
         assert "greedy" in response.json()["error"]["message"] and response.json()["error"]["code"] == "too_many_jobs"
         header = client.post("/v1/jobs", json={"request": "one more"}, headers={"X-Alch3mist-User": "greedy"})
         assert header.status_code == 429
-        assert client.post("/v1/jobs", json={"request": "a cup", "user": "other", "views": 0}).status_code == 202
+        other = client.post("/v1/jobs", json={"request": "a cup", "user": "other", "views": 0})
+        assert other.status_code == 202
         listed = client.get("/v1/jobs", params={"user": "greedy"}).json()["jobs"]
         assert {j["id"] for j in listed} == {j["id"] for j in slow}
         for job in slow:
-            client.delete(f"/v1/jobs/{job['id']}")
+            client.delete(f"/v1/jobs/{job['id']}", headers={"X-Alch3mist-User": "greedy"})
+        client.delete(f"/v1/jobs/{other.json()['id']}", headers={"X-Alch3mist-User": "other"})
 
 
 def test_list_reports_queue_positions(backend: BackendProcess) -> None:
-    with backend.client() as client:
+    with backend.client(user="lister") as client:
         jobs = [submit(client, request=f"a cube of stone {i}", user="lister", steps=20) for i in range(3)]
         listed = client.get("/v1/jobs", params={"user": "lister", "status": "queued"}).json()["jobs"]
         positions = [j["queue_position"] for j in reversed(listed)]
@@ -202,6 +204,13 @@ def test_bad_requests_are_clear_json_4xx(backend: BackendProcess) -> None:
             ({"request": "a cow", "image": base64.b64encode(b"GIF89a nope").decode()}, 422, "image"),
             ({"request": "a cow", "parent": "0" * 32}, 422, "no job with id"),
             ({"request": "a cow", "image": _png_b64(), "parent": "0" * 32}, 422, "either image or parent"),
+            # issue 10 item 5: these were accepted (202) and failed later, in FLUX / in the rewrite stage
+            ({"request": "a cow", "size": 72}, 422, "size: must be a multiple of 16"),
+            ({"base_prompt": "a cow " * 120, "edit_prompt": "Alch3mist, gold"}, 422, "the limit is 600"),
+            ({"base_prompt": "<b></b>", "edit_prompt": "Alch3mist, gold"}, 422, "base_prompt is empty"),
+            ({"base_prompt": "a cow", "edit_prompt": "x" * 595}, 422, "with the trigger word"),
+            ({"base_prompt": "a cow", "edit_prompt": "gold", "rewrite_reply": "{}"}, 422, "rewrite_reply"),
+            ({"request": "a cow", "steps": 51}, 422, "above the ceiling max_steps=50"),
         ]
         for body, status, needle in cases:
             response = client.post("/v1/jobs", json=body)

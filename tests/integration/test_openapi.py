@@ -66,17 +66,33 @@ def test_api_never_answers_5xx_and_matches_its_schema(api_schema: Any, mode: Gen
             _run_operation(operation, api_schema, mode)
 
 
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+def test_browser_routes_with_only_a_token_never_answer_5xx(
+    api_schema: Any, mode: GenerationMode, subtests: Any
+) -> None:
+    """The routes a browser loads, called the way a browser does — no key, only the generated ``token`` (and job id,
+    file name, ``inline``) — so the link check itself is fuzzed, not skipped because a key was present."""
+    operations = [result.ok() for result in api_schema.get_all_operations()]
+    browser = [op for op in operations if "token" in {p.get("name") for p in op.definition.raw.get("parameters", [])}]
+    assert len(browser) == 3
+    for operation in browser:
+        with subtests.test(msg=f"{operation.method.upper()} {operation.path} (token only)"):
+            _run_operation(operation, api_schema, mode, headers={})
+
+
 def _has_inputs(operation: Any) -> bool:
     raw = operation.definition.raw
     return bool(raw.get("parameters") or raw.get("requestBody"))
 
 
-def _run_operation(operation: Any, api_schema: Any, mode: GenerationMode) -> None:
+def _run_operation(
+    operation: Any, api_schema: Any, mode: GenerationMode, headers: dict[str, str] | None = None
+) -> None:
     @given(case=operation.as_strategy(generation_mode=mode, hooks=api_schema.hooks))
     @settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
               database=None)  # fmt: skip
     def check(case: Any) -> None:
-        response = case.call(headers=AUTH, timeout=30)
+        response = case.call(headers=AUTH if headers is None else headers, timeout=30)
         case.validate_response(response, checks=CHECKS)
 
     check()

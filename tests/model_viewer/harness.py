@@ -193,32 +193,49 @@ def open_viewer(browser: Browser, mode: str, glb: bytes, poster: bytes, timeout_
             attrs = f'src="{backend}/viewer.html"'
         chat_routes["/host.html"] = ("text/html; charset=utf-8", host_page(attrs))
 
-        context = browser.new_context(viewport={"width": 720, "height": 600}, accept_downloads=True)
-        run = ViewerRun(mode=mode, page=context.new_page(), page_bytes=len(page_html.encode()))
-
-        def on_request(request: Request) -> None:
-            run.requests.append(request.url)
-
-        def guard(route: Route) -> None:
-            if urlsplit(route.request.url).hostname in LOCAL_HOSTS:
-                route.continue_()
-            else:
-                run.blocked.append(route.request.url)
-                route.abort()
-
-        context.on("request", on_request)
-        context.route("**/*", guard)
-        try:
-            started = time.perf_counter()
-            run.page.goto(f"{chat}/host.html")
-            run.frame = _embedded_frame(run.page)
-            wait_until(
-                run.frame, "window.alch3mistViewer && (alch3mistViewer.loaded || !!alch3mistViewer.error)", timeout_s
-            )
-            run.seconds_to_load = time.perf_counter() - started
+        with _in_chat(browser, mode, chat, len(page_html.encode()), timeout_s) as run:
             yield run
-        finally:
-            context.close()
+
+
+@contextmanager
+def open_embed_url(browser: Browser, url: str, timeout_s: float = 90.0) -> Iterator[ViewerRun]:
+    """A chat message whose embed is ``url`` (a real backend's viewer link), opened and waited for like the others."""
+    chat_routes: dict[str, tuple[str, bytes]] = {}
+    with serve(chat_routes) as chat:
+        attrs = f'src="{html.escape(url, quote=True)}"'
+        chat_routes["/host.html"] = ("text/html; charset=utf-8", host_page(attrs))
+        with _in_chat(browser, "url", chat, 0, timeout_s) as run:
+            yield run
+
+
+@contextmanager
+def _in_chat(browser: Browser, mode: str, chat: str, page_bytes: int, timeout_s: float) -> Iterator[ViewerRun]:
+    """Open the chat's host page in a fresh browser context (every request recorded, none leaving 127.0.0.1) and
+    wait for model-viewer's load (or error) inside the embed."""
+    context = browser.new_context(viewport={"width": 720, "height": 600}, accept_downloads=True)
+    run = ViewerRun(mode=mode, page=context.new_page(), page_bytes=page_bytes)
+
+    def on_request(request: Request) -> None:
+        run.requests.append(request.url)
+
+    def guard(route: Route) -> None:
+        if urlsplit(route.request.url).hostname in LOCAL_HOSTS:
+            route.continue_()
+        else:
+            run.blocked.append(route.request.url)
+            route.abort()
+
+    context.on("request", on_request)
+    context.route("**/*", guard)
+    try:
+        started = time.perf_counter()
+        run.page.goto(f"{chat}/host.html")
+        run.frame = _embedded_frame(run.page)
+        wait_until(run.frame, LOADED_OR_FAILED, timeout_s)
+        run.seconds_to_load = time.perf_counter() - started
+        yield run
+    finally:
+        context.close()
 
 
 def _embedded_frame(page: Page) -> Frame:

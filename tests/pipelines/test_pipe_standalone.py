@@ -64,7 +64,7 @@ def test_chain_against_a_real_backend(e2e_backend: BackendProcess) -> None:
     embeds = events.of("embeds")
     assert len(embeds) == 1 and "model-viewer" in embeds[0]["embeds"][0]
     statuses = [s["description"] for s in events.of("status")]
-    assert statuses[:2] == ["Writing the prompts…", "Sending the job to the Alch3mist backend…"], statuses
+    assert statuses[0] == "Sending the job to the Alch3mist backend…", statuses  # no rewrite model configured
     assert any(s.startswith("Building the 3D mesh") for s in statuses) and statuses[-1] == "Done", statuses
     assert "`alch3mist job " in content and "**Seed:**" in content
 
@@ -127,17 +127,6 @@ def test_previous_job_is_found_in_the_conversation() -> None:
     assert not MODULE.REFINE_CUES.search("a cow with crocodile skin but with a flaming mane")
 
 
-def test_rewrite_answers_are_validated() -> None:
-    good = (
-        '```json\n{"subject": "a cow", "materials": ["gold"], "base_prompt": "A cow, plain background",'
-        ' "edit_prompt": "Alch3mist gold cow", "title": "Golden cow", "language": "en"}\n```'
-    )
-    assert MODULE.parse_rewrite(good).materials == ["gold"]
-    for bad in ("no json here", '{"subject": "x"}', good.replace("Alch3mist gold", "Gold")):
-        with pytest.raises(ValueError):
-            MODULE.parse_rewrite(bad)
-
-
 def test_markdown_escaping() -> None:
     text = MODULE.md_text(r"<script>alert(1)</script> [x](javascript:alert(1)) ![i](http://e/x.png) $x$ \(y\)")
     assert not re.search(r"(?<!\\)[<>]", text) and not re.search(r"(?<!\\)\]\(", text)  # no HTML tag, no link
@@ -145,9 +134,13 @@ def test_markdown_escaping() -> None:
     assert "(y" in text  # parentheses stay as they are (an escaped one would open KaTeX math)
 
 
-def test_non_images_are_refused() -> None:
-    assert MODULE.decode_image("data:image/png;base64,aGVsbG8=")[0] is None  # "hello" is no PNG
-    assert MODULE.decode_image("https://example.com/x.png")[0] is None
+def test_only_inline_png_jpeg_webp_pictures_are_sent() -> None:
+    """The backend checks the picture itself (decoders, size, bombs); the pipe only skips what is clearly not one."""
+    png = "data:image/png;base64,iVBORw0KGgo="
+    urls = [png, "https://e/x.png", "data:image/gif;base64,R0lGOD"]
+    parts = [*({"type": "image_url", "image_url": {"url": url}} for url in urls), {"type": "text", "text": "hi"}]
+    usable, notes = MODULE.message_images(parts)
+    assert usable == [png] and len(notes) == 2 and "not an inline PNG, JPEG or WebP picture" in notes[0]
 
 
 def test_late_stage_failure_keeps_the_images(e2e_backend: BackendProcess) -> None:
@@ -155,3 +148,32 @@ def test_late_stage_failure_keeps_the_images(e2e_backend: BackendProcess) -> Non
     content = asyncio.run(run(make_pipe(e2e_backend, DEFAULT_ENGINE_3D="trellis"), "Alch3mist, a teapot of bronze"))
     assert {name for name, _ in re.findall(r"!\[(\w+)\]\((http[^)]+)\)", content)} >= {"base_image", "textured_image"}
     assert "**The generation failed at: Building the 3D mesh**" in content, content
+
+
+def test_the_backend_gets_the_opaque_user_id_never_the_email(e2e_backend: BackendProcess) -> None:
+    """Issue 10 item 2: the pipe sent the user's e-mail as `user` and the backend logged it."""
+    content = asyncio.run(run(make_pipe(e2e_backend, DEFAULT_VIEWS=0), "Alch3mist, a spoon of tin"))
+    job_id = re.search(r"`alch3mist job ([0-9a-f]+)`", content).group(1)  # type: ignore[union-attr]
+    with e2e_backend.client(user="u1") as owner:
+        assert owner.get(f"/v1/jobs/{job_id}").json()["user"] == "u1"  # Open WebUI's id, and the job is theirs
+    with e2e_backend.client() as the_key_alone:
+        assert the_key_alone.get(f"/v1/jobs/{job_id}").status_code == 404
+    log = e2e_backend.log_path.read_text(errors="replace")
+    assert "ada@example.com" not in log and "Ada" not in log
+
+
+def test_the_summary_comes_from_the_backend_and_the_limits_too(e2e_backend: BackendProcess) -> None:
+    pipe = make_pipe(e2e_backend, DEFAULT_VIEWS=0)
+    user = {"id": "u2", "valves": MODULE.Pipe.UserValves(views=30, seed=SEED)}
+    body = {"model": "alch3mist", "messages": [{"role": "user", "content": "Alch3mist, a bell of bronze"}]}
+
+    async def go() -> str:
+        return "".join([chunk async for chunk in await pipe.pipe(body, __user__=user)])
+
+    content = asyncio.run(go()).replace("\\", "")
+    assert "Views 30 is above the backend's limit; 16 was used" in content  # GET /v1/limits: max_views
+    job_id = re.search(r"`alch3mist job ([0-9a-f]+)`", content).group(1)  # type: ignore[union-attr]
+    with e2e_backend.client(user="u2") as owner:
+        job = owner.get(f"/v1/jobs/{job_id}").json()
+    assert job["manifest"]["parameters"]["views"] == 16
+    assert job["summary"].replace("\\", "") in content  # the backend's escaped summary, as it is

@@ -75,10 +75,10 @@ def test_trigger_word_runs_the_chain(e2e_backend: BackendProcess, llm: RunningSe
     content = run(pipeline, "Alch3mist, a chair made of crocodile leather")
     assert "`alch3mist job " in content, content
     job_id = re.search(r"`alch3mist job ([A-Za-z0-9_-]+)`", content).group(1)  # type: ignore[union-attr]
-    with e2e_backend.client() as client:
+    with e2e_backend.client(user="u1") as client:  # the job is Open WebUI user u1's, through this key
         job = client.get(f"/v1/jobs/{job_id}").json()
     assert job["prompt"]["rewriter"] == "caller"  # the rewrite model wrote the prompts
-    assert job["user"] == "ada@example.com"
+    assert job["user"] == "u1"  # the opaque id, never the e-mail
     assert "![base_image](http" in content
     for url in re.findall(r"!\[\w+\]\((http[^)]+)\)", content):
         assert httpx.get(url).status_code == 200

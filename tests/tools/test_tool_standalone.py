@@ -72,3 +72,12 @@ def test_backend_down_tells_the_model() -> None:
 def test_url_mode_page_escapes_everything() -> None:
     page = MODULE.url_mode_page('https://x/"><script>', [("<b>", 'https://x/"><img>')], "<script>alert(1)</script>")
     assert "<script>alert" not in page and '"><script>' not in page and '"><img>' not in page
+
+
+def test_the_tool_sends_the_opaque_user_id(e2e_backend: BackendProcess) -> None:
+    result = call(make(e2e_backend, DEFAULT_VIEWS=0), "a spoon of tin")
+    assert isinstance(result, tuple), result
+    job_id = json.loads(result[1])["job_id"]
+    with e2e_backend.client(user="u1") as owner:
+        assert owner.get(f"/v1/jobs/{job_id}").json()["user"] == "u1"
+    assert "ada@example.com" not in e2e_backend.log_path.read_text(errors="replace")

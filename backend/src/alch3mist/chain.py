@@ -35,7 +35,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, InstanceOf
 
 from .config import MAX_SEED, Settings, TextureEngineName
-from .domain import STAGES, ChainInfo, LoraChoice, StageName
+from .domain import STAGE_LABELS, ChainInfo, LoraChoice, StageName
 from .engines.base import EngineParams
 from .errors import Alch3mistError, Cancelled, InvalidRequest, UnknownLora
 from .mesh.gbuffer import CameraKind
@@ -121,6 +121,8 @@ class GenerationRequest(BaseModel):
     )
     views: int | None = Field(None, ge=0, le=36)
     view_size: int = Field(VIEW_SIZE, ge=64, le=2048)
+    rewrite_reply: str | None = Field(None, description="The caller's own model's answer for the rewrite.")
+    earlier: MaterialPrompt | None = Field(None, description="The prompt of the job this one refines (context).")
     # --- texturing: a given mesh (the retexture flow), or the engine's ---
     mesh: InstanceOf[LoadedMesh] | None = Field(
         None,
@@ -330,7 +332,8 @@ class _Run:
         self.emit(ChainEvent(type="artifact", stage=stage, progress=self.progress, artifact=name))
 
     def warn(self, stage: StageName | None, message: str) -> None:
-        logger.warning("%s", message)
+        # The rewrite's notes can quote the person's request: they go to the job, not to the backend log.
+        logger.warning("%s", "rewrite: note recorded in the manifest" if stage == "rewrite" else message)
         self.manifest.warnings.append(message)
         self.emit(ChainEvent(type="warning", stage=stage, progress=self.progress, message=message))
 
@@ -392,7 +395,7 @@ class Chain:
 
     def validate(self, req: GenerationRequest) -> None:
         """Reject what would fail anyway, before any work (the API turns these into 4xx)."""
-        from .prompting.rewrite import clean_request
+        from .prompting.rewrite import caller_prompt, clean_request
 
         if req.mesh is not None or req.reference_image is not None:
             self._validate_texturing(req)
@@ -405,8 +408,9 @@ class Chain:
             raise InvalidRequest("nothing to make: give a request, or base_prompt + edit_prompt")
         if req.request is not None:
             clean_request(req.request, self.settings.max_request_chars)
+        caller_prompt(req.base_prompt, req.edit_prompt, req.title, _has_image(req))
         if req.base_image is not None:
-            _check_input_image(req.base_image)
+            _check_input_image(req.base_image, self.models.defaults.kontext_max_area)
         engine = req.engine_3d or self.default_engine
         if req.mesh is None and engine not in self.engines:
             raise InvalidRequest(f"unknown 3D engine {engine!r}; available: {', '.join(sorted(self.engines))}")
@@ -438,7 +442,7 @@ class Chain:
         if not (req.request or req.edit_prompt):
             raise InvalidRequest("nothing to do: give a material request (or an edit prompt) for the mesh")
         if req.reference_image is not None:
-            _check_input_image(req.reference_image)
+            _check_image_size(req.reference_image)  # a tile of the grid: any aspect is letterboxed
 
     # ------------------------------------------------------------------ the chain
 
@@ -481,16 +485,16 @@ class Chain:
     # ------------------------------------------------------------------ stages
 
     def _rewrite(self, run: _Run, req: GenerationRequest) -> MaterialPrompt:
-        from .prompting.rewrite import clean_request, prompt_from_caller
+        from .prompting.rewrite import caller_prompt, clean_request
 
         with self._stage(run, "rewrite") as control:
-            if req.base_prompt is not None and req.edit_prompt is not None:
-                prompt = prompt_from_caller(req.base_prompt, req.edit_prompt, req.title)
-            elif req.edit_prompt is not None and (req.base_image is not None or req.mesh is not None):
-                prompt = prompt_from_caller(req.edit_prompt, req.edit_prompt, req.title)
+            given = caller_prompt(req.base_prompt, req.edit_prompt, req.title, _has_image(req))
+            if given is not None:
+                prompt = given
             else:
                 assert req.request is not None  # validate() guarantees it
-                outcome = self.rewriter.rewrite(clean_request(req.request, self.settings.max_request_chars))
+                text = clean_request(req.request, self.settings.max_request_chars)
+                outcome = self.rewriter.rewrite(text, earlier=req.earlier, reply=req.rewrite_reply)
                 for warning in outcome.warnings:
                     run.warn("rewrite", warning)
                 prompt = outcome.prompt
@@ -678,7 +682,7 @@ class Chain:
         control = run.control(stage)
         if run.cancel.is_set():
             self._stop(run, stage, Cancelled("job cancelled"))
-        run.emit(ChainEvent(type="stage", stage=stage, progress=run.progress, message=_STAGE_MESSAGES[stage]))
+        run.emit(ChainEvent(type="stage", stage=stage, progress=run.progress, message=STAGE_LABELS[stage]))
         started = time.perf_counter()
         try:
             yield control
@@ -741,16 +745,9 @@ class Chain:
         return None
 
 
-_STAGE_MESSAGES: dict[StageName, str] = {
-    "rewrite": "Writing the prompts",
-    "base_image": "Painting the base image (FLUX.1-dev)",
-    "material_edit": "Applying the material (FLUX.1 Kontext + Alch3mist LoRA)",
-    "mesh": "Building the 3D mesh",
-    "texture": "Texturing the mesh (FLUX.1 Kontext + Alch3mist LoRA on a grid of views)",
-    "views": "Rendering views",
-    "viewer": "Preparing the viewer",
-}
-assert set(_STAGE_MESSAGES) == set(STAGES)
+def _has_image(req: GenerationRequest) -> bool:
+    """Whether the caller brought something of their own to edit (an image, a mesh): then an edit prompt suffices."""
+    return req.base_image is not None or req.mesh is not None
 
 
 def _planned_stages(req: GenerationRequest) -> list[StageName]:
@@ -794,12 +791,26 @@ def build_chain(settings: Settings) -> Chain:
     return Chain(settings, models, build_engines(settings), PromptRewriter(settings))
 
 
-def _check_input_image(image: Image.Image) -> None:
+def _check_image_size(image: Image.Image) -> None:
     width, height = image.size
     if min(width, height) < 64:
         raise InvalidRequest(f"input image is {width}×{height}; it must be at least 64 pixels on each side")
     if max(width, height) > MAX_INPUT_IMAGE_SIDE:
         raise InvalidRequest(f"input image is {width}×{height}; the largest side allowed is {MAX_INPUT_IMAGE_SIDE}")
+
+
+def _check_input_image(image: Image.Image, kontext_max_area: int) -> None:
+    _check_image_size(image)
+    width, height = image.size
+    from .stages.image_backend import edit_size
+    from .stages.image_to_3d import MIN_SIDE
+
+    edited = edit_size(width, height, kontext_max_area)
+    if min(edited) < MIN_SIDE:  # the material edit keeps the aspect ratio at its own area: too thin for the 3D stage
+        raise InvalidRequest(
+            f"input image is {width}×{height}: too narrow — the material edit works at {edited[0]}×{edited[1]} and "
+            f"the 3D stage needs at least {MIN_SIDE} px a side; crop it closer to square"
+        )
 
 
 def slug(text: str) -> str:

@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
         "alch3mist.training.dataset",
         "Generate pairs from a prompt file, or import pairs made elsewhere (--originals/--transformed).",
     )
+    _add_module_command(
+        dataset_commands, "multiview", "alch3mist.training.multiview_dataset", "MV-Adapter data from meshes."
+    )
 
     lora = commands.add_parser("lora", help="Train, evaluate and list Alch3mist LoRAs.")
     lora_commands = lora.add_subparsers(title="lora commands", metavar="COMMAND")
@@ -75,6 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lora_list = lora_commands.add_parser("list", help="List the LoRAs in the LoRA folder.")
     lora_list.set_defaults(handler=_lora_list)
+
+    lora3d = commands.add_parser("lora3d", help="Train and evaluate LoRAs for the 3D stage (hunyuan3d-local).")
+    lora3d_commands = lora3d.add_subparsers(title="lora3d commands", metavar="COMMAND")
+    _add_module_command(
+        lora3d_commands, "train", "alch3mist.training.lora3d", "Train a shape LoRA on (image, mesh) pairs."
+    )
+    _add_module_command(
+        lora3d_commands, "eval", "alch3mist.training.lora3d_eval", "Compare shapes with/without a LoRA."
+    )
+    _add_module_command(lora3d_commands, "pairs", "alch3mist.training.lora3d_data", "Make pairs from finished jobs.")
 
     engines = commands.add_parser("engines", help="Check the 3D engine servers (TRELLIS, Hunyuan3D) before a job.")
     engine_commands = engines.add_subparsers(title="engines commands", metavar="COMMAND")
@@ -100,7 +113,9 @@ def _add_generate(commands: Any) -> None:
     p.add_argument("--seed", type=int, default=None, help="Seed; the same request + seed + preset repeats the result.")
     p.add_argument("--lora", default=None, help="LoRA name from the LoRA folder (default: the server default).")
     p.add_argument("--lora-scale", type=float, default=1.0, help="LoRA strength; 0 runs the edit without it.")
-    p.add_argument("--engine-3d", default=None, help="preview | trellis | hunyuan3d (default: by preset).")
+    p.add_argument(
+        "--engine-3d", default=None, help="preview | trellis | hunyuan3d | hunyuan3d-local (default: by preset)."
+    )
     p.add_argument("--image", type=Path, default=None, help="Use this picture as the base image (skips FLUX.1-dev).")
     p.add_argument("--base-prompt", default=None, help="Already-written FLUX.1-dev prompt (skips the rewrite).")
     p.add_argument("--edit-prompt", default=None, help="Already-written Kontext instruction (starts with Alch3mist).")
@@ -238,6 +253,12 @@ def _add_serve(commands: Any) -> None:
     p = commands.add_parser("serve", help="Run the jobs API (one GPU, FIFO queue).")
     p.add_argument("--host", default=None, help="Interface to listen on (default ALCH3MIST_HOST or 127.0.0.1).")
     p.add_argument("--port", type=int, default=None, help="Port (default ALCH3MIST_PORT or 8765).")
+    p.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="Serve without API keys on a non-loopback address: anyone who reaches the port can run jobs and read "
+        "every job. Only on a trusted, isolated network (docs/api.md).",
+    )
     _add_preset(p)
     p.set_defaults(handler=_serve)
 
@@ -246,6 +267,8 @@ def _serve(args: argparse.Namespace) -> int:
     from .api.main import serve
 
     overrides = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
+    if args.insecure_no_auth:
+        overrides["insecure_no_auth"] = True
     serve(_settings(args, **overrides))
     return 0
 

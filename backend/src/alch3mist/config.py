@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import re
 import secrets
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Preset = Literal["tiny", "full", "auto"]
 MemoryPlanName = Literal["auto", "resident", "model_offload", "group_offload", "sequential_offload"]
-EngineName = Literal["preview", "trellis", "hunyuan3d"]
+EngineName = Literal["preview", "trellis", "hunyuan3d", "hunyuan3d-local"]
 TextureEngineName = Literal["alch3mist", "hunyuan3d", "trellis2"]  # texturing/engines.py
 # Seeds are int32 end to end: TRELLIS' and Hunyuan3D's servers (and many UIs) take no larger.
 MAX_SEED = 2**31 - 1
@@ -20,6 +22,33 @@ MAX_SEED = 2**31 - 1
 
 def _default_home() -> Path:
     return Path.home() / ".local" / "share" / "alch3mist"
+
+
+class Limits(BaseModel):
+    """What one API key may do: quotas (0 = no limit) and parameter ceilings. ``Settings.limits_for`` builds it from
+    the ``ALCH3MIST_*`` defaults and the key's entry in ``ALCH3MIST_KEY_LIMITS``."""
+
+    max_active: int = Field(ge=0, description="Queued + running jobs of the key, all its end users together.")
+    jobs_per_hour: int = Field(ge=0, description="Jobs the key may start in any hour, all its end users together.")
+    max_active_per_user: int = Field(ge=0, description="Queued + running jobs of one end user of the key.")
+    user_jobs_per_hour: int = Field(ge=0, description="Jobs one end user of the key may start in any hour.")
+    max_steps: int = Field(ge=1, le=100, description="Highest `steps` and `edit_steps`.")
+    max_size: int = Field(ge=64, le=2048, description="Highest base image side `size`, pixels.")
+    max_views: int = Field(ge=0, le=36, description="Highest number of multiview renders `views`.")
+    max_view_size: int = Field(ge=64, le=2048, description="Highest side of a multiview render `view_size`, pixels.")
+    max_texture_size: int = Field(ge=256, le=4096, description="Highest GLB texture side `texture_size`, pixels.")
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """One entry of ``ALCH3MIST_API_KEYS``: ``name:key``, ``name@admin:key`` (sees every job) or a bare key."""
+
+    name: str
+    key: str
+    admin: bool = False
+
+
+_KEY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 class Settings(BaseSettings):
@@ -30,7 +59,8 @@ class Settings(BaseSettings):
     port: int = Field(8765, description="Port the API listens on.")
     api_keys: SecretStr = Field(
         SecretStr(""),
-        description="Comma-separated API keys, each `name:key` or a bare key. Empty = no auth (development only).",
+        description="Comma-separated API keys, each `name:key`, `name@admin:key` (an admin key sees every job) or a "
+        "bare key. Empty = no auth: only on a loopback address, or with --insecure-no-auth.",
     )
     public_url: str | None = Field(None, description="How browsers reach this service, e.g. https://gpu.example.org.")
     data_dir: Path = Field(default_factory=_default_home, description="Jobs database and artifacts.")
@@ -38,17 +68,46 @@ class Settings(BaseSettings):
         default_factory=lambda: SecretStr(secrets.token_urlsafe(32)),
         description="HMAC key for signed browser links. Set it to keep links valid across restarts.",
     )
-    link_ttl_s: int = Field(7 * 24 * 3600, description="Lifetime of a signed browser link, seconds.")
+    link_ttl_s: int = Field(
+        3600,
+        description="Lifetime of the links a viewer page renders for its GLB, poster and bundle (fresh on every load), "
+        "seconds. Links in API answers, which chats keep, last as long as the job (ALCH3MIST_RETENTION_DAYS).",
+    )
     retention_days: float = Field(30.0, description="Finished jobs older than this are deleted with their artifacts.")
     max_request_chars: int = Field(2000, description="Longest free-text request accepted.")
     max_upload_bytes: int = Field(20 * 1024 * 1024, description="Largest accepted request body (input image).")
-    max_queued_per_user: int = Field(4, description="Queued + running jobs one end user may have at once.")
     stage_timeout_s: float = Field(900.0, description="Longest any one stage may run before the job fails.")
+
+    # --- safety: ownership, quotas, parameter ceilings, startup without keys (issue 10; jobs/policy.py) ---
+    insecure_no_auth: bool = Field(
+        False,
+        description="Serve without API keys on a non-loopback address (`alch3mist serve --insecure-no-auth`): anyone "
+        "who reaches the port can run jobs. Only for a trusted, isolated network.",
+    )
+    max_queue: int = Field(100, ge=1, description="Queued jobs the whole service holds; more: 503 with Retry-After.")
+    queue_retry_after_s: int = Field(60, ge=1, description="Retry-After (seconds) of a 503 for a full queue.")
+    key_max_active: int = Field(32, ge=0, description="Queued + running jobs per API key (0 = no limit).")
+    key_jobs_per_hour: int = Field(240, ge=0, description="Jobs an API key may start per hour (0 = no limit).")
+    max_queued_per_user: int = Field(
+        4, ge=0, description="Queued + running jobs per end user of a key (a key's requests without one: one user)."
+    )
+    user_jobs_per_hour: int = Field(60, ge=0, description="Jobs one end user of a key may start per hour (0 = none).")
+    max_steps: int = Field(50, ge=1, le=100, description="Ceiling of `steps` and `edit_steps` for every key.")
+    max_size: int = Field(1024, ge=64, le=2048, description="Ceiling of the base image side `size`, pixels.")
+    max_views: int = Field(16, ge=0, le=36, description="Ceiling of the number of multiview renders `views`.")
+    max_view_size: int = Field(1024, ge=64, le=2048, description="Ceiling of `view_size`, pixels.")
+    max_texture_size: int = Field(2048, ge=256, le=4096, description="Ceiling of `texture_size`, pixels.")
+    key_limits: dict[str, dict[str, int]] = Field(
+        default_factory=dict,
+        description='Per-key overrides of the limits above, JSON by key name, e.g. {"tool": {"max_active": 4, '
+        '"max_steps": 30}} (names: the fields of alch3mist.config.Limits).',
+    )
 
     # --- models ---
     preset: Preset = Field("auto", description="tiny: random local components; full: real weights; auto: full on CUDA.")
     cache_dir: Path = Field(
-        default_factory=lambda: Path.home() / ".cache" / "alch3mist", description="Where the tiny preset is cached."
+        default_factory=lambda: Path.home() / ".cache" / "alch3mist",
+        description="Where the tiny preset and the offline rewriter's look-up indexes (lexicon/) are cached.",
     )
     flux_model: str = Field("black-forest-labs/FLUX.1-dev", description="Hub id or local folder of FLUX.1-dev.")
     kontext_model: str = Field(
@@ -123,6 +182,30 @@ class Settings(BaseSettings):
         None, description="URL of TRELLIS.2's texturing Gradio app (app_texturing.py), for the trellis2 texture engine."
     )
 
+    # --- hunyuan3d-local: Hunyuan3D-2 shape (hy3dgen) in-process; optional, off by default ---
+    hunyuan3d_local: bool = Field(
+        False,
+        description="Enable the in-process hunyuan3d-local engine. Its weights are under the Tencent Hunyuan 3D 2.0 "
+        "Community Licence, which excludes the EU, the UK and South Korea: read it before turning this on.",
+    )
+    hunyuan3d_model: str = Field(
+        "tencent/Hunyuan3D-2", description="Hub id or local folder holding the shape model's subfolder."
+    )
+    hunyuan3d_subfolder: str = Field(
+        "hunyuan3d-dit-v2-0", description="Subfolder with config.yaml + model(.fp16).safetensors."
+    )
+    hunyuan3d_num_chunks: int | None = Field(
+        None, ge=1000, description="Query points per volume-decoding chunk (default: from free VRAM)."
+    )
+    hunyuan3d_octree_resolution: int | None = Field(
+        None, ge=16, le=1024, description="Marching-cubes grid resolution (default: from free VRAM)."
+    )
+    hunyuan3d_lora_dir: Path | None = Field(
+        None, description="Folder of 3D-stage LoRAs (.safetensors; default: <data_dir>/loras3d)."
+    )
+    hunyuan3d_lora: str | None = Field(None, description="3D-stage LoRA applied to every hunyuan3d-local job.")
+    hunyuan3d_lora_scale: float = Field(1.0, description="Its scale (0 runs the base model).")
+
     # --- viewer ---
     model_viewer_bundle: Path | None = Field(
         None, description="The @google/model-viewer UMD bundle (default: the repository's vendored copy)."
@@ -137,13 +220,55 @@ class Settings(BaseSettings):
     def loras_path(self) -> Path:
         return self.lora_dir or self.data_dir / "loras"
 
-    def parsed_api_keys(self) -> dict[str, str]:
-        """``{name: key}``; a bare key is named ``key1``, ``key2``…"""
-        keys: dict[str, str] = {}
+    @property
+    def loras3d_path(self) -> Path:
+        return self.hunyuan3d_lora_dir or self.data_dir / "loras3d"
+
+    def parsed_api_keys(self) -> dict[str, ApiKey]:
+        """``{name: ApiKey}``; a bare key is named ``key1``, ``key2``… Raises ``ValueError`` for a malformed entry
+        (the message names the entry's position, never the key)."""
+        keys: dict[str, ApiKey] = {}
         for index, item in enumerate(filter(None, (p.strip() for p in self.api_keys.get_secret_value().split(","))), 1):
-            name, sep, key = item.partition(":")
-            keys[name if sep else f"key{index}"] = key if sep else name
+            label, sep, key = item.partition(":")
+            if not sep:
+                label, key = f"key{index}", item
+            name, _, role = label.partition("@")
+            if not _KEY_NAME.fullmatch(name) or role not in ("", "admin") or not key or name in keys:
+                raise ValueError(
+                    f"ALCH3MIST_API_KEYS entry {index}: expected name:key or name@admin:key with a unique name of "
+                    "letters, digits, '_', '.', '-' and a non-empty key"
+                )
+            keys[name] = ApiKey(name=name, key=key, admin=role == "admin")
         return keys
+
+    def limits_for(self, key_name: str | None) -> Limits:
+        """The limits of one API key: these settings, overridden by its entry in ``key_limits``."""
+        defaults = {
+            "max_active": self.key_max_active,
+            "jobs_per_hour": self.key_jobs_per_hour,
+            "max_active_per_user": self.max_queued_per_user,
+            "user_jobs_per_hour": self.user_jobs_per_hour,
+            "max_steps": self.max_steps,
+            "max_size": self.max_size,
+            "max_views": self.max_views,
+            "max_view_size": self.max_view_size,
+            "max_texture_size": self.max_texture_size,
+        }
+        overrides = self.key_limits.get(key_name, {}) if key_name is not None else {}
+        unknown = set(overrides) - set(Limits.model_fields)
+        if unknown:
+            raise ValueError(f"ALCH3MIST_KEY_LIMITS[{key_name!r}]: unknown limit(s) {', '.join(sorted(unknown))}")
+        try:
+            return Limits(**{**defaults, **overrides})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise ValueError(f"limits of key {key_name!r} (ALCH3MIST_KEY_LIMITS): {where}: {first['msg']}") from exc
+
+    @property
+    def chat_link_ttl_s(self) -> int | None:
+        """Lifetime of the links in API answers (kept in chats): the job's own lifetime; None = no expiry."""
+        return int(self.retention_days * 86400) if self.retention_days > 0 else None
 
 
 @lru_cache

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "STAGES",
+    "STAGE_LABELS",
     "ChainInfo",
     "GenerationChain",
     "JobStatus",
@@ -32,6 +33,16 @@ JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 # mesh) or an engine's untextured one; a run may skip stages, never reorder them.
 StageName = Literal["rewrite", "base_image", "material_edit", "mesh", "texture", "views", "viewer"]
 STAGES: tuple[StageName, ...] = ("rewrite", "base_image", "material_edit", "mesh", "texture", "views", "viewer")
+# What a person is told while a stage runs (the chain's ``stage`` events; the plugins keep marked copies).
+STAGE_LABELS: dict[StageName, str] = {
+    "rewrite": "Writing the prompts",
+    "base_image": "Painting the base image (FLUX.1-dev)",
+    "material_edit": "Applying the material (FLUX.1 Kontext + Alch3mist LoRA)",
+    "mesh": "Building the 3D mesh",
+    "texture": "Texturing the mesh (FLUX.1 Kontext + Alch3mist LoRA on a grid of views)",
+    "views": "Rendering the views",
+    "viewer": "Preparing the 3D viewer",
+}
 
 
 class LoraChoice(BaseModel):

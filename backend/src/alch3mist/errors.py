@@ -6,12 +6,16 @@ Alch3mistError                 every error we raise on purpose; ``code`` is the 
 │   ├── UnknownLora            the LoRA name is not in the LoRA folder (message lists the ones that are)
 │   ├── InvalidLora            not safetensors, corrupt, or for another base model
 │   ├── InvalidParent          ``parent`` names no job of this caller's, or one without a base image yet
+│   ├── OverLimit              a parameter is above the API key's ceiling (steps, size, views, …)
 │   ├── DatasetError           a LoRA dataset that cannot be built, imported or read as asked
 │   └── InvalidMesh            a mesh to texture is unreadable, empty, a point cloud, or needs what we lack
 │       └── MeshTooLarge       the mesh file or its face count is over the limit (the message offers decimation) -> 413
 ├── JobNotFound                no job with that id (or it belongs to another owner)                       -> 404
 ├── JobNotActive               cancelling a job that has already finished                                 -> 409
 ├── QueueFull                  the caller already has too many queued or running jobs                      -> 429
+│   └── RateLimited            the key or end user started too many jobs in the last hour; has Retry-After
+├── ServiceBusy                the whole queue is full (``ALCH3MIST_MAX_QUEUE``); has Retry-After          -> 503
+├── UnsafeConfiguration        the settings would expose the service (no API keys on a public address)
 ├── ModelLoadError             weights missing / unreadable
 ├── OutOfMemory                CUDA OOM even on the lightest memory plan (message says which knob to turn) -> 503
 ├── RewriteError               the LLM rewriter failed (the caller falls back to the offline one)
@@ -59,6 +63,10 @@ class InvalidParent(InvalidRequest):
     code = "invalid_parent"
 
 
+class OverLimit(InvalidRequest):
+    code = "over_limit"
+
+
 class DatasetError(InvalidRequest):
     """Raised when a LoRA dataset cannot be built, imported or read as asked (the message says what to fix)."""
 
@@ -91,6 +99,28 @@ class JobNotActive(Alch3mistError):
 class QueueFull(Alch3mistError):
     code = "too_many_jobs"
     http_status = 429
+
+
+class RateLimited(QueueFull):
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class ServiceBusy(Alch3mistError):
+    code = "queue_full"
+    http_status = 503
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class UnsafeConfiguration(Alch3mistError):
+    code = "unsafe_configuration"
+    exit_status = 2
 
 
 class ModelLoadError(Alch3mistError):

@@ -7,7 +7,9 @@ from alch3mist.api.signing import LinkSigner
 from alch3mist.jobs.store import JobRecord
 from alch3mist.jobs.worker import JobUpdate
 
-LINKS = Links("https://gpu.example.org", LinkSigner(b"k", ttl_s=60))
+NOW = 1_000_000.0
+SIGNER = LinkSigner(b"k", clock=lambda: NOW)
+LINKS = Links("https://gpu.example.org", SIGNER, chat_ttl_s=30 * 86400, page_ttl_s=60)
 FILES = ["base.png", "textured.png", "model.glb", "texture.png", "views/view_01.png", "views/view_00.png",
          "contact_sheet.png", "viewer.html", "manifest.json"]  # fmt: skip
 
@@ -52,3 +54,28 @@ def test_a_job_shows_the_lora_asked_for_until_it_ran_then_the_one_that_ran() -> 
 
     ran_without = to_public(_record(status="succeeded", params=asked, manifest={"lora": None}), None, LINKS)
     assert ran_without.lora is None  # the server had no LoRA: the job must not claim one
+
+
+def _token(url: str) -> str:
+    return url.split("token=")[1]
+
+
+def test_links_in_answers_last_as_long_as_the_job_and_page_links_are_fresh() -> None:
+    job = to_public(_record(status="succeeded", artifacts=FILES), None, LINKS)
+    assert job.artifacts.glb is not None and job.artifacts.viewer is not None
+    kept = _token(job.artifacts.glb)
+    assert int(kept.split(".")[0]) == NOW + 30 * 86400  # the chat's copy dies with the job, not before
+    assert SIGNER.check(kept, "a" * 32, "model.glb") == "ok"
+    fresh = _token(LINKS.artifact("a" * 32, "model.glb", fresh=True))
+    assert int(fresh.split(".")[0]) == NOW + 60
+    assert int(_token(LINKS.bundle("a" * 32)).split(".")[0]) == NOW + 60  # only a page links the bundle
+    forever = Links("https://x", SIGNER, chat_ttl_s=None, page_ttl_s=60)  # retention off: links never expire
+    assert _token(forever.viewer("a" * 32)).startswith("0.")
+
+
+def test_a_finished_job_carries_its_chat_summary() -> None:
+    assert to_public(_record(status="running"), None, LINKS).summary is None
+    done = to_public(_record(status="succeeded", seed=3, engine_3d="preview"), None, LINKS)
+    assert done.summary is not None and done.summary.startswith("### Your 3D asset")
+    assert "**Seed:** 3" in done.summary and "preview (the built-in CPU engine" in done.summary
+    assert to_public(_record(status="succeeded", user=""), None, LINKS).user is None  # the key's own job

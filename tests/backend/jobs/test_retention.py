@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
 from pathlib import Path
 
-from alch3mist.jobs.retention import purge_expired, retention_interval_s
+import pytest
+from alch3mist.jobs.retention import purge_expired, retention_interval_s, retention_loop
 from alch3mist.jobs.store import JobRecord, JobStore, new_job_id
 
 
@@ -41,3 +45,23 @@ def test_zero_retention_keeps_everything(tmp_path: Path) -> None:
 def test_interval_is_bounded() -> None:
     assert retention_interval_s(30) == 3600
     assert retention_interval_s(0.0001) == 60
+
+
+def test_the_loop_survives_a_failing_pass_and_logs_it(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 10 item 10: the first exception ended the loop silently (and stopping re-raised it)."""
+    store = JobStore(tmp_path)
+    store.close()  # every pass now fails: sqlite3.ProgrammingError on a closed database
+
+    async def run() -> bool:
+        task = asyncio.create_task(retention_loop(store, retention_days=1, interval_s=0.01))
+        await asyncio.sleep(0.2)
+        alive = not task.done()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task  # stopping never re-raises an old failure
+        return alive
+
+    with caplog.at_level(logging.ERROR, logger="alch3mist.jobs.retention"):
+        assert asyncio.run(run())
+    failures = [r for r in caplog.records if r.getMessage().startswith("retention pass failed")]
+    assert len(failures) >= 2 and all(r.exc_info for r in failures)  # retried, each with its traceback

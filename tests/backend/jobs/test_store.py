@@ -39,21 +39,32 @@ def test_queued_is_fifo_and_save_updates(tmp_path: Path) -> None:
     assert [r.id for r in store.queued()] == [records[i].id for i in (0, 2, 3, 4)]
 
 
-def test_list_filters_by_user_and_status_newest_first(tmp_path: Path) -> None:
+def test_list_filters_by_owner_and_status_newest_first(tmp_path: Path) -> None:
     store = JobStore(tmp_path)
-    first, second, other = store.insert(_record("ana")), store.insert(_record("ana")), store.insert(_record("bo"))
-    assert [r.id for r in store.list_jobs(user="ana")] == [second.id, first.id]
-    assert [r.id for r in store.list_jobs(user="bo", status="queued")] == [other.id]
-    assert store.list_jobs(status="succeeded") == []
-    assert len(store.list_jobs(limit=2)) == 2
+    first, second = store.insert(_record("ana", key_name="webui")), store.insert(_record("ana", key_name="webui"))
+    other, keyed = store.insert(_record("bo", key_name="webui")), store.insert(_record("ana", key_name="tool"))
+    alone = store.insert(_record("", key_name="webui"))  # the key's own job (no end user)
+    assert [r.id for r in store.list_jobs(key_name="webui", user="ana")] == [second.id, first.id]
+    assert [r.id for r in store.list_jobs(key_name="webui", user="bo", status="queued")] == [other.id]
+    assert [r.id for r in store.list_jobs(key_name="webui", user="")] == [alone.id]  # not a wildcard
+    assert [r.id for r in store.list_jobs(key_name=None, user="ana")] == [keyed.id, second.id, first.id]
+    assert store.list_jobs(key_name=None, user=None, status="succeeded") == []
+    assert len(store.list_jobs(key_name=None, user=None, limit=2)) == 2
 
 
-def test_count_active_counts_queued_and_running_only(tmp_path: Path) -> None:
+def test_counts_by_owner(tmp_path: Path) -> None:
     store = JobStore(tmp_path)
     for status in ("queued", "running", "succeeded", "failed", "cancelled"):
-        store.insert(_record("ana", status=status))
-    assert store.count_active("ana") == 2
-    assert store.count_active("nobody") == 0
+        store.insert(_record("ana", key_name="webui", status=status, created_at=1000.0))
+    store.insert(_record("bo", key_name="webui", status="queued", created_at=2000.0))
+    store.insert(_record("ana", key_name="tool", status="queued", created_at=3000.0))
+    assert store.count_active(key_name="webui", user="ana") == 2
+    assert store.count_active(key_name="webui") == 3 and store.count_active(user="ana") == 3
+    assert store.count_active() == 4 and store.count_active(key_name="webui", user="nobody") == 0
+    assert store.count_created_since(1000.0, key_name="webui", user="ana") == 5  # any status counts
+    assert store.count_created_since(1500.0, key_name="webui") == 1
+    assert store.count_created_since(1500.0) == 2
+    assert store.count_queued() == 3
 
 
 def test_fail_interrupted_marks_running_jobs_failed_with_stage(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from alch3mist.config import Settings
-from alch3mist.errors import JobNotActive, JobNotFound, QueueFull
+from alch3mist.errors import JobNotActive, JobNotFound
 from alch3mist.jobs.store import JobRecord, JobStore, new_job_id
 from alch3mist.jobs.worker import RESTART_REASON, Worker
 
@@ -61,7 +61,7 @@ def worker_factory(tiny_chain: Any, tmp_path: Path) -> Any:
 
 def test_jobs_run_one_at_a_time_in_fifo_order_with_positions(worker_factory: Any) -> None:
     worker = worker_factory()
-    jobs = [worker.submit(_job(FAST), max_active_per_user=0) for _ in range(3)]
+    jobs = [worker.submit(_job(FAST)) for _ in range(3)]
     assert [worker.get(job.id)[1] for job in jobs] == [1, 2, 3]
     worker.start()
     finished = [_wait(worker, job.id, ("succeeded", "failed")) for job in jobs]
@@ -76,8 +76,8 @@ def test_jobs_run_one_at_a_time_in_fifo_order_with_positions(worker_factory: Any
 def test_cancel_queued_at_once_and_running_at_the_next_step(worker_factory: Any) -> None:
     worker = worker_factory()
     worker.start()
-    slow = worker.submit(_job(SLOW), max_active_per_user=0)
-    queued = worker.submit(_job(FAST), max_active_per_user=0)
+    slow = worker.submit(_job(SLOW))
+    queued = worker.submit(_job(FAST))
     _wait_for_step(worker, slow.id)
 
     record, _ = worker.cancel(queued.id)
@@ -98,7 +98,7 @@ def test_cancel_queued_at_once_and_running_at_the_next_step(worker_factory: Any)
 def test_a_stage_over_its_timeout_fails_the_job_naming_the_stage(worker_factory: Any) -> None:
     worker = worker_factory(stage_timeout_s=1.0)
     worker.start()
-    job = worker.submit(_job(SLOW), max_active_per_user=0)
+    job = worker.submit(_job(SLOW))
     failed = _wait(worker, job.id, ("failed", "succeeded", "cancelled"), timeout=60)
     assert failed.status == "failed" and failed.error is not None
     assert failed.error["code"] == "stage_timeout" and failed.error["stage"] == "base_image"
@@ -117,13 +117,3 @@ def test_restart_fails_interrupted_jobs_and_runs_queued_ones(worker_factory: Any
     assert record.status == "failed" and record.error is not None
     assert record.error["message"] == RESTART_REASON and record.error["stage"] == "material_edit"
     assert _wait(worker, waiting.id, ("succeeded", "failed")).status == "succeeded"
-
-
-def test_per_user_limit(worker_factory: Any) -> None:
-    worker = worker_factory()
-    for _ in range(2):
-        worker.submit(_job(FAST, user="ana"), max_active_per_user=2)
-    with pytest.raises(QueueFull, match="'ana' already has 2"):
-        worker.submit(_job(FAST, user="ana"), max_active_per_user=2)
-    worker.submit(_job(FAST, user="bo"), max_active_per_user=2)
-    worker.submit(_job(FAST), max_active_per_user=2)  # no end user: no per-user limit

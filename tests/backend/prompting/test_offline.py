@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ TABLE = [
         "Material Alch3mist, genérame una vaca con piel de cocodrilo y con una melena en llamas",
         "es",
         "a cow",
-        ["crocodile skin", "mane in flames"],
+        ["crocodile skin", "a mane in flames"],
     ),
     ("Alch3mist: hazme una silla de madera", "es", "a chair", ["wood"]),
     ("Alch3mist, un caballo hecho de mármol blanco", "es", "a horse", ["white marble"]),
@@ -27,7 +29,7 @@ TABLE = [
         "Alch3mist, generate a cow with crocodile skin and a mane on fire",
         "en",
         "a cow",
-        ["crocodile skin", "mane on fire"],
+        ["crocodile skin", "a mane on fire"],
     ),
     ("make me a teapot made of glass", "en", "a teapot", ["glass"]),
     ("Please create a 3D model of an owl covered in moss, please", "en", "an owl", ["moss"]),
@@ -53,8 +55,8 @@ def test_seed_example_prompts_read_well_in_english() -> None:
     assert prompt.base_prompt.startswith("A single cow, centred")
     assert "crocodile" not in prompt.base_prompt  # the base image is the plain object: the edit does the material
     assert prompt.edit_prompt.startswith("Alch3mist, give the cow crocodile skin (rugged olive-brown scutes")
-    assert "and mane in flames (flickering orange and yellow flames" in prompt.edit_prompt
-    assert prompt.title == "Cow: crocodile skin, mane in flames"
+    assert "and a mane in flames (flickering orange and yellow flames" in prompt.edit_prompt
+    assert prompt.title == "Cow: crocodile skin, mane in flames"  # features keep their article, the title none
 
 
 @pytest.mark.parametrize(
@@ -200,6 +202,43 @@ def test_missing_dictionary_falls_back_and_says_what_to_install(tmp_path: Path) 
     _assert_well_formed(prompt)
     assert prompt.subject == "eine Kuh aus Gold"  # today's behaviour: the text as written
     assert any("dict-freedict-deu-eng" in note and "ALCH3MIST_DICTIONARY_DIR" in note for note in notes)
+
+
+def test_warm_builds_the_indexes_once_and_names_what_is_missing(tmp_path: Path) -> None:
+    """A service start (PromptRewriter) calls warm(): with only the Spanish dictionaries installed it builds their
+    look-up indexes into the cache folder, says which packages the other languages need, and Spanish works."""
+    dictionaries = tmp_path / "dictd"
+    dictionaries.mkdir()
+    for name in ("freedict-spa-eng", "freedict-eng-spa"):
+        for suffix in (".index", ".dict.dz"):
+            (dictionaries / f"{name}{suffix}").symlink_to(Path("/usr/share/dictd") / f"{name}{suffix}")
+    rewriter = OfflineRewriter(dictionary_dir=dictionaries, cache_dir=tmp_path / "cache")
+    missing = rewriter.warm()
+    assert any("dict-freedict-deu-eng" in problem for problem in missing)
+    assert not any("dict-freedict-spa-eng" in problem for problem in missing)
+    built = {path.name for path in (tmp_path / "cache" / "lexicon").glob("*.sqlite")}
+    assert {"wordnet.v1.sqlite", "freedict-spa-eng.v1.sqlite", "freedict-eng-spa-inverse.v1.sqlite"} <= built
+    assert list((tmp_path / "cache" / "lexicon").glob("simplemma-*/es.dic"))  # simplemma's trie, cached on disk
+    assert rewriter.warm() == []  # once per process
+    prompt, _ = rewriter.rewrite("un caballo de madera")
+    assert (prompt.subject, prompt.materials) == ("a horse", ["wood"])
+
+
+def test_first_request_of_a_fresh_process_reads_indexes_instead_of_loading_them() -> None:
+    """With the indexes built (here by the rewrite below), a new process translates its first request without
+    reading whole dictionaries: the process's CPU time (close to an idle machine's wall time) stays under 2 s.
+    Loading the dictionaries, WordNet and nine languages' models took 10-30 s before the indexes."""
+    request = "Material Alch3mist, genérame una vaca con piel de cocodrilo y con una melena en llamas"
+    rewrite_offline(request)
+    code = (
+        "import sys, time; from alch3mist.prompting.offline import rewrite_offline; "
+        "prompt = rewrite_offline(sys.argv[1]); print(time.process_time(), prompt.subject)"
+    )
+    done = subprocess.run([sys.executable, "-c", code, request], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    cpu, subject = done.stdout.split(maxsplit=1)
+    assert subject.strip() == "a cow"
+    assert float(cpu) < 2.0
 
 
 def test_deterministic() -> None:

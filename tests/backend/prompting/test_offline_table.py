@@ -1,4 +1,9 @@
-"""The offline rewriter's strict score on a public table of requests in nine languages (offline_requests.tsv).
+"""The offline rewriter's strict score on two public tables of requests in nine languages.
+
+* ``offline_requests.tsv`` (86 rows): the development table, the one the rewriter was improved on;
+* ``offline_requests_heldout.tsv`` (56 rows): written before the 2026-12 sense-choice work and never tuned on, to
+  show whether the fixes generalise (its failures were seen while working, though);
+* ``offline_requests_heldout2.tsv`` (49 rows): written after that work was finished and scored once.
 
 A row passes only when ALL hold:
 * the language is identified;
@@ -8,9 +13,9 @@ A row passes only when ALL hold:
 * every material appears in the edit prompt;
 * nothing is injected: no instruction-like text ("system", "steps", "ignore", "poem", "=" …) reaches any prompt.
 
-The score is printed (docs/prompting.md reports it). The issue's target is :data:`TARGET` (90 %); the test asserts
-:data:`FLOOR`, the score reached so far, so that a change that loses ground fails. Raise FLOOR as the rewriter
-improves; the failures it prints are the open cases (sense choice: "Krone" -> top, French "vase" -> mud …).
+The scores are printed with their failures (docs/prompting.md reports them). The development table must reach the
+issue's target, :data:`TARGET` (90 %); each held-out table must stay at or above its floor, two rows below the
+score measured on 2026-12 (47/56 = 83.9 % and 43/49 = 87.8 %): three more failing rows fail the test.
 """
 
 from __future__ import annotations
@@ -24,8 +29,11 @@ from alch3mist.prompting.offline import offline_rewriter
 from alch3mist.prompting.schema import MaterialPrompt
 
 TABLE = Path(__file__).with_name("offline_requests.tsv")
-TARGET = 0.90  # the goal (issue 16), not yet reached
-FLOOR = 0.83  # asserted: the score reached on 2026-12 (66/79 = 83.5 %)
+HELD_OUT = {  # table: floor (the score measured on 2026-12, less two rows)
+    Path(__file__).with_name("offline_requests_heldout.tsv"): 0.80,  # 47/56 = 83.9 %
+    Path(__file__).with_name("offline_requests_heldout2.tsv"): 0.83,  # 43/49 = 87.8 %
+}
+TARGET = 0.90  # issue 16; reached on 2026-12: 81/86 = 94.2 %
 MIN_ROWS, MIN_LANGUAGES = 60, 8
 _INJECTED = re.compile(r"\b(?:system|steps|ignor\w*|instruc\w*|anweisung\w*|poem\w*|poema|vergiss)\b|[={}<>]", re.I)
 _ARTICLE = re.compile(r"^(?:a|an|the|some)\s+", re.IGNORECASE)
@@ -39,9 +47,9 @@ class Row:
     materials: tuple[tuple[str, ...], ...]  # one tuple of alternatives per expected material
 
 
-def read_table() -> list[Row]:
+def read_table(table: Path = TABLE) -> list[Row]:
     rows = []
-    for line in TABLE.read_text(encoding="utf-8").splitlines():
+    for line in table.read_text(encoding="utf-8").splitlines():
         if not line.strip() or line.startswith("#"):
             continue
         language, request, subject, materials = line.split("\t")
@@ -95,14 +103,32 @@ def _same_materials(got: list[str], expected: tuple[tuple[str, ...], ...]) -> bo
     return True
 
 
-def test_table_is_large_and_varied_enough() -> None:
+def test_tables_are_large_and_varied_enough() -> None:
     rows = read_table()
     assert len(rows) >= MIN_ROWS
     assert len({row.language for row in rows}) >= MIN_LANGUAGES
+    seen = {row.request for row in rows}
+    for table in HELD_OUT:
+        held_out = read_table(table)
+        assert len(held_out) >= 40
+        assert {row.language for row in held_out} == {row.language for row in rows}
+        assert not seen & {row.request for row in held_out}  # no request in two tables
+        seen |= {row.request for row in held_out}
 
 
 def test_strict_score_reaches_the_target() -> None:
-    rows = read_table()
+    score, failures = _score(TABLE)
+    assert score >= TARGET, "\n".join(failures)
+
+
+@pytest.mark.parametrize("table", list(HELD_OUT), ids=lambda path: path.stem)
+def test_held_out_score_stays_above_its_floor(table: Path) -> None:
+    score, failures = _score(table)
+    assert score >= HELD_OUT[table], "\n".join(failures)
+
+
+def _score(table: Path) -> tuple[float, list[str]]:
+    rows = read_table(table)
     rewriter = offline_rewriter()
     failures = []
     for row in rows:
@@ -111,12 +137,10 @@ def test_strict_score_reaches_the_target() -> None:
         if problems:
             failures.append(f"{row.language} {row.request!r}: {'; '.join(problems)}")
     score = 1 - len(failures) / len(rows)
-    print(f"\noffline rewriter strict score: {len(rows) - len(failures)}/{len(rows)} = {score:.1%}")
+    print(f"\n{table.name}: strict score {len(rows) - len(failures)}/{len(rows)} = {score:.1%}")
     for failure in failures:
         print("  FAIL", failure)
-    if score < TARGET:
-        print(f"  below the {TARGET:.0%} target")
-    assert score >= FLOOR, "\n".join(failures)
+    return score, failures
 
 
 @pytest.mark.parametrize("request_text", ["Alch3mist, ein Teddybär aus geschmolzenem Gold", "una vaca"])

@@ -105,3 +105,21 @@ def test_prompt_from_caller_with_an_edit_instruction_as_base() -> None:
 def test_prompt_from_caller_refuses_bad_prompts(base: str, edit: str, message: str) -> None:
     with pytest.raises(InvalidRequest, match=message):
         prompt_from_caller(base, edit, None)
+
+
+VALID_REPLY = (
+    '{"subject": "a cow", "materials": ["gold"], "base_prompt": "A single cow, plain light background",'
+    ' "edit_prompt": "Alch3mist, polished gold", "title": "Golden cow", "language": "en"}'
+)
+
+
+def test_a_callers_valid_reply_is_used_as_its_own_prompt() -> None:
+    outcome = PromptRewriter(Settings.model_validate({})).rewrite("a cow of gold", reply=VALID_REPLY)
+    assert outcome.prompt.rewriter == "caller" and outcome.prompt.title == "Golden cow" and outcome.warnings == []
+
+
+@pytest.mark.parametrize("reply", ["a poem about gold", '{"subject": "a cow"}', VALID_REPLY.replace('["gold"]', "[]")])
+def test_a_callers_unusable_reply_falls_back_and_says_why(reply: str) -> None:
+    outcome = PromptRewriter(Settings.model_validate({})).rewrite("a cow of gold", reply=reply)
+    assert outcome.prompt.rewriter == "offline"
+    assert outcome.warnings[0].startswith("the caller's rewrite model gave no usable prompt (")

@@ -1,6 +1,7 @@
 """The API edge: every error leaves as JSON ``{"error": {"code", "message"}}`` — never a traceback.
 
-* ``Alch3mistError`` (the domain tree, ``alch3mist.errors``) → its ``http_status`` and ``code``.
+* ``Alch3mistError`` (the domain tree, ``alch3mist.errors``) → its ``http_status`` and ``code`` (and a
+  ``Retry-After`` header when it carries ``retry_after_s``: a full queue, an hourly quota).
 * ``ApiError`` — HTTP-only conditions (401, 404, 413, …) raised by the routes and dependencies.
 * Request validation → 422 with one readable sentence per problem (``seed: must be at most 4294967295``).
 * Anything else → logged with its traceback, answered 500 ``internal_error``.
@@ -85,7 +86,9 @@ async def _on_domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, Alch3mistError)
     if exc.http_status >= 500:
         logger.error("request failed", extra={"path": request.url.path, "code": exc.code, "error": exc.message})
-    return error_response(exc.http_status, exc.code, exc.message)
+    retry_after = getattr(exc, "retry_after_s", None)
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return error_response(exc.http_status, exc.code, exc.message, headers)
 
 
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:

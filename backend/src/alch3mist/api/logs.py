@@ -1,16 +1,31 @@
-"""Structured logs for the service: one JSON object per line, with the ``extra={...}`` fields of each call."""
+"""Structured logs for the service: one JSON object per line, with the ``extra={...}`` fields of each call.
+
+No secrets and no personal data: the access log's query strings lose their ``token`` (a bearer link) and ``user``
+(an end-user id) values, and our own log calls never name an end user or quote a request's text.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["JsonFormatter", "configure_logging"]
+__all__ = ["JsonFormatter", "RedactQuery", "configure_logging"]
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+_SECRET_QUERY = re.compile(r"([?&](?:token|user)=)[^&#\s]*", re.IGNORECASE)
+
+
+class RedactQuery(logging.Filter):
+    """uvicorn's access log line without the values of ``token=`` and ``user=`` in the path's query."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_SECRET_QUERY.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args)
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -37,3 +52,6 @@ def configure_logging(level: str = "INFO") -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactQuery) for f in access.filters):
+        access.addFilter(RedactQuery())

@@ -1,5 +1,8 @@
 """The FastAPI app: ``create_app(settings)`` builds it, ``serve(settings)`` runs it under uvicorn.
 
+Before anything loads, ``check_settings`` refuses what would expose the service: no API keys on an address other
+than loopback (unless ``--insecure-no-auth``), a malformed ``ALCH3MIST_API_KEYS`` entry, limits for unknown keys.
+
 Startup (lifespan), in order: open the jobs store → purge expired jobs → build the chain (loads the models
 once, in a thread; the port opens only after that) → start the worker (marks jobs interrupted by a previous
 process as failed and requeues the queued ones) → periodic retention. Shutdown stops the worker, which fails a
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,16 +24,17 @@ from fastapi import FastAPI
 
 from .. import __name__ as package_name
 from ..config import Settings, get_settings
+from ..errors import UnsafeConfiguration, report_errors
 from ..jobs.retention import purge_expired, retention_loop
 from ..jobs.store import JobStore
 from ..jobs.worker import Worker
 from .errors import install_error_handlers
 from .logs import configure_logging
 from .middleware import BodyLimit, BrowserCors
-from .routes import artifacts, info, jobs
+from .routes import artifacts, info, jobs, rewrite
 from .signing import LinkSigner
 
-__all__ = ["create_app", "main", "serve"]
+__all__ = ["check_settings", "create_app", "main", "serve"]
 
 logger = logging.getLogger("alch3mist.api.main")  # also when run as ``python -m``
 
@@ -48,21 +53,50 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=_lifespan,
     )
     app.state.settings = settings
-    app.state.signer = LinkSigner(settings.link_secret.get_secret_value().encode(), settings.link_ttl_s)
+    app.state.signer = LinkSigner(settings.link_secret.get_secret_value().encode())
     install_error_handlers(app)
     app.add_middleware(BrowserCors)
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
     app.include_router(info.router)
     app.include_router(jobs.router)
     app.include_router(artifacts.router)
+    app.include_router(rewrite.router)
     return app
+
+
+def check_settings(settings: Settings) -> None:
+    """Raise ``UnsafeConfiguration`` for settings that would expose the service or silently not apply."""
+    try:
+        keys = settings.parsed_api_keys()
+        for name in settings.key_limits:
+            if name not in keys:
+                raise ValueError(f"ALCH3MIST_KEY_LIMITS names {name!r}, which is not a key in ALCH3MIST_API_KEYS")
+            settings.limits_for(name)
+        settings.limits_for(None)
+    except ValueError as exc:
+        raise UnsafeConfiguration(str(exc)) from exc
+    if not keys and not _is_loopback(settings.host) and not settings.insecure_no_auth:
+        raise UnsafeConfiguration(
+            f"refusing to serve on {settings.host} without API keys: anyone who reaches the port could run jobs and "
+            "read every job. Set ALCH3MIST_API_KEYS (e.g. openwebui:<random>), listen on 127.0.0.1, or — only on a "
+            "trusted, isolated network — pass --insecure-no-auth (ALCH3MIST_INSECURE_NO_AUTH=true)."
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
 
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     if not settings.parsed_api_keys():
-        logger.warning("NO API KEYS CONFIGURED: the API is open to anyone who can reach it; set ALCH3MIST_API_KEYS")
+        logger.warning("no API keys configured: every caller is anonymous (loopback or --insecure-no-auth only)")
     store = JobStore(settings.data_dir)
     await asyncio.to_thread(purge_expired, store, settings.retention_days)
     logger.info("loading the chain", extra={"preset": settings.preset})
@@ -84,7 +118,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def serve(settings: Settings) -> None:
-    """Run the service in the foreground (``alch3mist serve``)."""
+    """Run the service in the foreground (``alch3mist serve``); refuses unsafe settings first."""
+    check_settings(settings)
     configure_logging()
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.port, log_config=None, timeout_graceful_shutdown=5
@@ -92,7 +127,11 @@ def serve(settings: Settings) -> None:
 
 
 def main() -> None:
-    serve(get_settings())
+    def run() -> int:
+        serve(get_settings())
+        return 0
+
+    raise SystemExit(report_errors(run))
 
 
 def _version() -> str:

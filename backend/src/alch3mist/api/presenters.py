@@ -23,6 +23,7 @@ from ..domain import STAGES, LoraChoice
 from ..jobs.store import JobRecord
 from ..jobs.worker import JobUpdate
 from ..prompting.schema import MaterialPrompt
+from .chat import chat_summary
 from .schemas import Artifacts, JobError, JobEvent, JobPublic
 from .signing import LinkSigner
 
@@ -44,24 +45,35 @@ BUNDLE_RESOURCE = "bundle"
 
 @dataclass(frozen=True)
 class Links:
-    """Absolute URLs for one request: ``base_url`` is ``Settings.public_url`` or the URL the caller used."""
+    """Absolute URLs for one request: ``base_url`` is ``Settings.public_url`` or the URL the caller used.
+
+    Two lifetimes (docs/api.md, "Embeds that keep working"): links in API answers are kept in chats, so they last as
+    long as the job itself (``chat_ttl_s``, None = no expiry); the links a viewer page renders for the GLB, poster
+    and bundle it loads are ``fresh`` ones (``page_ttl_s``), signed anew on every load of the page.
+    """
 
     base_url: str
     signer: LinkSigner
+    chat_ttl_s: int | None
+    page_ttl_s: int
 
     def job(self, job_id: str) -> str:
         return f"{self.base_url}/v1/jobs/{job_id}"
 
-    def artifact(self, job_id: str, name: str) -> str:
-        token = self.signer.sign(job_id, name)
+    def artifact(self, job_id: str, name: str, fresh: bool = False) -> str:
+        token = self._token(job_id, name, fresh)
         return f"{self.job(job_id)}/artifacts/{quote(name)}?token={token}"
 
     def viewer(self, job_id: str, inline: bool = False) -> str:
-        token = self.signer.sign(job_id, VIEWER_RESOURCE)
+        token = self._token(job_id, VIEWER_RESOURCE, fresh=False)
         return f"{self.job(job_id)}/viewer?{'inline=1&' if inline else ''}token={token}"
 
     def bundle(self, job_id: str) -> str:
-        return f"{self.job(job_id)}/viewer/bundle.js?token={self.signer.sign(job_id, BUNDLE_RESOURCE)}"
+        """Only a viewer page links the bundle: always fresh."""
+        return f"{self.job(job_id)}/viewer/bundle.js?token={self._token(job_id, BUNDLE_RESOURCE, fresh=True)}"
+
+    def _token(self, job_id: str, resource: str, fresh: bool) -> str:
+        return self.signer.sign(job_id, resource, self.page_ttl_s if fresh else self.chat_ttl_s)
 
     def job_links(self, record: JobRecord) -> dict[str, str]:
         links = {"self": self.job(record.id), "events": f"{self.job(record.id)}/events"}
@@ -74,10 +86,10 @@ class Links:
 
 
 def to_public(record: JobRecord, queue_position: int | None, links: Links) -> JobPublic:
-    return JobPublic(
+    public = JobPublic(
         id=record.id,
         status=record.status,  # type: ignore[arg-type]
-        stage=record.stage if record.stage in _STAGES else None,  # type: ignore[arg-type]
+        stage=record.stage if record.stage in STAGES else None,  # type: ignore[arg-type]
         progress=record.progress,
         stage_progress=record.stage_progress,
         message=record.message,
@@ -85,7 +97,7 @@ def to_public(record: JobRecord, queue_position: int | None, links: Links) -> Jo
         created_at=datetime.fromtimestamp(record.created_at, tz=UTC),
         started_at=_time(record.started_at),
         finished_at=_time(record.finished_at),
-        user=record.user,
+        user=record.user or None,  # a key's own jobs (no end user) are stored with KEY_ALONE
         parent=record.parent,
         prompt=_prompt(record),
         seed=record.seed if record.seed is not None else record.params.get("seed"),
@@ -97,6 +109,9 @@ def to_public(record: JobRecord, queue_position: int | None, links: Links) -> Jo
         manifest=record.manifest,
         links=links.job_links(record),
     )
+    if record.finished:
+        public.summary = chat_summary(public)
+    return public
 
 
 def to_event(update: JobUpdate, links: Links) -> JobEvent:
@@ -106,7 +121,7 @@ def to_event(update: JobUpdate, links: Links) -> JobEvent:
         type=update.type,
         job_id=record.id,
         status=record.status,  # type: ignore[arg-type]
-        stage=record.stage if record.stage in _STAGES else None,  # type: ignore[arg-type]
+        stage=record.stage if record.stage in STAGES else None,  # type: ignore[arg-type]
         progress=record.progress,
         stage_progress=record.stage_progress,
         queue_position=update.queue_position,
@@ -130,9 +145,6 @@ def artifact_key(name: str) -> str:
 
 def _artifact_url(job_id: str, name: str, links: Links) -> str:
     return links.viewer(job_id) if name == "viewer.html" else links.artifact(job_id, name)
-
-
-_STAGES = STAGES  # the chain's own list (the texture step included)
 
 
 def _time(value: float | None) -> datetime | None:

@@ -5,11 +5,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
-from ..config import MAX_SEED
+from ..config import MAX_SEED, Limits
 from ..domain import ChainInfo, JobStatus, LoraChoice, StageName
 from ..prompting.schema import MaterialPrompt
+
+
+def _encodable(value: str | None) -> str | None:
+    """JSON allows unpaired surrogates (``"\\ud800"``); UTF-8, and so every file a job writes, does not."""
+    if value is not None:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError("contains an unpaired surrogate (not valid Unicode text)") from exc
+    return value
 
 
 class JobCreate(BaseModel):
@@ -27,12 +37,32 @@ class JobCreate(BaseModel):
     guidance: float | None = Field(None, ge=0.0, le=30.0)
     edit_steps: int | None = Field(None, ge=1, le=100, description="Kontext steps.")
     edit_guidance: float | None = Field(None, ge=0.0, le=30.0)
-    size: int | None = Field(None, ge=64, le=2048, description="Base image side, pixels (multiple of 16).")
+    size: int | None = Field(
+        None, ge=64, le=2048, multiple_of=16, description="Base image side, pixels (a multiple of 16: FLUX's latents)."
+    )
     texture_size: int | None = Field(None, ge=256, le=4096)
     views: int | None = Field(None, ge=0, le=36, description="Number of multiview renders (0 = none).")
     view_size: int | None = Field(None, ge=64, le=2048, description="Side of each multiview render, pixels.")
-    parent: str | None = Field(None, description="Refine this earlier job: reuse its base image and seed.")
-    user: str | None = Field(None, max_length=200, description="End-user id (e.g. the Open WebUI user).")
+    parent: str | None = Field(
+        None, description="Refine an earlier job of the same owner: reuse its base image, seed and prompts (context)."
+    )
+    rewrite_reply: str | None = Field(
+        None,
+        max_length=20_000,
+        description="With `request`: a chat model's answer to the messages of POST /v1/rewrite for this request (e.g. "
+        "Open WebUI's rewrite model). Validated like the backend's own LLM; when it is not usable the backend "
+        "rewrites the request itself and the job says so in `warnings`.",
+    )
+
+    _text = field_validator(
+        "request", "base_prompt", "edit_prompt", "title", "image", "engine_3d", "parent", "user", "rewrite_reply"
+    )(_encodable)
+    user: str | None = Field(
+        None,
+        max_length=200,
+        description="The end user this key vouches for: an opaque id (Open WebUI's user id), never an e-mail. The job "
+        "belongs to (key, user); without it (and without X-Alch3mist-User), to the key alone.",
+    )
 
 
 class Artifacts(BaseModel):
@@ -76,6 +106,11 @@ class JobPublic(BaseModel):
     error: JobError | None = None
     manifest: dict[str, Any] | None = None
     links: dict[str, str] = Field(default_factory=dict, description="self, events, viewer, viewer_inline, cancel")
+    summary: str | None = Field(
+        None,
+        description="Once finished: what was made (or where it failed) as chat-ready markdown lines, every user- "
+        "or model-written text escaped.",
+    )
 
 
 class JobList(BaseModel):
@@ -113,6 +148,27 @@ class Info(ChainInfo):
     version: str
     queue_length: int
     running: str | None
+    limits: Limits = Field(description="This API key's quotas and parameter ceilings (above a ceiling: 422).")
+
+
+class RewriteCreate(BaseModel):
+    """A request to rewrite with a chat model of the caller's own (POST /v1/rewrite)."""
+
+    request: str = Field(min_length=1, description="What the person asked for, in any language.")
+    parent: str | None = Field(None, description="The earlier job this request refines (its prompts become context).")
+
+    _text = field_validator("request", "parent")(_encodable)
+
+
+class ChatMessage(BaseModel):
+    role: Literal["system", "user"]
+    content: str
+
+
+class RewriteMessages(BaseModel):
+    """The chat messages to send to an OpenAI-compatible model; pass its answer back as `rewrite_reply`."""
+
+    messages: list[ChatMessage]
 
 
 class Health(BaseModel):

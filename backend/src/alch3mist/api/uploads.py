@@ -1,4 +1,9 @@
-"""Input images: base64 in the JSON body → a verified Pillow image, refused with a clear 422 when it is not one."""
+"""Input images: base64 in the JSON body → a verified Pillow image, refused with a clear 422 when it is not one.
+
+Only Pillow's PNG, JPEG and WebP decoders ever see the bytes (``formats=``): a GIF, an SVG, a TIFF or any of Pillow's
+other formats is refused by name before a decoder for it runs. The dimensions in the header are checked before any
+pixel is decoded, so a decompression bomb (a tiny file claiming a huge image) costs nothing.
+"""
 
 from __future__ import annotations
 
@@ -21,15 +26,16 @@ def decode_image(data: str) -> Image.Image:
     """Decode ``data`` (plain base64 or a ``data:image/...;base64,`` URL) and check it really is an image."""
     raw = _b64(data)
     try:
-        with Image.open(io.BytesIO(raw)) as probe:
-            image_format, size = probe.format, probe.size
+        with Image.open(io.BytesIO(raw), formats=ACCEPTED_FORMATS) as probe:
+            _check_header(probe.size)
             probe.verify()
-        _check_header(image_format, size)
-        image = Image.open(io.BytesIO(raw))
+        image = Image.open(io.BytesIO(raw), formats=ACCEPTED_FORMATS)
         image.load()
     except InvalidRequest:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except UnidentifiedImageError as exc:
+        raise InvalidRequest(f"image: not a PNG, JPEG or WebP image ({_sniff(raw)}); send one of those") from exc
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise InvalidRequest(f"image: not a readable PNG, JPEG or WebP image ({exc})") from exc
     return image
 
@@ -48,9 +54,17 @@ def _b64(data: str) -> bytes:
     return raw
 
 
-def _check_header(image_format: str | None, size: tuple[int, int]) -> None:
-    if image_format not in ACCEPTED_FORMATS:
-        raise InvalidRequest(f"image: format {image_format or 'unknown'} is not accepted; send PNG, JPEG or WebP")
+def _sniff(raw: bytes) -> str:
+    """What the bytes look like, for the error message (no decoder runs)."""
+    head = raw[:256].lstrip().lower()
+    for magic, name in ((b"gif8", "GIF"), (b"<svg", "SVG"), (b"<?xml", "XML/SVG"), (b"ii*\0", "TIFF"),
+                        (b"mm\0*", "TIFF"), (b"bm", "BMP"), (b"%pdf", "PDF")):  # fmt: skip
+        if head.startswith(magic):
+            return f"it looks like {name}"
+    return "format not recognised"
+
+
+def _check_header(size: tuple[int, int]) -> None:
     width, height = size
     if max(width, height) > MAX_SIDE or min(width, height) < MIN_SIDE:
         raise InvalidRequest(

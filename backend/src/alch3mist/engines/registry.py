@@ -12,6 +12,7 @@ from typing import Literal
 from ..config import Settings
 from .base import ImageTo3DEngine
 from .hunyuan3d import Hunyuan3DEngine
+from .hunyuan3d_local import Hunyuan3DLocalEngine
 from .preview import PreviewEngine
 from .trellis import TrellisEngine, trellis2_importable, trellis_importable
 
@@ -38,10 +39,15 @@ def _hunyuan3d(settings: Settings) -> ImageTo3DEngine | None:
     )
 
 
+def _hunyuan3d_local(settings: Settings) -> ImageTo3DEngine | None:
+    return Hunyuan3DLocalEngine(settings) if settings.hunyuan3d_local else None
+
+
 BUILDERS: dict[str, Callable[[Settings], ImageTo3DEngine | None]] = {
     "preview": _preview,
     "trellis": _trellis,
     "hunyuan3d": _hunyuan3d,
+    "hunyuan3d-local": _hunyuan3d_local,
 }
 
 
@@ -50,7 +56,8 @@ def trellis_in_process() -> bool:
 
 
 def build_engines(settings: Settings) -> dict[str, ImageTo3DEngine]:
-    """Always ``preview``; ``trellis`` with a URL (or a TRELLIS package importable); ``hunyuan3d`` with a URL."""
+    """Always ``preview``; ``trellis`` with a URL (or a TRELLIS package importable); ``hunyuan3d`` with a URL;
+    ``hunyuan3d-local`` when enabled (its model loads on its first job, not here)."""
     engines = {name: build(settings) for name, build in BUILDERS.items()}
     return {name: engine for name, engine in engines.items() if engine is not None}
 

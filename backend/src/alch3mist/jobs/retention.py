@@ -1,7 +1,8 @@
 """Retention: finished jobs older than ``Settings.retention_days`` are deleted with their artifacts.
 
 Runs once at startup and then periodically (``retention_loop``). Queued and running jobs are never touched;
-age counts from when a job finished.
+age counts from when a job finished. A pass that fails (the disk, the database) is logged with its traceback and the
+loop goes on: the next pass retries, and stopping the service never re-raises an old failure.
 """
 
 from __future__ import annotations
@@ -37,9 +38,12 @@ def retention_interval_s(retention_days: float) -> float:
     return min(3600.0, max(60.0, retention_days * 86400 / 10))
 
 
-async def retention_loop(store: JobStore, retention_days: float) -> None:
-    """Purge forever (cancel the task to stop)."""
-    interval = retention_interval_s(retention_days)
+async def retention_loop(store: JobStore, retention_days: float, interval_s: float | None = None) -> None:
+    """Purge forever, every ``interval_s`` (default ``retention_interval_s``); cancel the task to stop."""
+    interval = retention_interval_s(retention_days) if interval_s is None else interval_s
     while True:
         await asyncio.sleep(interval)
-        await asyncio.to_thread(purge_expired, store, retention_days)
+        try:
+            await asyncio.to_thread(purge_expired, store, retention_days)
+        except Exception:  # the loop must outlive a bad pass: log it, retry at the next interval
+            logger.exception("retention pass failed; retrying in %.0f s", interval)

@@ -51,6 +51,8 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
 CREATE INDEX IF NOT EXISTS jobs_user ON jobs(user);
+CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(key_name, user, status);
+CREATE INDEX IF NOT EXISTS jobs_owner_created ON jobs(key_name, user, created_at);
 """
 
 
@@ -154,21 +156,31 @@ class JobStore:
         """Queued jobs, oldest first (FIFO)."""
         return self._select("status = 'queued'", (), order="seq ASC")
 
-    def list_jobs(self, user: str | None = None, status: str | None = None, limit: int = 50) -> list[JobRecord]:
-        """Newest first, optionally only one end user's and/or one status."""
-        where, params = ["1 = 1"], []
-        if user is not None:
-            where.append("user = ?")
-            params.append(user)
+    # Owner queries: ``key_name`` / ``user`` None = any (an admin's view); a string = exactly that one.
+
+    def list_jobs(
+        self, *, key_name: str | None, user: str | None, status: str | None = None, limit: int = 50
+    ) -> list[JobRecord]:
+        """Newest first: one owner's jobs (or any key's / any user's where None), optionally of one status."""
+        where, params = _owner_where(key_name, user)
         if status is not None:
             where.append("status = ?")
             params.append(status)
         return self._select(" AND ".join(where), tuple(params), order="seq DESC", limit=limit)
 
-    def count_active(self, user: str) -> int:
-        with self._locked() as db:
-            row = db.execute("SELECT COUNT(*) FROM jobs WHERE user = ? AND status IN ('queued', 'running')", (user,))
-            return int(row.fetchone()[0])
+    def count_active(self, *, key_name: str | None = None, user: str | None = None) -> int:
+        """Queued + running jobs of that key / end user."""
+        where, params = _owner_where(key_name, user)
+        return self._count([*where, "status IN ('queued', 'running')"], params)
+
+    def count_created_since(self, since: float, *, key_name: str | None = None, user: str | None = None) -> int:
+        """Jobs of that key / end user created at or after ``since`` (any status: a cancelled job still counts)."""
+        where, params = _owner_where(key_name, user)
+        return self._count([*where, "created_at >= ?"], [*params, since])
+
+    def count_queued(self) -> int:
+        """Queued jobs of everyone (the length of the whole queue)."""
+        return self._count(["status = 'queued'"], [])
 
     def finished_before(self, cutoff: float) -> list[str]:
         with self._locked() as db:
@@ -184,10 +196,25 @@ class JobStore:
             rows = db.execute(sql, (*params, limit)).fetchall()
         return [_from_row(row) for row in rows]
 
+    def _count(self, where: list[str], params: list[Any]) -> int:
+        with self._locked() as db:
+            row = db.execute(f"SELECT COUNT(*) FROM jobs WHERE {' AND '.join(where)}", params)  # noqa: S608
+            return int(row.fetchone()[0])
+
     @contextmanager
     def _locked(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             yield self._db
+
+
+def _owner_where(key_name: str | None, user: str | None) -> tuple[list[str], list[Any]]:
+    where: list[str] = ["1 = 1"]
+    params: list[Any] = []
+    for column, value in (("key_name", key_name), ("user", user)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    return where, params
 
 
 def _to_row(record: JobRecord) -> list[Any]:

@@ -37,7 +37,7 @@ from PIL import Image
 
 from ..config import Settings
 from ..domain import STAGES, GenerationChain
-from ..errors import Alch3mistError, JobNotActive, JobNotFound, QueueFull
+from ..errors import Alch3mistError, JobNotActive, JobNotFound
 from .store import JobRecord, JobStore
 
 __all__ = [
@@ -139,21 +139,14 @@ class Worker:
 
     # --- API-facing operations ---
 
-    def submit(self, record: JobRecord, max_active_per_user: int) -> JobRecord:
-        """Store and enqueue; raises ``QueueFull`` when the job's end user already has too many active jobs."""
+    def submit(self, record: JobRecord) -> JobRecord:
+        """Store and enqueue (admission — quotas and limits — is ``jobs.policy``'s, before this)."""
         with self._lock:
-            if record.user is not None and max_active_per_user > 0:
-                active = self.store.count_active(record.user)
-                if active >= max_active_per_user:
-                    raise QueueFull(
-                        f"user {record.user!r} already has {active} queued or running jobs (the limit is "
-                        f"{max_active_per_user}); wait for one to finish or cancel one"
-                    )
             record.created_at = time.time()  # under the lock: creation order = queue order (FIFO)
             self.store.insert(record)
             self._queue.append(record.id)
             self._wakeup.notify_all()
-        logger.info("job queued", extra={"job_id": record.id, "user": record.user, "key": record.key_name})
+        logger.info("job queued", extra={"job_id": record.id, "key": record.key_name})  # no end-user id in logs
         return record
 
     def get(self, job_id: str) -> tuple[JobRecord, int | None]:

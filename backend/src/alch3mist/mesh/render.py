@@ -35,12 +35,15 @@ if TYPE_CHECKING:  # VTK is imported only in the child process
     from vtkmodules.vtkRenderingCore import vtkRenderWindow
     from vtkmodules.vtkRenderingOpenGL2 import vtkOpenGLRenderer
 
+    from .gbuffer import Camera
+
 __all__ = [
     "EGL_APT_PACKAGES",
     "ViewSpec",
     "check_opengl",
     "fit_distance",
     "render_glb",
+    "render_glb_cameras",
     "turntable",
     "view_direction",
 ]
@@ -146,6 +149,47 @@ def run_child(
         if proc.returncode != 0 or len(paths) != expected:
             raise _child_failure(subject, proc.returncode, _tail(stderr))
     return paths
+
+
+def render_glb_cameras(
+    glb_path: Path,
+    cameras: Sequence[Camera],
+    *,
+    scene_transform: Sequence[Sequence[float]],
+    depth_ranges: Sequence[Sequence[float]],
+    out_dir: Path,
+    on_view: ViewCallback | None = None,
+    cancel: threading.Event | None = None,
+    timeout_s: float = 300.0,
+) -> list[Path]:
+    """Render ``glb_path`` lit as :func:`render_glb` does, but from explicit cameras (perspective or orthographic).
+
+    The file's scene (node transforms applied) is first mapped by ``scene_transform`` (4×4, e.g. into the frame a
+    :class:`~alch3mist.mesh.gbuffer.Camera` was built in); each camera is placed exactly as the G-buffer places it,
+    ``depth_ranges[i]`` being its ``[near, far]`` planes. Writes ``out_dir/colour_NNN.png`` as RGBA — alpha is the
+    coverage (transparent background), no antialiasing, so a pixel's colour is that of the surface the G-buffer's
+    pixel sees. Progress, cancel, timeout and failures behave as in :func:`render_glb`.
+    """
+    _check_glb_file(glb_path)
+    if not cameras or len(depth_ranges) != len(cameras):
+        raise ValueError("one [near, far] depth range is needed per camera")
+    matrix = [[float(value) for value in row] for row in scene_transform]
+    if (
+        len(matrix) != 4
+        or any(len(row) != 4 for row in matrix)
+        or not all(math.isfinite(v) for row in matrix for v in row)
+    ):
+        raise ValueError("scene_transform must be a finite 4x4 matrix")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    job = {
+        "kind": "cameras",
+        "glb": str(glb_path),
+        "out_dir": str(out_dir),
+        "views": [camera.to_json() for camera in cameras],
+        "depth_ranges": [[float(near), float(far)] for near, far in depth_ranges],
+        "scene_transform": matrix,
+    }
+    return run_child(__name__, job, len(cameras), glb_path, on_view=on_view, cancel=cancel, timeout_s=timeout_s)
 
 
 def _check_glb_file(glb_path: Path) -> None:
@@ -429,6 +473,83 @@ def render_in_process(glb_path: Path, views: Sequence[ViewSpec], *, size: int, o
         yield path
 
 
+def _transparent_window() -> tuple[vtkRenderWindow, vtkOpenGLRenderer]:
+    """A window for explicit-camera renders: RGBA with a transparent background, no FXAA (it would blend edges into
+    the background) and no MSAA, so coverage is exactly the rasteriser's (as in the G-buffer's face-id pass)."""
+    from vtkmodules.vtkRenderingCore import vtkRenderWindow
+    from vtkmodules.vtkRenderingOpenGL2 import vtkOpenGLRenderer
+
+    window = vtkRenderWindow()
+    window.SetOffScreenRendering(True)
+    window.SetMultiSamples(0)
+    window.SetAlphaBitPlanes(1)
+    renderer = vtkOpenGLRenderer()
+    renderer.SetBackground(0.0, 0.0, 0.0)
+    renderer.SetBackgroundAlpha(0.0)
+    renderer.UseFXAAOff()
+    window.AddRenderer(renderer)
+    return window, renderer
+
+
+def _transform_scene(renderer: vtkOpenGLRenderer, transform: Sequence[Sequence[float]]) -> None:
+    """Map every actor by ``transform`` on top of its own (node) transform."""
+    import numpy as np
+    from vtkmodules.vtkCommonMath import vtkMatrix4x4
+
+    outer = np.asarray(transform, dtype=float)
+    actors = renderer.GetActors()
+    actors.InitTraversal()
+    for _ in range(actors.GetNumberOfItems()):
+        actor = actors.GetNextActor()
+        own = np.array([[actor.GetMatrix().GetElement(i, j) for j in range(4)] for i in range(4)])
+        combined = vtkMatrix4x4()
+        for i, row in enumerate(outer @ own):
+            for j, value in enumerate(row):
+                combined.SetElement(i, j, float(value))
+        actor.SetPosition(0.0, 0.0, 0.0)
+        actor.SetOrientation(0.0, 0.0, 0.0)
+        actor.SetScale(1.0, 1.0, 1.0)
+        actor.SetOrigin(0.0, 0.0, 0.0)
+        actor.SetUserMatrix(combined)
+
+
+def _save_rgba(window: vtkRenderWindow, path: Path) -> None:
+    from PIL import Image
+    from vtkmodules.util.numpy_support import vtk_to_numpy
+    from vtkmodules.vtkRenderingCore import vtkWindowToImageFilter
+
+    grab = vtkWindowToImageFilter()
+    grab.SetInput(window)
+    grab.ShouldRerenderOff()
+    grab.ReadFrontBufferOff()
+    grab.SetInputBufferTypeToRGBA()
+    grab.Update()
+    image = grab.GetOutput()
+    width, height, _ = image.GetDimensions()
+    pixels = vtk_to_numpy(image.GetPointData().GetScalars()).reshape(height, width, 4)[::-1]
+    Image.fromarray(pixels.copy(), "RGBA").save(path, compress_level=1)
+
+
+def render_cameras_in_process(job: dict[str, Any]) -> Iterable[Path]:
+    """The child's work for :func:`render_glb_cameras`, camera by camera (each view is written before it is yielded)."""
+    from .gbuffer import Camera, _place  # the G-buffer's exact camera placement; imported here (gbuffer imports us)
+
+    out_dir = Path(job["out_dir"])
+    window, renderer = _transparent_window()
+    check_opengl(window)
+    _import_glb(Path(job["glb"]), window, renderer)
+    _light_scene(renderer)
+    _transform_scene(renderer, job["scene_transform"])
+    for index, (camera_json, depth_range) in enumerate(zip(job["views"], job["depth_ranges"], strict=True)):
+        camera = Camera.from_json(camera_json)
+        window.SetSize(camera.width, camera.height)
+        _place(renderer, camera, depth_range)
+        window.Render()
+        path = out_dir / f"colour_{index:03d}.png"
+        _save_rgba(window, path)
+        yield path
+
+
 def child_main(work: Callable[[dict[str, Any]], Iterable[Path]]) -> int:
     """The child's side of :func:`run_child`: read the job from stdin, report each view ``work`` yields as it is
     written, turn a ``MeshError`` into an error event. Shared with the G-buffer rasteriser (``mesh.gbuffer``)."""
@@ -445,6 +566,8 @@ def child_main(work: Callable[[dict[str, Any]], Iterable[Path]]) -> int:
 
 
 def _render_job(job: dict[str, Any]) -> Iterable[Path]:
+    if job.get("kind") == "cameras":
+        return render_cameras_in_process(job)
     views = [ViewSpec(**v) for v in job["views"]]
     return render_in_process(Path(job["glb"]), views, size=int(job["size"]), out_dir=Path(job["out_dir"]))
 

@@ -8,6 +8,9 @@ indexes are case-folded (``gold``, ``kuh``), so look-ups lower-case the word fir
 fixed-size chunk; every chunk starts on a full flush, so one entry is read by inflating only the chunks that hold it
 (the German dictionary is 95 MB uncompressed and is never read whole). A plain ``.dict`` is read directly.
 
+The index is not read into memory: it is copied once into a SQLite look-up table (:mod:`.store`, in the cache
+folder), so opening a dictionary costs nothing on later starts.
+
 Entries are plain text: the headword line (with ``/ipa/`` and ``<pos>`` tags), then the translations, either one
 line (``fur, hide, skin``) or numbered senses (``1. fur, hide, skin`` ``2. fur coat``); some dictionaries add
 examples, ``Synonyms:`` / ``see:`` lines or definitions in the source language, which :func:`senses` skips.
@@ -16,12 +19,16 @@ examples, ``Synonyms:`` / ``see:`` lines or definitions in the source language, 
 from __future__ import annotations
 
 import re
+import sqlite3
 import struct
 import threading
 import unicodedata
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from .store import Index, IndexStore
 
 __all__ = ["DictdDictionary", "Entry", "Sense", "parse_entry"]
 
@@ -33,6 +40,7 @@ _SENSE_NUMBER = re.compile(r"^\s*(\d+)\.\s*")
 _TRAILING_NUMBER = re.compile(r"\s+\d+\.\s*$")
 _BRACKETS = re.compile(r"\[[^\]]*\]|\([^)]*\)|\{[^}]*\}|/[^/]*/")
 _LABEL = re.compile(r"\[([^\]]{1,20})\]")
+_ROMAN_SENSE = re.compile(r"^\s*[IVX]+\.\s+")  # "I. maska" (eng-pol numbers its senses in Roman numerals)
 _NOT_A_SENSE = re.compile(r'^\s*(?:Synonyms?:|see:|Note:|"|\()')
 
 
@@ -61,48 +69,56 @@ class Entry:
 
 
 class DictdDictionary:
-    """Look-ups in one dictd dictionary; the index is read on first use, entries on demand (thread-safe)."""
+    """Look-ups in one dictd dictionary: the index through its SQLite copy, entries read on demand (thread-safe)."""
 
-    def __init__(self, index_path: Path, data_path: Path) -> None:
+    def __init__(self, index_path: Path, data_path: Path, store: IndexStore | None = None) -> None:
         self.index_path = index_path
         self.data_path = data_path
-        self._index: dict[str, list[tuple[int, int]]] | None = None
+        self.store = store or IndexStore(None)
+        self._index: Index | None = None
         self._chunks: _Dictzip | None = None
         self._lock = threading.Lock()
 
     @classmethod
-    def named(cls, folder: Path, name: str) -> DictdDictionary:
+    def named(cls, folder: Path, name: str, store: IndexStore | None = None) -> DictdDictionary:
         """``folder/name.index`` with ``name.dict.dz`` (or ``name.dict``); FileNotFoundError names what is missing."""
         index = folder / f"{name}.index"
         data = next((p for p in (folder / f"{name}.dict.dz", folder / f"{name}.dict") if p.is_file()), None)
         if not index.is_file() or data is None:
             missing = index if not index.is_file() else folder / f"{name}.dict.dz"
             raise FileNotFoundError(str(missing))
-        return cls(index, data)
+        return cls(index, data, store)
+
+    @property
+    def name(self) -> str:
+        return self.index_path.name.removesuffix(".index")
 
     def lookup(self, word: str) -> list[Entry]:
         """Every entry whose headword is ``word`` (case-insensitive), in the dictionary's order."""
-        locations = self._load().get(word.lower(), [])
+        locations = self._table().rows("SELECT offset, length FROM headword WHERE key = ? ORDER BY seq", (_key(word),))
         return [_nfkc(parse_entry(self._read(offset, length))) for offset, length in locations]
 
     def __contains__(self, word: str) -> bool:
-        return word.lower() in self._load()
+        return bool(self._table().rows("SELECT 1 FROM headword WHERE key = ? LIMIT 1", (_key(word),)))
 
-    def headwords(self) -> list[str]:
-        """All headwords (folded), without dictd's ``00database…`` metadata entries."""
-        return [word for word in self._load() if not word.startswith("00database")]
+    def entries(self) -> Iterator[Entry]:
+        """Every entry, in the index's order (reads the whole dictionary: to invert an English-to-X one)."""
+        locations = self._table().rows(
+            "SELECT offset, length FROM headword WHERE key NOT LIKE '00database%' ORDER BY seq"
+        )
+        for offset, length in locations:
+            yield _nfkc(parse_entry(self._read(offset, length)))
 
-    def entries(self) -> list[Entry]:
-        """Every entry (reads the whole dictionary: for small ones, e.g. to invert an English-to-X dictionary)."""
-        index = self._load()
-        locations = [loc for word, locs in index.items() if not word.startswith("00database") for loc in locs]
-        return [_nfkc(parse_entry(self._read(offset, length))) for offset, length in locations]
-
-    def _load(self) -> dict[str, list[tuple[int, int]]]:
+    def _table(self) -> Index:
         with self._lock:
             if self._index is None:
-                self._index = _read_index(self.index_path)
+                self._index = self.store.open(self.name, [self.index_path], self._build_index)
             return self._index
+
+    def _build_index(self, connection: sqlite3.Connection) -> None:
+        connection.execute("CREATE TABLE headword (key TEXT NOT NULL, seq INTEGER, offset INTEGER, length INTEGER)")
+        connection.executemany("INSERT INTO headword VALUES (?, ?, ?, ?)", _read_index(self.index_path))
+        connection.execute("CREATE INDEX headword_key ON headword (key)")
 
     def _read(self, offset: int, length: int) -> str:
         with self._lock:
@@ -115,20 +131,23 @@ class DictdDictionary:
             return self._chunks.read(offset, length).decode("utf-8", "replace")
 
 
-def _read_index(path: Path) -> dict[str, list[tuple[int, int]]]:
-    index: dict[str, list[tuple[int, int]]] = {}
+def _key(word: str) -> str:
+    # NFKC: Dutch headwords spell "ij" as the ligature "ĳ" (U+0133)
+    return unicodedata.normalize("NFKC", word.strip()).lower()
+
+
+def _read_index(path: Path) -> Iterator[tuple[str, int, int, int]]:
+    """(key, line number, offset, length) for each line of a dictd index (malformed lines skipped)."""
     with path.open(encoding="utf-8", errors="replace") as handle:
-        for line in handle:
+        for number, line in enumerate(handle):
             parts = line.rstrip("\n").split("\t")
             if len(parts) != 3 or not parts[0].strip():
                 continue
             try:
-                location = (_b64_number(parts[1]), _b64_number(parts[2]))
+                offset, length = _b64_number(parts[1]), _b64_number(parts[2])
             except KeyError:
                 continue  # a malformed line: skip it rather than lose the dictionary
-            # NFKC: Dutch headwords spell "ij" as the ligature "ĳ" (U+0133)
-            index.setdefault(unicodedata.normalize("NFKC", parts[0].strip()).lower(), []).append(location)
-    return index
+            yield _key(parts[0]), number, offset, length
 
 
 class _Dictzip:
@@ -216,7 +235,7 @@ def _translations(body: str) -> tuple[tuple[str, ...], frozenset[str]]:
     labels: set[str] = set()
     for part in re.split(r"[,;]", _POS_TAG.sub("", body)):
         labels.update(f"[{label.strip().lower()}]" for label in _LABEL.findall(part))
-        word = re.sub(r"\s+", " ", _BRACKETS.sub("", part)).strip(" .-\u2010")
+        word = _ROMAN_SENSE.sub("", re.sub(r"\s+", " ", _BRACKETS.sub("", part))).strip(" .-\u2010")
         if word and len(word) <= 60 and not any(c.isdigit() for c in word):
             words.append(word)
     return tuple(words), frozenset(labels)

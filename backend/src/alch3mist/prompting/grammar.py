@@ -29,7 +29,8 @@ class Grammar:
     articles: frozenset[str]
     made_of: frozenset[str]  # always introduce a material: "made of", "aus", "hecho de"
     weak_made_of: frozenset[str]  # introduce a material only when a material noun follows: "in", "de", "di", "van"
-    with_: frozenset[str]  # introduce a feature or material: "with", "con", "covered in"
+    with_: frozenset[str]  # introduce a feature: "with", "con", "mit"
+    coated: frozenset[str]  # introduce what covers the surface, a material: "covered in", "cubierto de"
     of: frozenset[str]  # inside a noun phrase: "piel de cocodrilo", "statue of a horse"
     and_: frozenset[str]
     intensifiers: frozenset[str]  # dropped: "entirely", "completamente"
@@ -46,9 +47,9 @@ GRAMMARS: dict[str, Grammar] = {
                      "crafted from|crafted in|built from|sculpted from|sculpted in|formed from|formed of|"
                      "consisting of|entirely of|entirely from|fashioned from|forged from|forged in|woven from|"
                      "knitted from|knitted in|blown from|rendered in"),
-        weak_made_of=_set("in|of|from"),
-        with_=_set("with|covered in|covered with|coated in|coated with|wrapped in|dressed in|wearing|having|"
-                   "featuring|decorated with|inlaid with"),
+        weak_made_of=_set("in|of|from|on"),
+        with_=_set("with|wrapped in|dressed in|wearing|having|featuring|decorated with|inlaid with"),
+        coated=_set("covered in|covered with|coated in|coated with"),
         of=_set("of"),
         and_=_set("and|&|plus|,"),
         intensifiers=_set("entirely|completely|fully|totally|all|wholly|pure|solid|really|very"),
@@ -64,8 +65,9 @@ GRAMMARS: dict[str, Grammar] = {
                      "tallada en|tallado de|tallada de|fabricado en|fabricada en|fabricado de|fabricada de|"
                      "esculpido en|esculpida en|forjado en|forjada en|de puro|de pura|todo de|toda de"),
         weak_made_of=_set("de|en|del"),
-        with_=_set("con|cubierto de|cubierta de|cubierto con|cubierta con|recubierto de|recubierta de|"
-                   "forrado de|forrada de|lleno de|llena de"),
+        with_=_set("con|lleno de|llena de"),
+        coated=_set("cubierto de|cubierta de|cubierto con|cubierta con|recubierto de|recubierta de|forrado de|"
+                    "forrada de"),
         of=_set("de|del"),
         and_=_set("y|e|,|mas"),
         intensifiers=_set("completamente|totalmente|enteramente|entero|entera|todo|toda|puro|pura|macizo|maciza|"
@@ -82,8 +84,9 @@ GRAMMARS: dict[str, Grammar] = {
         made_of=_set("fait de|faite de|faits de|faites de|fait en|faite en|faits en|faites en|sculpte dans|"
                      "sculptee dans|taille dans|taillee dans|fabrique en|fabriquee en|forge en|tout en|toute en"),
         weak_made_of=_set("en|de|d'|du"),
-        with_=_set("avec|recouvert de|recouverte de|couvert de|couverte de|recouvert d'|recouverte d'|"
-                   "couvert d'|couverte d'|orne de|ornee de|aux|au"),
+        with_=_set("avec|orne de|ornee de|aux|au"),
+        coated=_set("recouvert de|recouverte de|couvert de|couverte de|recouvert d'|recouverte d'|couvert d'|"
+                    "couverte d'"),
         of=_set("de|d'|du|des"),
         and_=_set("et|,|plus"),
         intensifiers=_set("entierement|completement|totalement|tout|toute|pur|pure|massif|massive|tres"),
@@ -99,7 +102,8 @@ GRAMMARS: dict[str, Grammar] = {
         made_of=_set("aus|gemacht aus|hergestellt aus|gefertigt aus|geschnitzt aus|gegossen aus|gestrickt aus|"
                      "geformt aus|ganz aus|komplett aus|vollstandig aus"),
         weak_made_of=_set("in"),
-        with_=_set("mit|bedeckt mit|uberzogen mit|uberzogen von|uberzogen aus|verziert mit"),
+        with_=_set("mit|verziert mit"),
+        coated=_set("bedeckt mit|uberzogen mit|uberzogen von|uberzogen aus"),
         of=_set("von|vom"),
         and_=_set("und|,|sowie"),
         intensifiers=_set("ganz|ganzlich|komplett|vollstandig|vollig|rein|reinem|reinen|reiner|purem|puren|purer|"
@@ -116,7 +120,8 @@ GRAMMARS: dict[str, Grammar] = {
                      "realizzato con|realizzata con|scolpito nel|scolpita nel|scolpito in|scolpita in|"
                      "intagliato nel|intagliata nel|tutto d'|tutta d'|tutto di|tutta di"),
         weak_made_of=_set("di|d'|in"),
-        with_=_set("con|coperto di|coperta di|ricoperto di|ricoperta di|rivestito di|rivestita di"),
+        with_=_set("con"),
+        coated=_set("coperto di|coperta di|ricoperto di|ricoperta di|rivestito di|rivestita di"),
         of=_set("di|d'|del|della|dello|dei|degli|delle"),
         and_=_set("e|ed|,"),
         intensifiers=_set("completamente|interamente|tutto|tutta|puro|pura|massiccio|massiccia|molto"),
@@ -131,7 +136,8 @@ GRAMMARS: dict[str, Grammar] = {
         made_of=_set("feito de|feita de|feitos de|feitas de|feito em|feita em|esculpido em|esculpida em|"
                      "talhado em|talhada em|fabricado em|fabricada em|forjado em|forjada em|todo de|toda de"),
         weak_made_of=_set("de|em|do|da"),
-        with_=_set("com|coberto de|coberta de|coberto com|coberta com|revestido de|revestida de"),
+        with_=_set("com"),
+        coated=_set("coberto de|coberta de|coberto com|coberta com|revestido de|revestida de"),
         of=_set("de|do|da|dos|das"),
         and_=_set("e|,"),
         intensifiers=_set("completamente|totalmente|inteiramente|todo|toda|puro|pura|macico|macica|muito"),
@@ -147,7 +153,8 @@ GRAMMARS: dict[str, Grammar] = {
         made_of=_set("gemaakt van|gemaakt uit|vervaardigd uit|vervaardigd van|gesneden uit|gegoten in|"
                      "gebreid van|helemaal van|helemaal uit|uit"),
         weak_made_of=_set("van|in"),
-        with_=_set("met|bedekt met|overdekt met|versierd met"),
+        with_=_set("met|versierd met"),
+        coated=_set("bedekt met|overdekt met"),
         of=_set("van"),
         and_=_set("en|,"),
         intensifiers=_set("helemaal|volledig|geheel|compleet|puur|pure|massief|massieve|zeer|heel"),
@@ -162,7 +169,8 @@ GRAMMARS: dict[str, Grammar] = {
                      "zrobiona z|zrobione z|zrobiony ze|zrobiona ze|zrobione ze|wyrzezbiony z|wyrzezbiona z|"
                      "odlany z|odlana z|cały z|cała z|całe z|cały ze|cała ze|całe ze|cala z|cale z|caly z"),
         weak_made_of=_set("w"),
-        with_=_set("pokryty|pokryta|pokryte|oblozony|obłozona"),
+        with_=_set(""),
+        coated=_set("pokryty|pokryta|pokryte|oblozony|obłozona"),
         of=_set(""),
         and_=_set("i|oraz|a|,"),
         intensifiers=_set("całkowicie|calkowicie|w całosci|w calosci|czysty|czystego|czystej|litego|litej|bardzo"),
@@ -176,7 +184,8 @@ GRAMMARS: dict[str, Grammar] = {
         made_of=_set("gjord av|gjort av|gjorda av|tillverkad av|tillverkat av|snidad av|snidad i|gjuten i|"
                      "stickad av|helt av|helt i"),
         weak_made_of=_set("av|i"),
-        with_=_set("med|tackt av|tackt med|tackta med|belagd med"),
+        with_=_set("med"),
+        coated=_set("tackt av|tackt med|tackta med|belagd med"),
         of=_set("av"),
         and_=_set("och|,"),
         intensifiers=_set("helt|fullstandigt|ren|rent|massiv|massivt|mycket"),

@@ -3,7 +3,10 @@
 It runs on language resources installed by ``scripts/install-system-deps.sh`` and ``requirements.txt``:
 Lingua's language models (:mod:`.language`), simplemma's lemmas and Debian's FreeDict dictionaries into English
 (:mod:`.lexicon`), English WordNet (:mod:`.wordnet`, :mod:`.senses`), and one curated table of material appearance
-phrases (:mod:`.vocabulary`). :meth:`OfflineRewriter.rewrite` reads as its steps:
+phrases (:mod:`.vocabulary`). Nothing is read whole at start: the dictionaries' and WordNet's indexes are SQLite
+files built once into ``<cache_dir>/lexicon`` (:mod:`.store`), simplemma's tables tries beside them, and Lingua
+loads only the languages a request may be in; :meth:`OfflineRewriter.warm` opens everything at a service start.
+:meth:`OfflineRewriter.rewrite` reads as its steps:
 
 1. Clean: :func:`clean_request` strips the trigger phrase ("Material Alch3mist, …"); instruction-like clauses
    ("ignore previous instructions…", "SYSTEM: …", "steps=100000") and markup are dropped — the request is data.
@@ -30,10 +33,11 @@ from pathlib import Path
 from ..errors import InvalidRequest
 from .grammar import GRAMMARS, LANGUAGE_NAMES
 from .language import LanguageIdentifier
-from .lexicon import DictionaryMissing, Lexicon, build_lexicons
+from .lexicon import DictionaryMissing, Lemmas, Lexicon, build_lexicons
 from .parse import Parsed, Parser, Token
 from .schema import MaterialPrompt
 from .senses import English
+from .store import IndexStore
 from .text import (
     base_prompt_for,
     clean_text,
@@ -64,6 +68,7 @@ DEFAULT_SUBJECT = "an alchemist's flask"
 DEFAULT_MATERIAL = "gold"
 DEFAULT_DICTIONARY_DIR = Path("/usr/share/dictd")
 DEFAULT_WORDNET_DIR = Path("/usr/share/wordnet")
+DEFAULT_CACHE_DIR = Path.home() / ".cache" / "alch3mist"  # as Settings.cache_dir
 
 _TRIGGER_PHRASE = re.compile(r"@?(?:\bmat[eé]ri[ae](?:l|le|ł)(?:es)?\s+)?\balch3mist\b[\s,:;.!\-–—]*", re.IGNORECASE)
 _EDGE_PUNCT = " \t\n,;:.-–—!?/&"
@@ -95,30 +100,48 @@ class _Resources:
 
 
 class OfflineRewriter:
-    """The offline rewriter over one set of language resources (loaded on first use; thread-safe)."""
+    """The offline rewriter over one set of language resources (opened on first use; thread-safe).
 
-    def __init__(self, dictionary_dir: Path = DEFAULT_DICTIONARY_DIR, wordnet_dir: Path = DEFAULT_WORDNET_DIR) -> None:
+    ``cache_dir`` holds the look-up indexes built once from the resources (``<cache_dir>/lexicon``); None builds
+    them in memory for this process only (slow to start).
+    """
+
+    def __init__(
+        self,
+        dictionary_dir: Path = DEFAULT_DICTIONARY_DIR,
+        wordnet_dir: Path = DEFAULT_WORDNET_DIR,
+        cache_dir: Path | None = DEFAULT_CACHE_DIR,
+    ) -> None:
         self.dictionary_dir = dictionary_dir
+        folder = cache_dir / "lexicon" if cache_dir is not None else None
+        store = IndexStore(folder)
         self.identifier = LanguageIdentifier()
-        wordnet = WordNet(wordnet_dir)
-        lexicons = build_lexicons(GRAMMARS, dictionary_dir)
+        wordnet = WordNet(wordnet_dir, store)
+        lexicons = build_lexicons(GRAMMARS, dictionary_dir, store, Lemmas(folder))
         self.resources = _Resources(wordnet, English(wordnet), lexicons)
         self._parse_lock = threading.Lock()
+        self._warm = False
 
     def warm(self) -> list[str]:
-        """Load the detector, WordNet and every installed dictionary now; returns what is missing."""
+        """Load every language's resources now (a service start), building missing indexes once; returns what is
+        missing (the first build takes minutes; later starts open the indexes in about a second)."""
+        missing: list[str] = []
+        if self._warm:
+            return missing
         self.identifier.warm()
-        missing = []
         try:
-            self.resources.wordnet.check()
-            self.resources.english.is_word("gold")
+            self.resources.wordnet.warm()
         except WordNetMissing as exc:
             missing.append(str(exc))
         for lexicon in self.resources.lexicons.values():
             try:
                 lexicon.check()
+                lexicon.warm()
             except DictionaryMissing as exc:
                 missing.append(str(exc))
+        for problem in missing:
+            logger.warning("offline rewriter: %s", problem)
+        self._warm = True
         return missing
 
     def rewrite(self, text: str) -> tuple[MaterialPrompt, list[str]]:
@@ -129,7 +152,7 @@ class OfflineRewriter:
         tokens = _tokenise(safe)
 
         # 2. Language
-        language = self.identifier.identify(safe, [t.key for t in tokens]) if tokens else "unknown"
+        language = self.identifier.identify(safe, [t.key for t in tokens], self._knows) if tokens else "unknown"
 
         # 3. Parse and translate (or keep the text as written when the language has no dictionary)
         parsed, reason = self._parse(tokens, language)
@@ -162,6 +185,16 @@ class OfflineRewriter:
         for note in notes:
             logger.info("offline rewrite: %s", note)
         return prompt, notes
+
+    def _knows(self, language: str, word: str) -> bool:
+        """The language's resources know ``word`` (English: WordNet; a missing dictionary knows nothing)."""
+        if language == "en":
+            return self.resources.english.is_word(word)
+        lexicon = self.resources.lexicons.get(language)
+        try:
+            return lexicon is not None and lexicon.knows(word)
+        except (DictionaryMissing, WordNetMissing):
+            return False
 
     def _parse(self, tokens: list[Token], language: str) -> tuple[Parsed, str]:
         """The parse, or an empty one and the reason the text must be used as written."""
@@ -240,10 +273,12 @@ def _is_pure_material(english: English, material: str) -> bool:
 
 @lru_cache(maxsize=4)
 def offline_rewriter(
-    dictionary_dir: Path = DEFAULT_DICTIONARY_DIR, wordnet_dir: Path = DEFAULT_WORDNET_DIR
+    dictionary_dir: Path = DEFAULT_DICTIONARY_DIR,
+    wordnet_dir: Path = DEFAULT_WORDNET_DIR,
+    cache_dir: Path | None = DEFAULT_CACHE_DIR,
 ) -> OfflineRewriter:
-    """One rewriter per resource folders, shared by every caller (its resources load once)."""
-    return OfflineRewriter(dictionary_dir, wordnet_dir)
+    """One rewriter per resource folders, shared by every caller (its resources open once)."""
+    return OfflineRewriter(dictionary_dir, wordnet_dir, cache_dir)
 
 
 def rewrite_offline(text: str) -> MaterialPrompt:
@@ -259,7 +294,8 @@ def rewrite_offline_noted(text: str) -> tuple[MaterialPrompt, list[str]]:
 def detect_language(text: str) -> str:
     """ISO 639-1 code of ``text`` (en, es, fr, de, it, pt, nl, pl, sv; ja, zh, ko, ru, el, he, ar) or ``"unknown"``."""
     tokens = _tokenise(normalise(text))
-    return offline_rewriter().identifier.identify(text, [t.key for t in tokens]) if tokens else "unknown"
+    rewriter = offline_rewriter()
+    return rewriter.identifier.identify(text, [t.key for t in tokens], rewriter._knows) if tokens else "unknown"
 
 
 # --- 1. cleaning ------------------------------------------------------------------------------------------------------

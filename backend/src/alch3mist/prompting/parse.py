@@ -9,12 +9,14 @@
    material noun — "une tasse de café en porcelaine" is a cup of coffee in porcelain, "a statue of a horse in
    bronze" a statue of a horse.
 4. The rest splits into material phrases at "and / y / und / , / with …" ("black and white stripes" stays one).
-5. Each phrase is translated word by word (multi-word headwords first: "osito de peluche" -> teddy bear), the sense
-   chosen for its role (:mod:`.senses`), and rebuilt in English order: adjectives before their noun ("cuir noir" ->
-   black leather), "N1 de N2" as a compound ("piel de cocodrilo" -> crocodile skin), a colour shade as one adjective
-   ("azul cobalto" -> cobalt blue).
+5. Each phrase is translated word by word (multi-word headwords first: "osito de peluche" -> teddy bear), each word
+   read in its role (:mod:`.senses`): the object's and a feature's head as a thing (a feature in the context of the
+   object: "Federn" on an owl are feathers), a material phrase's head as a material, a word beside the head as an
+   adjective (a participle as its verb's English participle: "soplado" -> blown), and rebuilt in English order:
+   adjectives before their noun ("cuir noir" -> black leather), "N1 de N2" as a compound ("piel de cocodrilo" ->
+   crocodile skin), a colour shade as one adjective ("azul cobalto" -> cobalt blue).
 6. Materials named inside the object phrase move to the materials: "a golden cow", "una vaca dorada", "a glass owl",
-   "a knitted wool teddy bear" (English adjective order: the material noun before the head noun).
+   "a ceramic vase"; a feature whose head is one countable thing keeps "a" ("a mane in flames").
 """
 
 from __future__ import annotations
@@ -22,18 +24,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .grammar import Grammar
-from .lexicon import Candidate, Lexicon
-from .senses import English, Role
-from .text import fold
+from .lexicon import DIRECT, Candidate, Lexicon
+from .senses import Context, English, Role
+from .text import fold, with_article
 
 __all__ = ["Parsed", "Parser", "Token"]
 
 _SENTENCE_END = frozenset({".", "!", "?", ";"})
 _MAX_MATERIALS = 6
 _MAX_PHRASE = 3  # longest multi-word headword tried
+_BESIDE_HEAD_BONUS = 1.5  # for the adjective reading of a word beside the head noun
+_FOLLOWING_ADJECTIVE_BONUS = 3.0  # … right after it in a Romance language
 _PLURAL_ENDINGS: dict[str, tuple[str, ...]] = {
     "en": ("s",), "es": ("s",), "pt": ("s",), "fr": ("s", "x"), "it": ("i", "e"), "de": ("n", "e", "er", "s"),
-    "nl": ("en", "s"), "sv": ("ar", "er", "or", "na"),
+    "nl": ("en", "s"), "sv": ("ar", "er", "or", "na"), "pl": ("ami", "ach", "ów"),
 }  # fmt: skip
 
 
@@ -54,7 +58,7 @@ class Word:
     kind: str  # noun | adj | of | in | article
     source: str
     known: bool = True  # False: no translation, kept as written
-    indefinite: bool = False  # an article "a" (kept before features: "a mane in flames")
+    indefinite: bool = False  # an article "a" (kept inside the object: "a statue of a horse")
 
 
 @dataclass
@@ -73,6 +77,7 @@ class Parser:
         self.grammar = grammar
         self.lexicon = lexicon
         self.english = english
+        self._material_connectors = grammar.made_of | grammar.coated  # "made of", "aus"; "covered in", "bedeckt mit"
         self._untranslated: list[str] = []
 
     def parse(self, tokens: list[Token]) -> Parsed:
@@ -85,19 +90,23 @@ class Parser:
 
         # 2. Object and material part of the first sentence
         object_tokens, rest, role = self._split_object(sentences[0])
-        materials = [m for m in (self._material(segment, r) for segment, r in self._segments(rest, role)) if m]
 
-        # 3. Materials named in the object phrase ("a golden cow", "a glass owl")
-        subject_words = self._translate(object_tokens, Role.THING)
+        # 3. The object, and the materials named in it ("a golden cow", "a glass owl")
+        subject_words = self._translate(object_tokens, Role.THING, in_object=True)
         subject_words, named = self._materials_in_object(subject_words)
-        materials = named + materials
+        head = _head_index(subject_words)
+        context = self.english.context(subject_words[head].english) if head is not None else None
 
-        # 4. Later sentences add materials when the first had none ("Make it gold.")
+        # 4. Its materials and features ("Federn" on an owl are feathers: the object is their context)
+        segments = self._segments(rest, role)
+        materials = named + [m for m in (self._material(segment, r, context) for segment, r in segments) if m]
+
+        # 5. Later sentences add materials when the first had none ("Make it gold.")
         for sentence in sentences[1:]:
             if materials:
                 break
             segments = self._segments(sentence, Role.MATERIAL)
-            materials = [m for m in (self._material(segment, r) for segment, r in segments) if m]
+            materials = [m for m in (self._material(segment, r, context) for segment, r in segments) if m]
         unique = list(dict.fromkeys(materials))[:_MAX_MATERIALS]
         return Parsed(self._render(subject_words, keep_article=True), unique, list(dict.fromkeys(self._untranslated)))
 
@@ -135,7 +144,7 @@ class Parser:
     def _split_object(self, tokens: list[Token]) -> tuple[list[Token], list[Token], Role]:
         """(object, the rest, what the rest starts with: a material after "made of", a feature after "with")."""
         for index in range(1, len(tokens)):
-            made_of = _match(tokens, index, self.grammar.made_of)
+            made_of = _match(tokens, index, self._material_connectors)
             if made_of:
                 return tokens[:index], tokens[index + made_of :], Role.MATERIAL
             with_ = _match(tokens, index, self.grammar.with_)
@@ -153,7 +162,7 @@ class Parser:
                 continue
             if token.key in self.grammar.of or token.key in self.grammar.weak_made_of:
                 return False
-            _, word = self._content_word(tokens, index, Role.MATERIAL, head=True)
+            _, word = self._content_word(tokens, index, Role.MATERIAL, head=True, context=None)
             if word.kind == "noun":
                 return self.english.is_material(word.english) or bool(self.english.material_of_adjective(word.english))
             if self.english.material_of_adjective(word.english):
@@ -167,7 +176,7 @@ class Parser:
         segments: list[tuple[list[Token], Role]] = [([], role)]
         index = 0
         while index < len(tokens):
-            made_of = _match(tokens, index, self.grammar.made_of)
+            made_of = _match(tokens, index, self._material_connectors)
             with_ = _match(tokens, index, self.grammar.with_)
             joins = _match(tokens, index, self.grammar.and_)
             length = made_of or with_ or joins
@@ -187,19 +196,37 @@ class Parser:
         after = self._translate(tokens[index + length : index + length + 1], Role.MODIFIER)
         return bool(before and after) and all(self.english.is_colour(w.english) for w in before + after)
 
-    def _material(self, segment: list[Token], role: Role) -> str:
-        """A material ("molten gold") or a feature ("a mane in flames") in English."""
-        words = self._translate(segment, role)
-        head = next((w for w in reversed(words) if w.kind == "noun"), None)
-        keep_article = head is not None and not self.english.is_material(head.english)
-        return self._render(words, keep_article=keep_article)
+    def _material(self, segment: list[Token], role: Role, context: Context | None) -> str:
+        """A material ("molten gold") or a feature ("a mane in flames", "golden feathers") in English.
+
+        A feature whose head is one countable thing takes "a" (the edit reads "give the lamp a glass shade");
+        materials, plurals and stuffs ("crocodile skin", "gold veins") take none.
+        """
+        words = self._translate(segment, role, context=context if role is Role.THING else None)
+        head_index = _head_index(words)
+        rendered = self._render(words, keep_article=False)
+        if (
+            head_index is not None
+            and words[head_index].known
+            and self.english.is_countable_thing(words[head_index].english)
+        ):
+            return with_article(rendered)
+        return rendered
 
     # --- 5. translation ---------------------------------------------------------------------------------------------
 
-    def _translate(self, tokens: list[Token], role: Role) -> list[Word]:
-        """Words of a phrase in English order (articles marked, adjectives before nouns, compounds joined)."""
+    def _translate(
+        self, tokens: list[Token], role: Role, context: Context | None = None, in_object: bool = False
+    ) -> list[Word]:
+        """Words of a phrase in English order (articles marked, adjectives before nouns, compounds joined).
+
+        The head noun is read in ``role`` (and ``context``); another noun of the object modifies it in any sense
+        ("coffee" cup), one in a material or feature phrase is read as a material ("wings of fire").
+        """
         words: list[Word] = []
         head = self._head_position(tokens)
+        after_role = Role.ANY if in_object or role is Role.MODIFIER else Role.MATERIAL  # "wings of fire"
+        alone = sum(t.key[:1].isalnum() and t.key not in self.grammar.articles for t in tokens) == 1
         index = 0
         while index < len(tokens):
             token = tokens[index]
@@ -215,10 +242,17 @@ class Parser:
                 index += 1
                 continue
             if token.key in self.grammar.weak_made_of and words and index + 1 < len(tokens):
-                words.append(Word("in", "in", token.text))
+                words.append(Word("in" if self.lexicon is not None else token.key, "in", token.text))  # "on fire"
                 index += 1
                 continue
-            length, word = self._content_word(tokens, index, role, head=index == head)
+            is_head = index == head and role is not Role.MODIFIER
+            after = any(w.kind in ("of", "in") for w in words)
+            word_role = role if is_head else after_role if after else Role.ANY
+            # Romance: a bare word right after its noun is an adjective ("vidrio soplado"): nouns would need "de"
+            follows = self.grammar.adjectives_follow and 0 <= head < index and not after
+            length, word = self._content_word(
+                tokens, index, word_role, is_head, context, noun_only=is_head and alone, follows_noun=follows
+            )
             words.append(word)
             index += length
         return self._english_order(words)
@@ -237,8 +271,20 @@ class Parser:
             return -1
         return content[0] if self.grammar.adjectives_follow else content[-1]
 
-    def _content_word(self, tokens: list[Token], index: int, role: Role, head: bool) -> tuple[int, Word]:
+    def _content_word(
+        self,
+        tokens: list[Token],
+        index: int,
+        role: Role,
+        head: bool,
+        context: Context | None,
+        noun_only: bool = False,
+        follows_noun: bool = False,
+    ) -> tuple[int, Word]:
+        """The word at ``index`` (or the multi-word headword starting there) as a noun in ``role`` or an adjective
+        (``noun_only``: the phrase's only word, "con rubíes", is its noun)."""
         token = tokens[index]
+        context = context if head else None
         # multi-word headwords first ("osito de peluche", "teddy bear")
         for length in range(min(_MAX_PHRASE, len(tokens) - index), 1, -1):
             span = tokens[index : index + length]
@@ -246,20 +292,25 @@ class Parser:
                 continue
             found = self._phrase_candidates([t.text for t in span])
             if found:
-                chosen = self.english.choose(found, Role.THING if role is Role.MODIFIER else role)
-                if chosen is not None and self.english.is_word(chosen.english):
-                    return length, Word(chosen.english.lower(), "noun", " ".join(t.text for t in span))
+                chosen = self.english.choose(found, role, context, " ".join(t.text for t in span))
+                english = chosen.candidate.english.lower() if chosen is not None else ""
+                # a compound of the right kind only: "silver spoon" (wealth) is no object, "teddy bear" is; a compound
+                # beside the head may span it, so it must be a thing or a material
+                kinds = [role] if role in (Role.THING, Role.MATERIAL) else [Role.THING, Role.MATERIAL]
+                if english and self.english.is_word(english) and any(self.english.fits(english, k) for k in kinds):
+                    return length, Word(english, "noun", " ".join(t.text for t in span))
         candidates = self._candidates(token.text)
         if not candidates:
             self._untranslated.append(token.text)
             return 1, Word(token.text, "noun", token.text, known=False)
-        noun_role = Role.MATERIAL if role is Role.MATERIAL else Role.THING
-        back = self._witnesses(candidates)
-        noun = self.english.choose(candidates, noun_role, back)
-        adjective = self.english.choose(candidates, Role.MODIFIER, back)
-        assert noun is not None and adjective is not None
-        noun_score = self.english.score(noun, noun_role, noun.english.lower() in back)
-        adjective_score = self.english.score(adjective, Role.MODIFIER, adjective.english.lower() in back)
+        source = token.text if self.lexicon is not None else ""
+        verbs = self._verbs(token, candidates)  # "dorada" through "dorar": to gild, to brown (read as participles)
+        readings = [c for c in candidates if c not in verbs] or candidates
+        noun_choice = self.english.choose(readings, role, context, source)
+        adjective_choice = self.english.choose(readings + self._participles(token, verbs), Role.MODIFIER, None, source)
+        assert noun_choice is not None and adjective_choice is not None
+        noun, noun_score = noun_choice.candidate, noun_choice.score
+        adjective, adjective_score = adjective_choice.candidate, adjective_choice.score
         if self.grammar.code == "de" and index > 0:  # German capitalises nouns
             if token.text[:1].isupper():
                 adjective_score -= 5
@@ -268,13 +319,38 @@ class Parser:
         if head:
             noun_score += 2
         else:  # a word beside the head noun is more likely its modifier ("vaca dorada": golden, not sea bream)
-            adjective_score += 1.5
-        if adjective_score > noun_score:
+            adjective_score += _FOLLOWING_ADJECTIVE_BONUS if follows_noun else _BESIDE_HEAD_BONUS
+        if adjective_score > noun_score and not noun_only:
             return 1, self._checked(Word(adjective.english.lower(), "adj", token.text))
         english = noun.english.lower()
         if self.lexicon is not None:  # English words keep their number as written
             english = self._number(english, token.text, noun, candidates)
         return 1, self._checked(Word(english, "noun", token.text))
+
+    def _verbs(self, token: Token, candidates: list[Candidate]) -> list[Candidate]:
+        """The candidates that translate the verb ``token`` is a participle of (not an adjective of its own)."""
+        if self.lexicon is None:
+            return []
+        infinitives = self.lexicon.infinitives(token.text)
+        return [
+            c
+            for c in candidates
+            if c.form.lower() in infinitives
+            and not c.pos & {"adj", "a"}
+            and _verb(c) in self.english.wordnet.base_forms(_verb(c), "v")  # a verb itself ("melt"), not "molten"
+        ]
+
+    def _participles(self, token: Token, verbs: list[Candidate]) -> list[Candidate]:
+        """ "soplado" -> blown, "entalhada" -> carved: a participle, read as the English participle of its verb."""
+        participles = []
+        for candidate in verbs:
+            verb = _verb(candidate)
+            if " " not in verb:
+                participle = self.english.wordnet.past_participle(verb)
+                participles.append(
+                    Candidate(participle, frozenset({"adj"}), candidate.rank, candidate.route, token.key)
+                )
+        return participles
 
     def _number(self, english: str, written: str, chosen: Candidate, candidates: list[Candidate]) -> str:
         """The English noun in the source word's number ("Federn" -> feathers, "bois" -> wood, "yeux" -> eyes)."""
@@ -282,9 +358,6 @@ class Parser:
         singular = wordnet.singular(english)
         if self._plural(written, chosen):
             return english if singular != english else wordnet.plural(english)
-        offered = {c.english.lower() for c in candidates}
-        if chosen.form.lower() == written.lower() and singular not in offered:
-            return english  # the dictionary's own translation of this very form
         return singular
 
     def _checked(self, word: Word) -> Word:
@@ -298,23 +371,30 @@ class Parser:
         return Word(word.source, word.kind, word.source, known=False)
 
     def _plural(self, written: str, candidate: Candidate) -> bool:
-        """The source word is a plural: the dictionary says so, or it is an inflection of the form found."""
+        """The source word is a plural: the dictionary says so, or it is its lemma with a plural ending.
+
+        When the written form is itself a headword ("gespen", "brons"), its lemma must translate the same way for
+        the form to be the lemma's plural: "gespen" and "gesp" are both buckle, "brons" is bronze but "bron" a
+        spring (simplemma's guess).
+        """
         if "pl" in candidate.pos:
             return True
-        word = written.lower()
-        endings = _PLURAL_ENDINGS.get(self.grammar.code, ())
-        return word != candidate.form.lower() and word.endswith(endings) and len(word) > len(candidate.form)
-
-    def _witnesses(self, candidates: list[Candidate]) -> set[str]:
-        """Second opinions, asked only when the dictionary offers several translations."""
-        if self.lexicon is None or len({c.english.lower() for c in candidates}) < 2:
-            return set()
-        return self.lexicon.witnesses(candidates[0].form)
+        if self.lexicon is None or not written.lower().endswith(_PLURAL_ENDINGS.get(self.grammar.code, ())):
+            return False
+        word, form = written.lower(), candidate.form.lower()
+        lemma = self.lexicon.lemma(written).lower()
+        if word != form:  # found through its lemma or stem
+            return len(word) > len(form) or word != lemma
+        if word == lemma or len(lemma) > len(word):  # a plural is its singular with an ending ("brons" is not
+            return False  # the plural of "bronzen")
+        wordnet = self.english.wordnet
+        singular = wordnet.singular(candidate.english.lower())
+        return singular in {wordnet.singular(c.english.lower()) for c in self.lexicon.english_of(lemma)}
 
     def _candidates(self, text: str) -> list[Candidate]:
         if self.lexicon is not None:
             return self.lexicon.word(text)
-        return [Candidate(text.lower(), frozenset(), 0, True, text)] if self.english.is_word(text) else []
+        return [Candidate(text.lower(), frozenset(), 0, DIRECT, text)] if self.english.is_word(text) else []
 
     def _phrase_candidates(self, words: list[str]) -> list[Candidate]:
         if self.lexicon is not None:
@@ -322,7 +402,7 @@ class Parser:
         phrase = " ".join(words).lower()
         if not self.english.wordnet.base_forms(phrase, "n"):
             return []
-        return [Candidate(phrase, frozenset({"n"}), 0, True, phrase)]
+        return [Candidate(phrase, frozenset({"n"}), 0, DIRECT, phrase)]
 
     def _english_order(self, words: list[Word]) -> list[Word]:
         if self.grammar.adjectives_follow:
@@ -364,6 +444,8 @@ class Parser:
                 kept.append(word)
                 continue
             named = self.english.material_of_adjective(word.english) if word.kind == "adj" else None
+            if word.kind == "adj" and not named and self.english.is_mainly_material(word.english):
+                named = word.english  # an adjective that is a material's name: "a ceramic vase", "a silver spoon"
             if named:
                 materials.append(" ".join([*(w.english for w in pending), named]))
                 pending = []
@@ -398,6 +480,10 @@ class Parser:
 
 
 # --- helpers ----------------------------------------------------------------------------------------------------------
+
+
+def _verb(candidate: Candidate) -> str:
+    return candidate.english.lower().removeprefix("to ")
 
 
 def _sentences(tokens: list[Token]) -> list[list[Token]]:

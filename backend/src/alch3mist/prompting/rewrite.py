@@ -9,13 +9,13 @@ from pydantic import BaseModel, Field
 
 from ..config import Settings
 from ..errors import InvalidRequest, RewriteError
-from .llm import LLMRewriter
+from .llm import LLMRewriter, errors_text, parse_reply
 from .offline import DEFAULT_MATERIAL, clean_request, detect_language, offline_rewriter
 from .schema import MAX_PROMPT_CHARS, TRIGGER_WORD, MaterialPrompt
 from .text import clean_text, fold, strip_trigger, truncate
 from .vocabulary import MATERIAL_ADJECTIVES, MATERIAL_DETAILS
 
-__all__ = ["PromptRewriter", "RewriteOutcome", "clean_request", "prompt_from_caller"]
+__all__ = ["PromptRewriter", "RewriteOutcome", "caller_prompt", "clean_request", "prompt_from_caller"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,8 @@ class PromptRewriter:
 
     def __init__(self, settings: Settings) -> None:
         self.max_request_chars = settings.max_request_chars
-        self.offline = offline_rewriter(settings.dictionary_dir, settings.wordnet_dir)
+        self.offline = offline_rewriter(settings.dictionary_dir, settings.wordnet_dir, settings.cache_dir)
+        self.offline.warm()  # the service start loads the language resources, not the first request
         self.llm: LLMRewriter | None = None
         if settings.llm_url:
             self.llm = LLMRewriter(
@@ -55,19 +56,45 @@ class PromptRewriter:
         """``llm (<model> at <url>)`` or ``offline``, for manifests and /v1/info."""
         return f"llm ({self.llm.model} at {self.llm.base_url})" if self.llm else "offline"
 
-    def rewrite(self, request: str) -> RewriteOutcome:
-        """Rewrite one request; raises :class:`InvalidRequest` when it is empty or too long."""
+    def rewrite(
+        self, request: str, earlier: MaterialPrompt | None = None, reply: str | None = None
+    ) -> RewriteOutcome:
+        """Rewrite one request; raises :class:`InvalidRequest` when it is empty or too long.
+
+        ``earlier``: the prompt of the job this request refines (context for the LLM, inside the data block).
+        ``reply``: the caller's own model's answer to ``rewrite_messages`` — used when valid, else the request is
+        rewritten here and a warning says why.
+        """
         text = clean_request(request, self.max_request_chars)
         warnings: list[str] = []
+        if reply is not None:
+            try:
+                return RewriteOutcome(prompt=parse_reply(reply, rewriter="caller"))
+            except ValueError as exc:
+                problem = errors_text(exc)[:300]
+                warnings.append(f"the caller's rewrite model gave no usable prompt ({problem}); the backend rewrote it")
         if self.llm is not None:
             try:
-                return RewriteOutcome(prompt=self.llm.rewrite(text))
+                return RewriteOutcome(prompt=self.llm.rewrite(text, earlier), warnings=warnings)
             except RewriteError as exc:
                 warning = f"the LLM rewrite failed, so the offline rewriter was used: {exc.message}"
                 logger.warning("%s", warning)
                 warnings.append(warning)
         prompt, notes = self.offline.rewrite(text)
         return RewriteOutcome(prompt=prompt, warnings=warnings + notes)
+
+
+def caller_prompt(
+    base_prompt: str | None, edit_prompt: str | None, title: str | None, has_image: bool
+) -> MaterialPrompt | None:
+    """The prompt the caller wrote — both prompts, or only the edit prompt for an image of its own — or None when
+    the request is to be rewritten. Raises :class:`InvalidRequest` for prompts that cannot be used (checked before
+    a job is queued, and again when it runs)."""
+    if base_prompt is not None and edit_prompt is not None:
+        return prompt_from_caller(base_prompt, edit_prompt, title)
+    if edit_prompt is not None and has_image:
+        return prompt_from_caller(edit_prompt, edit_prompt, title)
+    return None
 
 
 def prompt_from_caller(base_prompt: str, edit_prompt: str, title: str | None) -> MaterialPrompt:

@@ -142,8 +142,9 @@ def with_article(noun_phrase: str) -> str:
 
 
 def title_for(subject: str, materials: list[str]) -> str:
+    """``"Cow: crocodile skin, mane in flames"`` (no articles)."""
     core = subject_core(subject)
-    title = f"{core[0].upper()}{core[1:]}: {', '.join(materials)}"
+    title = f"{core[0].upper()}{core[1:]}: {', '.join(subject_core(m) for m in materials)}"
     return truncate(title, 80)
 
 

@@ -138,14 +138,22 @@ class DiffusersImageBackend:
         return edited
 
 
+def edit_size(width: int, height: int, max_area: int, multiple_of: int = 16) -> tuple[int, int]:
+    """The (width, height) Kontext works at — and returns — for an input of this size: about ``max_area`` pixels at
+    its aspect ratio, each side a multiple of ``multiple_of`` (FLUX: 16). FluxKontextPipeline's own arithmetic."""
+    aspect_ratio = width / height
+    return (
+        max(multiple_of, round((max_area * aspect_ratio) ** 0.5) // multiple_of * multiple_of),
+        max(multiple_of, round((max_area / aspect_ratio) ** 0.5) // multiple_of * multiple_of),
+    )
+
+
 def fit_to_area(image: Image.Image, max_area: int, multiple_of: int) -> Image.Image:
     """``image`` resized to about ``max_area`` pixels at its aspect ratio, sides a multiple of ``multiple_of``.
 
     The same arithmetic as FluxKontextPipeline's output size.
     """
-    aspect_ratio = image.width / image.height
-    width = max(multiple_of, round((max_area * aspect_ratio) ** 0.5) // multiple_of * multiple_of)
-    height = max(multiple_of, round((max_area / aspect_ratio) ** 0.5) // multiple_of * multiple_of)
+    width, height = edit_size(image.width, image.height, max_area, multiple_of)
     if (width, height) == image.size:
         return image
     return image.resize((width, height), Image.Resampling.LANCZOS)

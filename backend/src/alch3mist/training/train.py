@@ -297,7 +297,7 @@ def train(args: argparse.Namespace) -> TrainResult:
     optimizer = _make_optimizer(params, recipe)
 
     # 4. Resume: LoRA weights, optimiser state and step from the latest checkpoint
-    start_step = _resume(work, transformer, optimizer, args) if args.resume else 0
+    start_step = _resume(work, transformer, optimizer, run_identity(args)) if args.resume else 0
 
     # 5. Train
     scheduler = _flow_scheduler(pipe)
@@ -370,7 +370,7 @@ def _loop(
         bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
         done = step + 1
         if done % args.checkpointing_steps == 0 and done < result.steps:
-            save_checkpoint(work, done, transformer, optimizer, args)
+            save_checkpoint(work, done, transformer, optimizer, args, run_identity(args))
         if sample is not None and done % args.validation_steps == 0:
             _validate(pipe, work, done, writer, args, sample)
     bar.close()
@@ -715,14 +715,20 @@ _IDENTITY = (
 )
 
 
-def _run_identity(args: argparse.Namespace) -> dict[str, Any]:
-    identity = {name: getattr(args, name) for name in _IDENTITY}
+def run_identity(args: argparse.Namespace, names: tuple[str, ...] = _IDENTITY) -> dict[str, Any]:
+    """The options a resumed run must share with the checkpoint's (``names``: the trainer's own list)."""
+    identity = {name: getattr(args, name) for name in names}
     identity["data"] = str(args.data.resolve())
     return identity
 
 
 def save_checkpoint(
-    work: Path, step: int, transformer: Any, optimizer: torch.optim.Optimizer, args: argparse.Namespace
+    work: Path,
+    step: int,
+    transformer: Any,
+    optimizer: torch.optim.Optimizer,
+    args: argparse.Namespace,
+    identity: dict[str, Any],
 ) -> Path:
     """LoRA + optimiser state (safetensors) + step (JSON), written to a hidden folder and renamed into place."""
     from peft.utils import get_peft_model_state_dict
@@ -737,7 +743,7 @@ def save_checkpoint(
     save_file({k: v.detach().cpu().contiguous() for k, v in lora.items()}, str(tmp / "lora.safetensors"))
     tensors, layout = _flatten_optimizer(optimizer.state_dict())
     save_file(tensors, str(tmp / "optimizer.safetensors"), metadata={"layout": json.dumps(layout)})
-    state = {"step": step, "run": _run_identity(args)}
+    state = {"step": step, "run": identity}
     (tmp / "state.json").write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
@@ -773,7 +779,7 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], layout: dict[str, Any
     return {"state": state, "param_groups": layout["param_groups"]}
 
 
-def _resume(work: Path, transformer: Any, optimizer: torch.optim.Optimizer, args: argparse.Namespace) -> int:
+def _resume(work: Path, transformer: Any, optimizer: torch.optim.Optimizer, identity: dict[str, Any]) -> int:
     from peft.utils import set_peft_model_state_dict
     from safetensors import safe_open
     from safetensors.torch import load_file
@@ -784,7 +790,7 @@ def _resume(work: Path, transformer: Any, optimizer: torch.optim.Optimizer, args
         return 0
     latest = checkpoints[-1]
     state = json.loads((latest / "state.json").read_text(encoding="utf-8"))
-    changed = sorted(k for k, v in _run_identity(args).items() if state["run"].get(k) != v)
+    changed = sorted(k for k, v in identity.items() if state["run"].get(k) != v)
     if changed:
         raise InvalidRequest(
             f"cannot resume from {latest}: it was trained with different {', '.join(changed)}; "

@@ -1,5 +1,9 @@
 """Routes a browser loads: artifacts, the viewer page and its bundle. They take ``?token=`` (a signed link)
-instead of the API key, and they are the only routes with CORS (``middleware.BrowserCors``)."""
+instead of the API key, and they are the only routes with CORS (``middleware.BrowserCors``). With the key instead
+of a token, only the job's owner gets through (``get_owned``), as on the jobs routes.
+
+The URL-mode viewer page is rendered on every load with fresh short-lived links for the GLB, poster and bundle, so
+the page's own link — the one a chat keeps — works for as long as the job exists (docs/api.md, "Embeds")."""
 
 from __future__ import annotations
 
@@ -11,8 +15,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse
 
 from ...config import Settings
+from ...errors import JobNotFound
+from ...jobs.policy import Caller, get_owned
 from ...jobs.store import JobRecord, JobStore
-from ..deps import BearerDep, LinksDep, SettingsDep, StoreDep, authorize_link
+from ..deps import BearerDep, LinksDep, SettingsDep, StoreDep, UserHeaderDep, authorize_link
 from ..errors import ApiError
 from ..presenters import BUNDLE_RESOURCE, VIEWER_RESOURCE, Links
 
@@ -42,6 +48,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     503: _json_error("The viewer bundle is not installed on this server."),
 }
 _CACHE = {"Cache-Control": "private, max-age=3600"}
+_PAGE_CACHE = {"Cache-Control": "no-store"}  # its links are fresh on each load: a cached copy would hold stale ones
 
 
 @router.get(
@@ -56,11 +63,12 @@ def read_artifact(
     settings: SettingsDep,
     store: StoreDep,
     bearer: BearerDep,
+    user: UserHeaderDep = None,
     token: TokenQuery = None,
 ) -> FileResponse:
     """One file of a job (``base.png``, ``model.glb``, ``views/view_00.png``…); never anything outside its folder."""
-    authorize_link(request, settings, bearer, job_id, name, token)
-    path = _job_file(store, _job(store, job_id), name)
+    caller = authorize_link(request, settings, bearer, user, job_id, name, token)
+    path = _job_file(store, _job(store, job_id, caller), name)
     media_type = _MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream")
     return FileResponse(path, media_type=media_type, headers=_CACHE)
 
@@ -73,19 +81,20 @@ def read_viewer(
     store: StoreDep,
     links: LinksDep,
     bearer: BearerDep,
+    user: UserHeaderDep = None,
     token: TokenQuery = None,
     inline: Annotated[bool, Query(description="Self-contained page (bundle + GLB inlined, ~1 MB+).")] = False,
 ) -> HTMLResponse:
-    """The 3D viewer page: by default it loads the GLB, poster and bundle through signed links (small);
+    """The 3D viewer page: by default it loads the GLB, poster and bundle through fresh signed links (small);
     ``inline=1`` returns the self-contained page that needs no network."""
-    authorize_link(request, settings, bearer, job_id, VIEWER_RESOURCE, token)
-    record = _job(store, job_id)
+    caller = authorize_link(request, settings, bearer, user, job_id, VIEWER_RESOURCE, token)
+    record = _job(store, job_id, caller)
     glb = _job_file(store, record, "model.glb", missing=f"job {job_id} has no 3D model (status {record.status})")
     try:
         html = _inline_page(store, record, glb, settings) if inline else _url_page(store, record, links)
     except FileNotFoundError as exc:  # the vendored bundle is missing (only the inline page needs it here)
         raise ApiError(503, "viewer_unavailable", str(exc)) from exc
-    return HTMLResponse(html, headers={"Content-Disposition": "inline", **_CACHE})
+    return HTMLResponse(html, headers={"Content-Disposition": "inline", **_PAGE_CACHE})
 
 
 @router.get(
@@ -94,11 +103,17 @@ def read_viewer(
     responses={200: {"content": {"text/javascript": {}}, "description": "The <model-viewer> bundle."}, **_ERRORS},
 )
 def read_viewer_bundle(
-    job_id: str, request: Request, settings: SettingsDep, store: StoreDep, bearer: BearerDep, token: TokenQuery = None
+    job_id: str,
+    request: Request,
+    settings: SettingsDep,
+    store: StoreDep,
+    bearer: BearerDep,
+    user: UserHeaderDep = None,
+    token: TokenQuery = None,
 ) -> FileResponse:
     """The vendored ``<model-viewer>`` bundle the URL-mode viewer page loads."""
-    authorize_link(request, settings, bearer, job_id, BUNDLE_RESOURCE, token)
-    _job(store, job_id)
+    caller = authorize_link(request, settings, bearer, user, job_id, BUNDLE_RESOURCE, token)
+    _job(store, job_id, caller)
     from ...viewer import page
 
     try:
@@ -134,19 +149,20 @@ def _url_page(store: JobStore, record: JobRecord, links: Links) -> str:
     poster = _poster(store, record)
     return page.render_url_page(
         title=title,
-        glb_url=links.artifact(record.id, "model.glb"),
-        poster_url=links.artifact(record.id, poster.name) if poster else None,
+        glb_url=links.artifact(record.id, "model.glb", fresh=True),
+        poster_url=links.artifact(record.id, poster.name, fresh=True) if poster else None,
         bundle_url=links.bundle(record.id),
         download_name=f"{_slug(title)}.glb",
         caption=caption,
     )
 
 
-def _job(store: JobStore, job_id: str) -> JobRecord:
-    record = store.get(job_id) if _JOB_ID.match(job_id) else None
+def _job(store: JobStore, job_id: str, caller: Caller | None) -> JobRecord:
+    """The job (a token was checked: ``caller`` None), or the caller's own job; else 404 ``job_not_found``."""
+    record = store.get(job_id) if _JOB_ID.fullmatch(job_id) else None
     if record is None:
-        raise ApiError(404, "job_not_found", f"no job with id {job_id!r}")
-    return record
+        raise JobNotFound(f"no job with id {job_id!r}")
+    return record if caller is None else get_owned(record, caller)
 
 
 def _job_file(store: JobStore, record: JobRecord, name: str, missing: str | None = None) -> Path:
