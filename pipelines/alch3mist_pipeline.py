@@ -36,6 +36,7 @@ STAGE_LABELS = {
     "base_image": "Painting the base image (FLUX.1-dev)",
     "material_edit": "Applying the material (FLUX.1 Kontext + Alch3mist LoRA)",
     "mesh": "Building the 3D mesh",
+    "texture": "Texturing the mesh (FLUX.1 Kontext + Alch3mist LoRA on a grid of views)",
     "views": "Rendering the views",
     "viewer": "Preparing the 3D viewer",
 }

@@ -14,13 +14,15 @@ REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "alch3mist.cli"]
 
 
-def _alch3mist(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def _alch3mist(*args: str, tmp_path: Path, **settings: str) -> subprocess.CompletedProcess[str]:
+    """Run the command on the tiny preset, offline; ``settings`` are more ``ALCH3MIST_*`` variables by field name."""
     env = {
         **os.environ,
         "ALCH3MIST_CACHE_DIR": str(REPO / ".cache" / "alch3mist-tests"),
         "ALCH3MIST_DATA_DIR": str(tmp_path / "data"),
         "ALCH3MIST_PRESET": "tiny",
         "ALCH3MIST_LLM_URL": "",
+        **{f"ALCH3MIST_{name.upper()}": value for name, value in settings.items()},
     }
     return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=600, check=False)
 

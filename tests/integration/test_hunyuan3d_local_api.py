@@ -33,6 +33,8 @@ def test_info_lists_the_engine_and_a_job_runs_on_it(shape_backend: BackendProces
     assert any("single-view projection" in warning for warning in job["warnings"])
     mesh = job["manifest"]["mesh"]
     assert mesh["engine"]["details"]["closed"] and mesh["engine"]["details"]["preset"] == "tiny"
+    # its projection is a placeholder: the chain's texture step repainted the mesh (retexture="auto")
+    assert mesh["engine"]["texture"] == "placeholder" and job["manifest"]["texture"]["engine"] == "alch3mist"
     with httpx.Client(timeout=60) as browser:
         glb = browser.get(job["artifacts"]["glb"])
     assert glb.status_code == 200 and glb.content[:4] == b"glTF"

@@ -8,6 +8,11 @@ octree resolution, steps and guidance reach the shape pipeline; a ``mesh`` field
 textures that mesh. It textures only when started with ``--enable_tex``: otherwise ``self.pipeline_tex`` does not
 exist, the ``/send`` thread dies (the job stays ``processing`` forever) and ``/generate`` answers 404 JSON.
 ``/status/{uid}`` is ``completed`` once ``{uid}.glb`` exists, else ``processing`` — also for unknown or failed jobs.
+Before painting, the mesh (made or given) goes through ``hy3dgen/shapegen/postprocessors.py``: FloaterRemover (parts
+with under 0.5 % of the largest part's faces deleted), DegenerateFaceRemover (a PLY round trip) and FaceReducer (to
+``face_count``, default 40,000) — flattening a given scene WITHOUT its node transforms; then the paint pipeline
+(``hy3dgen/texgen/pipelines.py``): new xatlas UVs, a 2048² texture, a ``SimpleMaterial``; then export, reload,
+export (api_server.py:221-226).
 
 2.1 (Hunyuan3D-2.1 ``api_server.py`` + ``api_models.py`` + ``model_worker.py``): ``GenerationRequest`` bounds (422
 outside them, e.g. ``num_inference_steps`` > 20); ``/health``; the worker converts the image to RGBA and so never
@@ -101,6 +106,7 @@ class Stubs:
         return box
 
     def paint(self, mesh: trimesh.Trimesh, image: Image.Image) -> trimesh.Trimesh:
+        """Hunyuan3D-2.1's paint model (hy3dpaint): a small texture of the image over planar UVs."""
         time.sleep(self.delay_s)
         if self.fault == "texture-error":
             raise RuntimeError("paint model failed (stand-in fault)")
@@ -112,15 +118,128 @@ class Stubs:
         painted.visual = trimesh.visual.TextureVisuals(uv=uv, material=material)
         return painted
 
-    def export(self, mesh: trimesh.Trimesh, path: Path) -> None:
+    def export(self, mesh: trimesh.Trimesh | trimesh.Scene, path: Path) -> None:
         if self.fault == "garbage":
             path.write_bytes(b"\x89PNG not a mesh")
         else:
-            path.write_bytes(bytes(trimesh.Scene(mesh).export(file_type="glb")))
+            scene = mesh if isinstance(mesh, trimesh.Scene) else trimesh.Scene(mesh)
+            path.write_bytes(bytes(scene.export(file_type="glb")))
 
 
 def load_image_from_base64(data: str) -> Image.Image:  # both servers: Image.open(BytesIO(base64.b64decode(image)))
     return Image.open(io.BytesIO(base64.b64decode(data)))
+
+
+PAINT_TEXTURE_SIZE = 2048  # Hunyuan3D-2 hy3dgen/texgen/pipelines.py Hunyuan3DTexGenConfig.texture_size
+
+
+class Paint20:
+    """Hunyuan3D-2 ``hy3dgen/texgen/pipelines.py`` ``Hunyuan3DPaintPipeline.__call__``; the models are stubbed."""
+
+    def __init__(self, stubs: Stubs) -> None:
+        self.stubs = stubs
+
+    def __call__(self, mesh: trimesh.Trimesh | trimesh.Scene, image: Image.Image) -> trimesh.Trimesh:
+        time.sleep(self.stubs.delay_s)
+        if self.stubs.fault == "texture-error":
+            raise RuntimeError("paint model failed (stand-in fault)")
+        prompt = recenter_image(image)  # then the delight model (stubbed: the picture as it is)
+        mesh = mesh_uv_wrap(mesh)
+        # The multiview diffusion + bake + inpaint (stubbed): the picture's object colour all over a 2048² texture
+        texture = Image.new("RGB", (PAINT_TEXTURE_SIZE, PAINT_TEXTURE_SIZE), object_colour(prompt))
+        # differentiable_renderer/mesh_utils.py save_mesh: the vertices as given, the new UVs, a SimpleMaterial
+        material = trimesh.visual.texture.SimpleMaterial(image=texture, diffuse=(255, 255, 255))
+        mesh.visual = trimesh.visual.TextureVisuals(uv=mesh.visual.uv, image=texture, material=material)
+        return mesh
+
+
+def recenter_image(image: Image.Image, border_ratio: float = 0.2) -> Image.Image:
+    """pipelines.py ``recenter_image``: RGB as it is; RGBA cropped to its opaque part with a transparent border."""
+    if image.mode == "RGB":
+        return image
+    if image.mode == "L":
+        return image.convert("RGB")
+    alpha = np.asarray(image)[:, :, 3]
+    found = np.argwhere(alpha > 0)
+    if found.size == 0:
+        raise ValueError("Image is fully transparent")
+    (top, left), (bottom, right) = found.min(axis=0), found.max(axis=0)
+    cropped = image.crop((int(left), int(top), int(right) + 1, int(bottom) + 1))
+    width, height = int(cropped.width * (1 + 2 * border_ratio)), int(cropped.height * (1 + 2 * border_ratio))
+    side = max(width, height)
+    centred = Image.new("RGBA", (side, side), (255, 255, 255, 0))
+    centred.paste(cropped, ((side - cropped.width) // 2, (side - cropped.height) // 2))
+    return centred
+
+
+def object_colour(image: Image.Image) -> tuple[int, int, int]:
+    """Mean colour of the picture's opaque pixels (all of them for an RGB picture)."""
+    rgba = np.asarray(image.convert("RGBA")).reshape(-1, 4)
+    opaque = rgba[rgba[:, 3] > 127]
+    mean = (opaque if len(opaque) else rgba)[:, :3].mean(axis=0)
+    return (int(mean[0]), int(mean[1]), int(mean[2]))
+
+
+def mesh_uv_wrap(mesh: trimesh.Trimesh | trimesh.Scene) -> trimesh.Trimesh:
+    """texgen/utils/uv_warp_utils.py: a Scene dumped into one mesh, then xatlas' own UVs (vertices split)."""
+    import xatlas
+
+    if isinstance(mesh, trimesh.Scene):
+        mesh = mesh.to_mesh()
+    if len(mesh.faces) > 500000000:
+        raise ValueError("The mesh has more than 500,000,000 faces, which is not supported.")
+    vmapping, indices, uvs = xatlas.parametrize(mesh.vertices, mesh.faces)
+    wrapped = trimesh.Trimesh(vertices=mesh.vertices[vmapping], faces=indices, process=False)
+    wrapped.visual = trimesh.visual.TextureVisuals(uv=uvs)
+    return wrapped
+
+
+# --- hy3dgen/shapegen/postprocessors.py: what the mesh goes through before painting (api_server.py:216-218) ---
+
+
+def as_meshset(mesh: trimesh.Trimesh | trimesh.Scene) -> tuple[np.ndarray, np.ndarray]:
+    """``trimesh2pymeshlab``: a Scene's geometries summed WITHOUT their node transforms, then a PLY that pymeshlab
+    loads as it is (vertices and faces; duplicated vertices stay apart)."""
+    if isinstance(mesh, trimesh.Scene):
+        parts = list(mesh.geometry.values())
+        mesh = parts[0]
+        for part in parts[1:]:
+            mesh = mesh + part
+    return np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.faces, dtype=np.int64)
+
+
+def from_meshset(vertices: np.ndarray, faces: np.ndarray) -> trimesh.Trimesh:
+    """``pymeshlab2trimesh``: saved as PLY and loaded with ``trimesh.load`` (process=True: equal vertices merged)."""
+    return trimesh.Trimesh(vertices=vertices, faces=faces, process=True)
+
+
+def remove_floaters(mesh: trimesh.Trimesh | trimesh.Scene) -> trimesh.Trimesh:
+    """``remove_floater``: faces of parts (edge-connected) with under 0.5 % of the largest part's faces, and the
+    vertices only they use, are deleted."""
+    vertices, faces = as_meshset(mesh)
+    surface = trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
+    labels = trimesh.graph.connected_component_labels(surface.face_adjacency, node_count=len(faces))
+    sizes = np.bincount(labels)
+    keep = sizes[labels] >= 0.005 * sizes.max()
+    surface.update_faces(keep)
+    surface.remove_unreferenced_vertices()
+    return from_meshset(surface.vertices, surface.faces)
+
+
+def degenerate_face_remover(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
+    """``DegenerateFaceRemover``: a PLY round trip through pymeshlab (nothing else)."""
+    return from_meshset(*as_meshset(mesh))
+
+
+def reduce_faces(mesh: trimesh.Trimesh, max_facenum: int) -> trimesh.Trimesh:
+    """``reduce_face``: quadric edge-collapse decimation down to ``max_facenum`` unless it already has fewer."""
+    vertices, faces = as_meshset(mesh)
+    if max_facenum > len(faces):
+        return from_meshset(vertices, faces)
+    reduced = trimesh.Trimesh(vertices=vertices, faces=faces, process=False).simplify_quadric_decimation(
+        face_count=max_facenum
+    )
+    return from_meshset(reduced.vertices, reduced.faces)
 
 
 class Worker20:
@@ -129,19 +248,28 @@ class Worker20:
     def __init__(self, stubs: Stubs, save_dir: Path, enable_tex: bool) -> None:
         self.stubs, self.save_dir = stubs, save_dir
         if enable_tex:  # api_server.py:170: the paint pipeline exists only with --enable_tex
-            self.pipeline_tex = stubs.paint
+            self.pipeline_tex = Paint20(stubs)
 
     def generate(self, uid: str, params: dict[str, Any]) -> tuple[Path, str]:
         if "image" not in params:  # api_server.py:188-196
             raise ValueError("No input image or text provided")
         image = self.stubs.remove_background(load_image_from_base64(params["image"]))  # always (api_server.py:198)
-        if "mesh" in params:  # api_server.py:201: texture the given mesh
-            mesh = trimesh.load(io.BytesIO(base64.b64decode(params["mesh"])), file_type="glb", force="mesh")
+        mesh: trimesh.Trimesh | trimesh.Scene
+        if "mesh" in params:  # api_server.py:201-202: texture the given mesh (trimesh.load of a GLB: a Scene)
+            mesh = trimesh.load(io.BytesIO(base64.b64decode(params["mesh"])), file_type="glb")
         else:  # seed/octree_resolution/num_inference_steps/guidance_scale reach the pipeline here
             mesh = self.stubs.shape(image)
-        if params.get("texture", False):  # api_server.py:215: AttributeError without --enable_tex
+        if params.get("texture", False):  # api_server.py:215-219: AttributeError without --enable_tex
+            mesh = remove_floaters(mesh)
+            mesh = degenerate_face_remover(mesh)
+            mesh = reduce_faces(mesh, max_facenum=params.get("face_count", 40000))
             mesh = self.pipeline_tex(mesh, image)
-        save_path = self.save_dir / f"{uid}.{params.get('type', 'glb')}"
+        kind = params.get("type", "glb")
+        with tempfile.TemporaryDirectory() as tmp:  # api_server.py:222-224: exported, loaded again, exported
+            first = Path(tmp) / f"mesh.{kind}"
+            mesh.export(str(first))
+            mesh = trimesh.load(str(first))
+        save_path = self.save_dir / f"{uid}.{kind}"
         self.stubs.export(mesh, save_path)
         return save_path, uid
 

@@ -67,6 +67,16 @@ def crop_to_object(output: Image.Image, margin: float, side: int | None) -> Imag
     return Image.fromarray((array[:, :, :3] * array[:, :, 3:4] * 255).astype(np.uint8))
 
 
+def trellis2_preprocess(image: Image.Image) -> Image.Image:
+    """TRELLIS.2's ``preprocess_image`` (the same in trellis2_image_to_3d.py and trellis2_texturing.py): downscale to
+    1024 px first, the alpha mask when there is one, else the background-removal model; crop without margin."""
+    scale = min(1, 1024 / max(image.size))
+    if scale < 1:
+        image = image.resize((int(image.width * scale), int(image.height * scale)), Image.Resampling.LANCZOS)
+    output = image if has_alpha_mask(image) else remove_background_stub(image.convert("RGB"))
+    return crop_to_object(output, margin=1.0, side=None)
+
+
 def has_alpha_mask(image: Image.Image) -> bool:
     """Both apps: an RGBA input whose alpha is not all 255 is used as the mask; anything else goes to the model."""
     return image.mode == "RGBA" and not bool(np.all(np.asarray(image)[:, :, 3] == 255))

@@ -25,15 +25,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 from PIL import Image
-from standin_common import (
-    Faults,
-    crop_to_object,
-    example_images,
-    has_alpha_mask,
-    remove_background_stub,
-    sample_stub,
-    textured_sphere_glb,
-)
+from standin_common import Faults, example_images, sample_stub, textured_sphere_glb, trellis2_preprocess
 
 MAX_SEED = np.iinfo(np.int32).max  # app.py:21
 TMP_DIR = Path(tempfile.mkdtemp(prefix="trellis2-standin-"))  # app.py:22
@@ -52,11 +44,7 @@ def end_session(req: gr.Request) -> None:
 
 def preprocess_image(image: Image.Image) -> Image.Image:  # → Trellis2ImageTo3DPipeline.preprocess_image
     FAULTS.log("preprocess_image", size=list(image.size), mode=image.mode)
-    scale = min(1, 1024 / max(image.size))  # trellis2_image_to_3d.py: downscale to 1024 first
-    if scale < 1:
-        image = image.resize((int(image.width * scale), int(image.height * scale)), Image.Resampling.LANCZOS)
-    output = image if has_alpha_mask(image) else remove_background_stub(image.convert("RGB"))
-    return crop_to_object(output, margin=1.0, side=None)  # TRELLIS.2 crops without margin and keeps the size
+    return trellis2_preprocess(image)
 
 
 def get_seed(randomize_seed: bool, seed: int) -> int:

@@ -12,11 +12,14 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType, ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, get_args
 
-from .config import Settings
+from .config import Settings, TextureEngineName
 from .domain import LoraChoice
 from .errors import report_errors
+
+if TYPE_CHECKING:
+    from .chain import Chain, GenerationRequest, Manifest
 
 logger = logging.getLogger("alch3mist")
 
@@ -122,6 +125,18 @@ def _add_generate(commands: Any) -> None:
     p.add_argument("--texture-size", type=int, default=None, help="GLB texture side in pixels.")
     p.add_argument("--views", type=int, default=None, help="Number of multiview renders (0 = none; default 8).")
     p.add_argument("--view-size", type=int, default=512, help="Side of each render in pixels.")
+    p.add_argument(
+        "--retexture",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="Paint the engine's mesh with the texture step: auto = when it comes back untextured (default).",
+    )
+    p.add_argument(
+        "--texture-engine",
+        choices=get_args(TextureEngineName),
+        default=None,
+        help="Who paints it (default: ALCH3MIST_TEXTURE_ENGINE, else alch3mist, the built-in multi-view Kontext).",
+    )
     p.set_defaults(handler=_generate)
 
 
@@ -152,22 +167,32 @@ def _generate(args: argparse.Namespace) -> int:
         texture_size=args.texture_size,
         views=args.views,
         view_size=args.view_size,
+        retexture=args.retexture,
+        texture_engine=args.texture_engine,
     )
     settings = _settings(args)
     chain = build_chain(settings)
     chain.validate(req)
+    return finish(run_with_progress(chain, req, args.out), args.out)
 
+
+def run_with_progress(chain: Chain, req: GenerationRequest, out: Path) -> Manifest:
+    """Run the chain into ``out`` with one tqdm bar per stage; Ctrl-C cancels at the next step, twice aborts."""
     cancel = threading.Event()
     previous = signal.signal(signal.SIGINT, _cancel_on_signal(cancel))
     try:
         with _StageBars() as bars:
-            manifest = chain.run(req, args.out, on_event=bars.update, cancel=cancel)
+            return chain.run(req, out, on_event=bars.update, cancel=cancel)
     finally:
         signal.signal(signal.SIGINT, previous)
 
+
+def finish(manifest: Manifest, out: Path, **extra: Any) -> int:
+    """Log the warnings, print a JSON summary (status, folder, seed, ``extra``, artifacts but single views) and
+    return the exit status: 0 succeeded, 1 failed, 130 cancelled."""
     for warning in manifest.warnings:
         logger.warning("%s", warning)
-    summary = {"status": manifest.status, "out": str(args.out.resolve()), "seed": manifest.seed}
+    summary = {"status": manifest.status, "out": str(out.resolve()), "seed": manifest.seed, **extra}
     summary["artifacts"] = [name for name in manifest.artifacts if not name.startswith("views/view_")]
     sys.stdout.write(json.dumps(summary, indent=2) + "\n")
     if manifest.error is not None:

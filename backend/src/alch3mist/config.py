@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 Preset = Literal["tiny", "full", "auto"]
 MemoryPlanName = Literal["auto", "resident", "model_offload", "group_offload", "sequential_offload"]
 EngineName = Literal["preview", "trellis", "hunyuan3d", "hunyuan3d-local"]
+TextureEngineName = Literal["alch3mist", "hunyuan3d", "trellis2"]  # texturing/engines.py
 # Seeds are int32 end to end: TRELLIS' and Hunyuan3D's servers (and many UIs) take no larger.
 MAX_SEED = 2**31 - 1
 
@@ -171,6 +172,15 @@ class Settings(BaseSettings):
     # --- texturing a given mesh (alch3mist retexture; texture stage) ---
     mesh_max_bytes: int = Field(64 * 1024 * 1024, description="Largest mesh file accepted for texturing (bytes).")
     mesh_max_faces: int = Field(300_000, description="Most faces of a mesh to texture (more: refused or decimated).")
+    texture_engine: TextureEngineName = Field(
+        "alch3mist",
+        description="Default texture engine: alch3mist (built in: multi-view Kontext + LoRA), hunyuan3d (a "
+        "Hunyuan3D-2.0 api_server with --enable_tex at ALCH3MIST_HUNYUAN3D_URL) or trellis2 (TRELLIS.2's texturing "
+        "app at ALCH3MIST_TRELLIS2_TEXTURING_URL).",
+    )
+    trellis2_texturing_url: str | None = Field(
+        None, description="URL of TRELLIS.2's texturing Gradio app (app_texturing.py), for the trellis2 texture engine."
+    )
 
     # --- hunyuan3d-local: Hunyuan3D-2 shape (hy3dgen) in-process; optional, off by default ---
     hunyuan3d_local: bool = Field(

@@ -29,15 +29,17 @@ __all__ = [
 ]
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-# "texture" is the retexture flow's stage (an uploaded mesh textured by multi-view Kontext edits); STAGES is the chain.
+# The chain's stages in order. "texture" paints a given mesh (the retexture flow skips base_image, material_edit and
+# mesh) or an engine's untextured one; a run may skip stages, never reorder them.
 StageName = Literal["rewrite", "base_image", "material_edit", "mesh", "texture", "views", "viewer"]
-STAGES: tuple[StageName, ...] = ("rewrite", "base_image", "material_edit", "mesh", "views", "viewer")
+STAGES: tuple[StageName, ...] = ("rewrite", "base_image", "material_edit", "mesh", "texture", "views", "viewer")
 # What a person is told while a stage runs (the chain's ``stage`` events; the plugins keep marked copies).
 STAGE_LABELS: dict[StageName, str] = {
     "rewrite": "Writing the prompts",
     "base_image": "Painting the base image (FLUX.1-dev)",
     "material_edit": "Applying the material (FLUX.1 Kontext + Alch3mist LoRA)",
     "mesh": "Building the 3D mesh",
+    "texture": "Texturing the mesh (FLUX.1 Kontext + Alch3mist LoRA on a grid of views)",
     "views": "Rendering the views",
     "viewer": "Preparing the 3D viewer",
 }
@@ -67,6 +69,10 @@ class ChainInfo(BaseModel):
     loras: list[LoraInfo]
     default_lora: str | None
     defaults: dict[str, Any]
+    texture_engines: list[EngineHealth] = Field(
+        default_factory=list, description="Texture engines (alch3mist built in; hunyuan3d, trellis2 when configured)."
+    )
+    default_texture_engine: str = Field("alch3mist", description="The texture engine a job gets when it names none.")
 
 
 class GenerationChain(Protocol):

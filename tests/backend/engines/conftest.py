@@ -24,6 +24,14 @@ def trellis2_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runnin
 
 
 @pytest.fixture(scope="module")
+def trellis2_texturing_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """TRELLIS.2's app_texturing.py (Gradio 6.0.1, its own venv)."""
+    command = trellis_command("trellis2-texturing")
+    with run_server(command, free_port(), "/config", tmp_path_factory.mktemp("trellis2tex")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
 def hunyuan_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """The Hunyuan3D-2.1 api_server stand-in."""
     with run_server(hunyuan_command("2.1"), free_port(), "/health", tmp_path_factory.mktemp("hy21")) as server:

@@ -86,9 +86,13 @@ def _wait_ready(process: subprocess.Popen[bytes], url: str, log_path: Path, time
 
 
 def trellis_command(variant: str = "trellis") -> list[str]:
-    """TRELLIS' app.py stand-in on Gradio 4.44.1, or TRELLIS.2's on Gradio 6.0.1 (each in the venv it pins)."""
-    v2 = variant == "trellis2"
-    python, script = (STANDIN2_PYTHON, "trellis2_app.py") if v2 else (STANDIN_PYTHON, "trellis_app.py")
+    """TRELLIS' app.py stand-in on Gradio 4.44.1, or TRELLIS.2's app.py / app_texturing.py on Gradio 6.0.1 (each in
+    the venv it pins): ``variant`` is trellis, trellis2 or trellis2-texturing."""
+    python, script = {
+        "trellis": (STANDIN_PYTHON, "trellis_app.py"),
+        "trellis2": (STANDIN2_PYTHON, "trellis2_app.py"),
+        "trellis2-texturing": (STANDIN2_PYTHON, "trellis2_texturing_app.py"),
+    }[variant]
     if not python.is_file():
         pytest.fail(f"the {variant} stand-in needs its own venv at {python}: {SETUP_HINT}")
     return [str(python), str(SERVERS / script)]

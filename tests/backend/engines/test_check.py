@@ -30,7 +30,9 @@ def test_check_a_trellis2_url_prints_what_it_offers_and_runs_a_smoke_job(
     assert "ss_sampling_steps 1–50 step 1 (default 12)" in parameters["image_to_3d"]
     assert report["would_send"] == {"seed": 0, "texture_size": 1024}
     smoke = report["smoke"]
-    assert isinstance(smoke, dict) and smoke["ok"] and smoke["textured"] and Path(str(smoke["glb"])).is_file()
+    assert (
+        isinstance(smoke, dict) and smoke["ok"] and smoke["texture"] == "engine" and Path(str(smoke["glb"])).is_file()
+    )
 
 
 def test_check_a_url_finds_a_hunyuan3d_server(

@@ -58,7 +58,12 @@ def test_a_job_runs_one_session_through_the_apps_own_endpoint_names(server: Runn
     result = engine.generate(object_image(256), params, tmp_path / "t.glb", control)
 
     check_glb(result.glb_path.read_bytes(), "trellis")
-    assert result.engine == "trellis" and not result.is_preview and result.variant == "TRELLIS" and result.textured
+    assert (
+        result.engine == "trellis"
+        and not result.is_preview
+        and result.variant == "TRELLIS"
+        and result.texture == "engine"
+    )
     assert result.details["endpoints"] == ["/start_session", "/preprocess_image_1", "/image_to_3d", "/extract_glb"]
     calls = server.calls()
     assert [c["endpoint"] for c in calls[-4:]] == ["start_session", "preprocess_image", "image_to_3d", "extract_glb"]

@@ -182,3 +182,32 @@ def _json_chunk(path: Path) -> bytes:
 def _load(path: Path, **kwargs: Any) -> Any:
     """trimesh.load, untyped (its declared return type is the Geometry base class)."""
     return trimesh.load(path, **kwargs)
+
+
+def test_webp_textures_come_out_as_png_and_validate(tmp_path: Path) -> None:
+    """TRELLIS.2 exports with EXT_texture_webp (its app_texturing.py and example.py): what we hand out is PNG."""
+    checker = np.kron(np.indices((8, 8)).sum(axis=0) % 2, np.ones((16, 16)))[..., None] * [200, 40, 40] + 30
+    texture = Image.fromarray(checker.astype(np.uint8))
+    roughness = Image.new("RGB", texture.size, (0, 150, 0))
+    box = trimesh.creation.box()
+    uv = (box.vertices[:, :2] + 0.5).clip(0, 1)
+    material = trimesh.visual.material.PBRMaterial(baseColorTexture=texture, metallicRoughnessTexture=roughness)
+    box.visual = trimesh.visual.TextureVisuals(uv=uv, material=material)
+    source = tmp_path / "webp.glb"
+    source.write_bytes(bytes(trimesh.Scene(box).export(file_type="glb", extension_webp=True)))
+    document = json.loads(_json_chunk(source))
+    assert "EXT_texture_webp" in document["extensionsUsed"]  # the input really is WebP-textured
+
+    out, png = tmp_path / "out.glb", tmp_path / "texture.png"
+    report = postprocess_glb(source, out, png)
+
+    written = json.loads(_json_chunk(out))
+    assert "EXT_texture_webp" not in json.dumps(written)
+    assert [image["mimeType"] for image in written["images"]] == ["image/png", "image/png"]
+    assert report.texture_map == "engine texture"
+    with Image.open(png) as albedo:
+        assert albedo.format == "PNG" and albedo.size == texture.size
+        difference = np.abs(np.asarray(albedo.convert("RGB"), dtype=float) - np.asarray(texture, dtype=float))
+    assert np.median(difference) <= 1 and difference.mean() < 8  # the pixels survive (WebP is lossy at edges)
+    if validator_available():
+        assert validate_glb(out).errors == 0

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import trimesh
 from alch3mist.errors import Cancelled, MeshError
-from alch3mist.mesh.render import EGL_APT_PACKAGES, ViewSpec, _fit_distance, render_glb, turntable
+from alch3mist.mesh.render import EGL_APT_PACKAGES, ViewSpec, fit_distance, render_glb, turntable
 from PIL import Image
 
 FRONT = ViewSpec(azimuth=0.0, elevation=0.0)
@@ -366,7 +366,7 @@ def test_fit_distance_keeps_every_corner_in_view() -> None:
     bounds = (-2.0, 2.0, -0.5, 0.5, -1.0, 1.0)
     corners = [(x, y, z) for x in bounds[0:2] for y in bounds[2:4] for z in bounds[4:6]]
     views = turntable(8)
-    distance = _fit_distance(np.array(corners), (0.0, 0.0, 0.0), views)
+    distance = fit_distance(np.array(corners), (0.0, 0.0, 0.0), views)
     half = math.tan(math.radians(15.0))
     for view in views:
         az, el = math.radians(view.azimuth), math.radians(view.elevation)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from alch3mist.mesh.gbuffer import render_gbuffers
-from alch3mist.mesh.render import FRAME_MARGIN, _fit_distance, turntable
+from alch3mist.mesh.render import FRAME_MARGIN, fit_distance, turntable
 from alch3mist.texturing.views import (
     BACKGROUND,
     BASE_GREY,
@@ -44,7 +44,7 @@ def test_every_view_frames_the_whole_object_at_one_scale(kind: str) -> None:
         assert len({round(float(c.intrinsics[0, 0]), 9) for c in cameras}) == 1
     else:  # the multiview renderer's framing: same distance for every view
         centre = (points.min(axis=0) + points.max(axis=0)) / 2
-        distance = _fit_distance(points, centre, views)
+        distance = fit_distance(points, centre, views)
         assert all(np.linalg.norm(c.position - centre) == pytest.approx(distance) for c in cameras)
         assert distance > 0 and FRAME_MARGIN > 1
 

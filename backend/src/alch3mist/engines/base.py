@@ -1,4 +1,5 @@
-"""The one interface every image-to-3D engine implements: image in → textured GLB + an ``EngineResult`` out.
+"""The one interface every image-to-3D engine implements: image in → textured GLB + an ``EngineResult`` out — and
+``MeshPainter``, what a remote texture engine implements: a given mesh + a picture in → a textured GLB out.
 
 Engines write a raw GLB; the image-to-3D stage post-processes and validates it. Shared helpers for the engines live
 here too: ``check_glb`` (is what an engine produced a usable GLB?) and ``run_with_deadline`` (poll a background call,
@@ -12,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from PIL import Image
 from pydantic import BaseModel, Field
@@ -23,6 +24,18 @@ from ..stages.progress import StageControl
 
 PREVIEW_LABEL = "preview engine"
 GLB_MAGIC = b"glTF"
+
+EngineTexture = Literal["engine", "placeholder", "none"]
+"""How an engine's mesh is textured — the flag the chain's texture step reads (``GenerationRequest.retexture``):
+
+- ``"engine"``: the engine painted it itself (TRELLIS, Hunyuan3D's paint model, the preview engine's own method);
+- ``"placeholder"``: the engine put a stopgap texture on it and knows it is poor (one view projected all round): kept
+  only when the texture step does not run;
+- ``"none"``: no texture (Hunyuan3D-2.0 started without ``--enable_tex``, a stalled Hunyuan3D-2.1 texture stage).
+
+With ``retexture="auto"`` (the default) the chain textures ``"placeholder"`` and ``"none"`` meshes with its texture
+step (``stages/texture.py``); an engine that cannot tell says what ``glb_has_texture`` finds (``"engine"``/``"none"``).
+"""
 
 
 class EngineParams(BaseModel):
@@ -94,14 +107,19 @@ class EngineResult:
     """Values moved into the range the engine declares."""
     warnings: list[str] = field(default_factory=list)
     """What a person should know (clamps, ignored options, an untextured result…); they reach the job."""
-    textured: bool = True
-    """False when the engine delivered a mesh without a texture."""
+    texture: EngineTexture = "engine"
+    """How the mesh is textured (see ``EngineTexture``): ``"placeholder"`` and ``"none"`` ask for the texture step."""
     glb_bytes: int = 0
     """Size of the raw GLB."""
     method: str = ""
     """How the mesh was made, when that needs saying (the preview engine's algorithm)."""
     details: dict[str, Any] = field(default_factory=dict)
     """Engine-specific facts, recorded in the manifest as they are and never read by key."""
+
+    @property
+    def needs_texture(self) -> bool:
+        """Whether the chain's texture step should paint this mesh (``retexture="auto"``)."""
+        return self.texture != "engine"
 
     def manifest(self) -> dict[str, Any]:
         """This result as the manifest records it (paths and sizes left to the stage)."""
@@ -128,6 +146,35 @@ class ImageTo3DEngine(Protocol):
         ...
 
 
+class PaintParams(BaseModel):
+    """Per-job knobs of a mesh painter. Like ``EngineParams``: the seed and texture size are always sent, anything
+    else only when the caller set it (``options``, by the engine's own names), so the app's defaults stand."""
+
+    seed: int = Field(0, ge=0, le=MAX_SEED)
+    texture_size: int = Field(2048, ge=64, le=4096, description="The job's texture side (sent, clamped to the app's).")
+    options: dict[str, float | int | str | bool] = Field(
+        default_factory=dict,
+        description="Engine parameters by the engine's own names (e.g. TRELLIS.2's tex_slat_sampling_steps).",
+    )
+
+
+class MeshPainter(Protocol):
+    """A remote engine that paints a given mesh from a picture of it (Hunyuan3D-2.0's ``mesh`` field, TRELLIS.2's
+    texturing app). ``texturing/remote.py`` puts it behind the ``TextureEngine`` interface."""
+
+    name: str
+
+    def health(self) -> EngineHealth: ...
+
+    def paint(
+        self, mesh_glb: bytes, picture: Image.Image, params: PaintParams, out_path: Path, control: StageControl
+    ) -> EngineResult:
+        """Write the painted GLB to ``out_path``; raise ``EngineError`` (naming engine and URL) on failure.
+
+        ``mesh_glb`` is one triangle mesh without node transforms, in our frame (y up, centred, longest side 1)."""
+        ...
+
+
 def check_glb(data: bytes, engine: str) -> None:
     """Raise ``MeshError`` naming ``engine`` unless ``data`` is a GLB holding at least one triangle."""
     if not data:
@@ -144,6 +191,11 @@ def check_glb(data: bytes, engine: str) -> None:
     faces = sum(len(getattr(g, "faces", ())) for g in geometries)
     if faces == 0:
         raise MeshError(f"3D engine '{engine}' returned a GLB with no triangles")
+
+
+def texture_of(data: bytes) -> EngineTexture:
+    """``"engine"`` when the GLB carries a texture image, else ``"none"`` (for engines that paint or do not)."""
+    return "engine" if glb_has_texture(data) else "none"
 
 
 def glb_has_texture(data: bytes) -> bool:

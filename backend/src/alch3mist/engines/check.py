@@ -167,7 +167,7 @@ def smoke_job(engine: ImageTo3DEngine, out_dir: Path | None) -> Report:
         "ok": True,
         "glb": str(out_path),
         "glb_bytes": result.glb_bytes,
-        "textured": result.textured,
+        "texture": result.texture,
         "sent": result.sent,
         "warnings": result.warnings,
         "seconds": round(time.perf_counter() - started, 1),

@@ -16,6 +16,9 @@ client must handle (read from Tencent-Hunyuan/Hunyuan3D-2 and Hunyuan3D-2.1 ``ap
   ignores them (``self.pipeline(image=image)``) and never removes an RGB backdrop: we send an RGBA cut-out made by
   our own segmentation, clamp to its bounds, and record ``sent`` vs ``applied``.
 - 2.0 always removes the background itself and applies seed, resolution, steps and guidance.
+
+``Hunyuan3DPainter`` is 2.0's ``mesh`` field as a texture engine: a given mesh + a picture in, the mesh painted by
+its paint pipeline out (see its docstring for what the server does to the mesh on the way).
 """
 
 from __future__ import annotations
@@ -37,7 +40,18 @@ from PIL import Image
 from ..errors import EngineError, EngineUnavailable, InvalidRequest
 from ..mesh.segment import segment_object
 from ..stages.progress import StageControl
-from .base import Clamp, EngineHealth, EngineParams, EngineResult, check_glb, glb_has_texture, image_png_bytes
+from .base import (
+    Clamp,
+    EngineHealth,
+    EngineParams,
+    EngineResult,
+    PaintParams,
+    check_glb,
+    glb_has_texture,
+    image_png_bytes,
+    texture_of,
+    wait_for,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -164,9 +178,10 @@ class Hunyuan3DEngine:
 
     def _probe_texture(self) -> bool:
         """Ask 2.0 to texture a 4-face mesh (its ``mesh`` field skips the shape model): a GLB back means it can;
-        its 404 JSON means ``pipeline_tex`` is missing (api_server.py:170, 215)."""
+        its 404 JSON means ``pipeline_tex`` is missing (api_server.py:170, 215). The picture is an object on a plain
+        backdrop: the server removes the background first, and its paint pipeline refuses a fully transparent one."""
         body = {
-            "image": base64.b64encode(image_png_bytes(Image.new("RGB", (64, 64), (200, 120, 60)))).decode(),
+            "image": base64.b64encode(image_png_bytes(_probe_picture())).decode(),
             "mesh": base64.b64encode(_tetrahedron_glb()).decode(),
             "texture": True,
         }
@@ -225,7 +240,7 @@ class Hunyuan3DEngine:
             app_defaults={k: v for k, v in server.defaults.items() if k not in body and k != "image"},
             clamps=clamps,
             warnings=warnings,
-            textured=textured,
+            texture="engine" if textured else "none",
             glb_bytes=len(data),
             details={"mode": self.mode, "image_sent": "RGBA cut-out" if server.version == "2.1" else "as given"},
         )
@@ -348,6 +363,144 @@ class Hunyuan3DEngine:
         raise EngineError(self.name, self.url, f"job {uid}: unexpected status answer {str(body)[:200]}")
 
 
+# Hunyuan3D-2 hy3dgen/texgen/pipelines.py Hunyuan3DTexGenConfig: the paint pipeline's texture side, whatever is asked
+PAINT_TEXTURE_SIZE = 2048
+# api_server.py:218: FaceReducer's face budget when the request names none
+PAINT_DEFAULT_FACE_COUNT = 40_000
+
+
+class Hunyuan3DPainter:
+    """Hunyuan3D-2.0's ``mesh`` field as a mesh painter (a texture engine through ``texturing/remote.py``).
+
+    What the server does with ``{image, mesh, texture: true}`` (Hunyuan3D-2 ``api_server.py`` ModelWorker.generate,
+    lines 187-229): background removal on the picture; the GLB loaded with ``trimesh.load`` (a Scene); the shape
+    model skipped; then FloaterRemover (parts with fewer than 0.5 % of the largest part's faces are deleted),
+    DegenerateFaceRemover and FaceReducer (decimated to ``face_count``, default 40,000) — these flatten the scene
+    *without* its node transforms (``postprocessors.trimesh2pymeshlab``); then ``Hunyuan3DPaintPipeline``
+    (``hy3dgen/texgen``): new xatlas UVs, six views, a 2048² texture, the vertices where they were.
+
+    So we send one welded mesh without UVs (UV seams would split it into "parts", and small ones would be deleted),
+    without node transforms, with ``face_count`` = its own face count (nothing decimated); we say when parts came back
+    missing. Only 2.0 has the field: 2.1's GenerationRequest does not (pydantic drops it and a NEW shape is made), so
+    2.1 is refused. 2.0 paints only when started with ``--enable_tex`` (probed once, cached, as the engine does).
+    ``/generate``, not ``/send``: a failed paint answers 404 at once, where ``/send`` would stay 'processing' forever.
+    """
+
+    name = "hunyuan3d"
+
+    def __init__(self, engine: Hunyuan3DEngine) -> None:
+        self.engine = engine
+
+    @property
+    def url(self) -> str:
+        return self.engine.url
+
+    def health(self) -> EngineHealth:
+        try:
+            server = self.engine.describe(min(self.engine.connect_timeout_s, HEALTH_TIMEOUT_S))
+        except EngineError as exc:
+            return EngineHealth(name=self.name, available=False, url=self.url, detail=exc.reason)
+        if server.version != "2.0":
+            return EngineHealth(name=self.name, available=False, url=self.url, detail=_NO_MESH_FIELD)
+        known = self.engine._cached_texture()
+        detail = {None: "not probed yet", True: "paints", False: "cannot paint (started without --enable_tex)"}[known]
+        return EngineHealth(
+            name=self.name, available=known is not False, url=self.url, detail=f"{server.label}; {detail}"
+        )
+
+    def paint(
+        self, mesh_glb: bytes, picture: Image.Image, params: PaintParams, out_path: Path, control: StageControl
+    ) -> EngineResult:
+        control.raise_if_cancelled()
+        try:
+            # 1. Which server, and can it paint?
+            server = self.engine.describe()
+            if server.version != "2.0":
+                raise EngineError(self.name, self.url, _NO_MESH_FIELD)
+            if not self.engine.texture_capable(server):
+                raise EngineError(self.name, self.url, "started without --enable_tex: it has no paint pipeline")
+            # 2. The request: the picture, our mesh, and a face budget that keeps all of it
+            faces = _glb_faces(mesh_glb)
+            body: dict[str, Any] = {
+                "image": base64.b64encode(image_png_bytes(picture)).decode("ascii"),
+                "mesh": base64.b64encode(mesh_glb).decode("ascii"),
+                "texture": True,
+                "face_count": max(faces, 1),
+                **params.options,
+            }
+            control.report(0.05, "hunyuan3d: painting")
+            # 3. /generate in a thread, so cancel and the timeout are honoured while the server paints
+            data = self._generate(body, control)
+        except httpx.TimeoutException as exc:
+            raise EngineUnavailable(self.name, self.url, f"timed out: {exc}") from exc
+        except httpx.TransportError as exc:
+            raise EngineUnavailable(self.name, self.url, f"cannot reach the server: {exc}") from exc
+        # 4. Check and keep the GLB
+        check_glb(data, self.name)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_bytes(data)
+        control.report(1.0, "hunyuan3d: painted")
+        sent = {k: v for k, v in body.items() if k not in ("image", "mesh")}
+        warnings = []
+        if params.texture_size != PAINT_TEXTURE_SIZE:
+            warnings.append(
+                f"{server.label} paints a {PAINT_TEXTURE_SIZE}² texture whatever is asked: "
+                f"resized to {params.texture_size}²"
+            )
+        return EngineResult(
+            glb_path=out_path,
+            engine=self.name,
+            is_preview=False,
+            variant=server.label,
+            url=self.url,
+            sent=sent,
+            applied=sent,  # the mesh path uses face_count and texture; it has no seed (the paint pipeline is unseeded)
+            app_defaults={"texture_size": PAINT_TEXTURE_SIZE},
+            warnings=warnings,
+            texture=texture_of(data),
+            glb_bytes=len(data),
+            details={"route": "/generate", "faces_sent": faces, "seed": "not applied (unseeded paint pipeline)"},
+        )
+
+    def _generate(self, body: dict[str, Any], control: StageControl) -> bytes:
+        outcome: dict[str, Any] = {}
+
+        def call() -> None:
+            try:
+                outcome["data"] = self.engine._generate(body, self.engine.timeout_s)
+            except (EngineError, httpx.HTTPError) as exc:  # handed to the waiting thread below
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=call, name="hunyuan3d-paint", daemon=True)
+        worker.start()
+        wait_for(
+            lambda: not worker.is_alive(),
+            engine=self.name,
+            url=self.url,
+            what="painting (/generate)",
+            timeout_s=self.engine.timeout_s + 5.0,
+            control=control,
+        )
+        if "error" in outcome:
+            raise outcome["error"]
+        if "data" not in outcome:  # the call died of something unexpected: its traceback is in the log
+            raise EngineError(self.name, self.url, "painting failed in this process (see the log)")
+        return bytes(outcome["data"])
+
+
+_NO_MESH_FIELD = (
+    "Hunyuan3D-2.1's api_server cannot paint a given mesh (its GenerationRequest has no mesh field): "
+    "use a Hunyuan3D-2.0 api_server started with --enable_tex"
+)
+
+
+def _glb_faces(data: bytes) -> int:
+    import trimesh
+
+    scene: Any = trimesh.load(io.BytesIO(data), file_type="glb", force="scene")
+    return int(sum(len(getattr(geometry, "faces", ())) for geometry in scene.geometry.values()))
+
+
 def rgba_cutout(image: Image.Image) -> Image.Image:
     """The object on a transparent background (our segmentation), for servers that never remove a backdrop.
 
@@ -362,6 +515,14 @@ def rgba_cutout(image: Image.Image) -> Image.Image:
     cut = image.convert("RGB").convert("RGBA")
     cut.putalpha(alpha)
     return cut
+
+
+def _probe_picture() -> Image.Image:
+    from PIL import ImageDraw
+
+    picture = Image.new("RGB", (128, 128), (244, 244, 240))
+    ImageDraw.Draw(picture).ellipse((24, 24, 104, 104), fill=(200, 120, 60))
+    return picture
 
 
 def _tetrahedron_glb() -> bytes:

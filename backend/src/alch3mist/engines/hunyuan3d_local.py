@@ -13,8 +13,8 @@ Community Licence, which does not cover the EU, the UK or South Korea. ``generat
    GPU for the job only — all of them (``resident``) when the free VRAM allows, else one model at a time
    (``model_offload``) — and back to host memory after it, so the FLUX stages get the GPU back; a CUDA out-of-memory
    error retries on the lighter plan, then with fewer query points per chunk, then is an error naming the settings;
-4. texture: until the texture stage textures the untextured mesh, a single-view projection of the input image onto
-   the mesh (front view, seen through to the back), said in the result's warnings;
+4. texture: a single-view projection of the input image onto the mesh (front view, seen through to the back), said
+   in the result's warnings and marked ``texture="placeholder"``: the chain's texture step repaints it;
 5. write the GLB (the image-to-3D stage then post-processes and validates it).
 
 Devices come from the loaded model, never a hard-coded ``.cuda()``. Same image + seed + settings → same mesh bytes.
@@ -383,7 +383,7 @@ class Hunyuan3DLocalEngine:
             applied=dict(sent),
             app_defaults={"box_v": BOX, "mc_level": 0.0, "mc_algo": "mc"},
             warnings=warnings,
-            textured=True,
+            texture="placeholder",  # the chain's texture step repaints it (retexture="auto")
             glb_bytes=glb_bytes,
             method="Hunyuan3D-2 shape model; texture: single-view projection of the input image",
             details={

@@ -41,7 +41,7 @@ from PIL import Image
 
 from ..errors import EngineError, EngineUnavailable
 from ..stages.progress import StageControl
-from .base import Clamp, EngineHealth, EngineParams, EngineResult, check_glb, glb_has_texture, wait_for
+from .base import Clamp, EngineHealth, EngineParams, EngineResult, check_glb, texture_of, wait_for
 
 logger = logging.getLogger(__name__)
 
@@ -151,8 +151,9 @@ class TrellisApp:
         return ", ".join(endpoint.signature() for endpoint in self.offered) or "no public endpoints"
 
 
-def read_app(client: Any, url: str) -> TrellisApp:
-    """The app's public endpoints with their parameters, ranges and defaults, and which does which job."""
+def read_app(client: Any, url: str, roles: Mapping[str, EndpointRole] | None = None) -> TrellisApp:
+    """The app's public endpoints with their parameters, ranges and defaults, and which does which job (``roles``:
+    the image-to-3D app's by default; TRELLIS.2's texturing app has its own)."""
     from gradio_client import utils as gradio_utils
 
     info = client.view_api(print_info=False, return_format="dict") or {}
@@ -169,13 +170,13 @@ def read_app(client: Any, url: str) -> TrellisApp:
         parameters = described.get("parameters", [])
         props = inputs if len(inputs) == len(parameters) else [{}] * len(parameters)
         offered.append(AppEndpoint(api_name, tuple(_parameter(p, c) for p, c in zip(parameters, props, strict=True))))
-    roles = {}
-    for role, rule in ROLES.items():
+    found = {}
+    for role, rule in (ROLES if roles is None else roles).items():
         candidates = [endpoint for endpoint in offered if rule.matches(endpoint)]
         if candidates:  # the plainest name first: /x before /x_1
-            roles[role] = min(candidates, key=lambda e: (len(e.api_name), e.api_name))
+            found[role] = min(candidates, key=lambda e: (len(e.api_name), e.api_name))
     version = str(client.config.get("version", "?"))
-    return TrellisApp(url=url, gradio_version=version, offered=tuple(offered), roles=roles)
+    return TrellisApp(url=url, gradio_version=version, offered=tuple(offered), roles=found)
 
 
 def _input_components(
@@ -261,24 +262,32 @@ def plan_call(app: TrellisApp, params: EngineParams) -> CallPlan:
     for key, value in params.options.items():  # by the app's own names: whichever endpoint has it
         (sampler if app.roles["image_to_3d"].parameter(key) is not None else extract)[key] = value
     who = f"{app.variant} app"
-    targets = (("image_to_3d", sampler, plan.image_to_3d), ("extract_glb", extract, plan.extract_glb))
-    for role, wanted, target in targets:
-        endpoint = app.roles[role]
-        for name, value in wanted.items():
-            parameter = endpoint.parameter(name)
-            if parameter is None:
-                plan.warnings.append(f"{who}: {endpoint.api_name} has no parameter {name!r}; {name}={value} not sent")
-                continue
-            fitted, clamp = fit_value(parameter, value)
-            if clamp is not None:
-                plan.clamps.append(clamp)
-                plan.warnings.append(clamp.message(who))
-            if fitted is not None:
-                target[name] = fitted
-        for parameter in endpoint.parameters:
-            if parameter.name not in target and parameter.component != "Image":
-                plan.app_defaults[parameter.name] = parameter.default
+    for role, wanted, target in (
+        ("image_to_3d", sampler, plan.image_to_3d),
+        ("extract_glb", extract, plan.extract_glb),
+    ):
+        target.update(fit_call(app.roles[role], wanted, who, plan))
     return plan
+
+
+def fit_call(endpoint: AppEndpoint, wanted: Mapping[str, Any], who: str, plan: CallPlan) -> dict[str, Any]:
+    """``wanted`` fitted to one endpoint's parameters; clamps, warnings and the defaults left alone go to ``plan``."""
+    values: dict[str, Any] = {}
+    for name, value in wanted.items():
+        parameter = endpoint.parameter(name)
+        if parameter is None:
+            plan.warnings.append(f"{who}: {endpoint.api_name} has no parameter {name!r}; {name}={value} not sent")
+            continue
+        fitted, clamp = fit_value(parameter, value)
+        if clamp is not None:
+            plan.clamps.append(clamp)
+            plan.warnings.append(clamp.message(who))
+        if fitted is not None:
+            values[name] = fitted
+    for parameter in endpoint.parameters:
+        if parameter.name not in values and parameter.component not in ("Image", "File"):
+            plan.app_defaults[parameter.name] = parameter.default
+    return values
 
 
 def fit_value(parameter: AppParameter, value: Any) -> tuple[Any, Clamp | None]:
@@ -374,24 +383,59 @@ class TrellisEngine:
                 client.close()
 
     def _connect(self, tmp: Path, timeout_s: float | None = None) -> Any:
-        from gradio_client import Client
-
-        os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # gradio_client ignores analytics_enabled=False
         read = timeout_s or self.timeout_s
-        connect = min(self.connect_timeout_s, read)
-        try:
-            return Client(
-                self.url or "",
-                verbose=False,
-                download_files=str(tmp),
-                analytics_enabled=False,
-                httpx_kwargs={"timeout": httpx.Timeout(read, connect=connect)},
-            )
-        except (httpx.HTTPError, OSError) as exc:
-            raise EngineUnavailable(self.name, self.url, f"unreachable: cannot reach the Gradio app: {exc}") from exc
-        except (ValueError, KeyError) as exc:  # gradio_client: "Could not fetch config for ..."
-            reason = str(exc).splitlines()[0][:200]
-            raise EngineUnavailable(self.name, self.url, f"reachable, but not a Gradio app ({reason})") from exc
+        return connect_app(self.name, self.url or "", tmp, read, min(self.connect_timeout_s, read))
+
+
+def connect_app(engine: str, url: str, tmp: Path, read_timeout_s: float, connect_timeout_s: float) -> Any:
+    """A ``gradio_client.Client`` on the app at ``url`` downloading into ``tmp``; ``EngineUnavailable`` when the app
+    cannot be reached or is not a Gradio app."""
+    from gradio_client import Client
+
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # gradio_client ignores analytics_enabled=False
+    try:
+        return Client(
+            url,
+            verbose=False,
+            download_files=str(tmp),
+            analytics_enabled=False,
+            httpx_kwargs={"timeout": httpx.Timeout(read_timeout_s, connect=connect_timeout_s)},
+        )
+    except (httpx.HTTPError, OSError) as exc:
+        raise EngineUnavailable(engine, url, f"unreachable: cannot reach the Gradio app: {exc}") from exc
+    except (ValueError, KeyError) as exc:  # gradio_client: "Could not fetch config for ..."
+        reason = str(exc).splitlines()[0][:200]
+        raise EngineUnavailable(engine, url, f"reachable, but not a Gradio app ({reason})") from exc
+
+
+def call_endpoint(
+    client: Any,
+    endpoint: AppEndpoint,
+    kwargs: dict[str, Any],
+    *,
+    engine: str,
+    url: str,
+    timeout_s: float,
+    control: StageControl,
+) -> Any:
+    """Submit one call, wait for it honouring cancel (the job is cancelled in the app too) and the timeout, and
+    turn the app's failures into ``EngineError`` / ``EngineUnavailable`` naming the endpoint."""
+    from gradio_client.exceptions import AppError
+
+    api_name = endpoint.api_name
+    control.raise_if_cancelled()
+    job = client.submit(api_name=api_name, **kwargs)
+    wait_for(
+        job.done, engine=engine, url=url, what=api_name, timeout_s=timeout_s, control=control, on_cancel=job.cancel
+    )
+    try:
+        return job.result(timeout=1.0)
+    except AppError as exc:
+        raise EngineError(engine, url, f"{api_name} failed in the app: {exc}") from exc
+    except (httpx.HTTPError, OSError, TimeoutError) as exc:
+        raise EngineUnavailable(engine, url, f"{api_name}: connection lost: {exc}") from exc
+    except Exception as exc:  # gradio_client surfaces server-side failures with several exception types
+        raise EngineError(engine, url, f"{api_name} failed: {type(exc).__name__}: {exc}") from exc
 
 
 class _RemoteJob:
@@ -419,40 +463,22 @@ class _RemoteJob:
         image.save(image_path)
         preprocess = app.roles["preprocess"]
         image_name = next(p.name for p in preprocess.parameters if p.component == "Image")
-        processed = _file_output(self._call(preprocess, {image_name: handle_file(str(image_path))}, 0.1))
+        processed = file_output(self._call(preprocess, {image_name: handle_file(str(image_path))}, 0.1))
         if processed is None:
             raise EngineError(self.engine.name, self.url, f"{preprocess.api_name} returned no image")
         # 4. Sample, then 5. extract the GLB
         sampler = app.roles["image_to_3d"]
         sampler_image = next(p.name for p in sampler.parameters if p.component == "Image")
         self._call(sampler, {sampler_image: handle_file(str(processed)), **plan.image_to_3d}, 0.8)
-        glb = _file_output(self._call(app.roles["extract_glb"], plan.extract_glb, 0.95))
+        glb = file_output(self._call(app.roles["extract_glb"], plan.extract_glb, 0.95))
         return self._finish(app, plan, glb, out_path)
 
     def _call(self, endpoint: AppEndpoint, kwargs: dict[str, Any], done_fraction: float) -> Any:
-        from gradio_client.exceptions import AppError
-
-        api_name = endpoint.api_name
-        self.control.raise_if_cancelled()
-        job = self.client.submit(api_name=api_name, **kwargs)
-        wait_for(
-            job.done,
-            engine=self.engine.name,
-            url=self.url,
-            what=api_name,
-            timeout_s=self.engine.timeout_s,
-            control=self.control,
-            on_cancel=job.cancel,
+        engine, url, timeout_s = self.engine.name, self.url, self.engine.timeout_s
+        result = call_endpoint(
+            self.client, endpoint, kwargs, engine=engine, url=url, timeout_s=timeout_s, control=self.control
         )
-        try:
-            result = job.result(timeout=1.0)
-        except AppError as exc:
-            raise EngineError(self.engine.name, self.url, f"{api_name} failed in the app: {exc}") from exc
-        except (httpx.HTTPError, OSError, TimeoutError) as exc:
-            raise EngineUnavailable(self.engine.name, self.url, f"{api_name}: connection lost: {exc}") from exc
-        except Exception as exc:  # gradio_client surfaces server-side failures with several exception types
-            raise EngineError(self.engine.name, self.url, f"{api_name} failed: {type(exc).__name__}: {exc}") from exc
-        self.control.report(done_fraction, f"trellis {api_name.lstrip('/')} done")
+        self.control.report(done_fraction, f"trellis {endpoint.api_name.lstrip('/')} done")
         return result
 
     def _finish(self, app: TrellisApp, plan: CallPlan, glb: Path | None, out_path: Path) -> EngineResult:
@@ -473,13 +499,13 @@ class _RemoteJob:
             app_defaults=plan.app_defaults,
             clamps=plan.clamps,
             warnings=plan.warnings,
-            textured=glb_has_texture(data),
+            texture=texture_of(data),
             glb_bytes=len(data),
             details={"gradio": app.gradio_version, "endpoints": [e.api_name for e in app.roles.values()]},
         )
 
 
-def _file_output(result: Any) -> Path | None:
+def file_output(result: Any) -> Path | None:
     """The first existing file among an endpoint's outputs (a path, a FileData-like dict, or a tuple of those)."""
     items = result if isinstance(result, (list, tuple)) else [result]
     for item in items:
@@ -529,7 +555,7 @@ class _InProcessTrellis:  # pragma: no cover - needs CUDA and the trellis packag
         sent = {**sampler, **extract, "mesh_simplify": simplify}
         return EngineResult(
             glb_path=out_path, engine="trellis", is_preview=False, variant="TRELLIS (in-process)", sent=sent,
-            applied=sent, textured=glb_has_texture(data), glb_bytes=len(data), details={"model": model},
+            applied=sent, texture=texture_of(data), glb_bytes=len(data), details={"model": model},
         )  # fmt: skip
 
     @classmethod
@@ -601,7 +627,7 @@ class _InProcessTrellis2:  # pragma: no cover - needs CUDA and the trellis2 + o_
         sent = {**sampler, **extract, "pipeline_type": pipeline_type, "decimation_target": decimation}
         return EngineResult(
             glb_path=out_path, engine="trellis", is_preview=False, variant="TRELLIS.2 (in-process)", sent=sent,
-            applied=sent, textured=glb_has_texture(data), glb_bytes=len(data), details={"model": model},
+            applied=sent, texture=texture_of(data), glb_bytes=len(data), details={"model": model},
         )  # fmt: skip
 
     @classmethod
@@ -628,8 +654,14 @@ def _sampler_params(values: Mapping[str, Any], steps: str, guidance: str, guidan
 
 
 __all__ = [
+    "AppEndpoint",
+    "EndpointRole",
     "TrellisApp",
     "TrellisEngine",
+    "call_endpoint",
+    "connect_app",
+    "file_output",
+    "fit_call",
     "fit_value",
     "plan_call",
     "read_app",

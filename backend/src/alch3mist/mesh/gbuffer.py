@@ -38,7 +38,7 @@ from PIL import Image
 
 # The multiview renderer's child-process plumbing: the same start, event protocol, cancel, timeout, failure report
 # and OpenGL check.
-from .render import _check_opengl, child_main, run_child
+from .render import check_opengl, child_main, run_child
 
 if TYPE_CHECKING:
     import trimesh
@@ -755,7 +755,7 @@ def rasterise_in_process(job: dict[str, Any]) -> Iterator[Path]:
         uv = data.get("uv", None)
         texture = data.get("texture", None)
     window, renderer = _id_window()
-    _check_opengl(window)
+    check_opengl(window)
     ids_polydata = _polydata(vertices, faces)
     ids_polydata.GetCellData().SetScalars(_numpy_colours(_encode_ids(len(faces))))
     ids_actor = _flat_actor(ids_polydata)

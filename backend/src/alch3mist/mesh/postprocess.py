@@ -193,7 +193,7 @@ def _simplify_and_bake(
         return [merged], False
     try:
         bake_size = min(options.bake_size, options.texture_cap)
-        vmapping, indices, uvs = _unwrap(merged, bake_size, options.xatlas_timeout_s)
+        vmapping, indices, uvs = unwrap_uvs(merged, bake_size, options.xatlas_timeout_s)
     except MeshError as exc:
         notes.append(f"UV unwrap failed, kept vertex colours instead: {exc}")
         merged.visual = trimesh.visual.ColorVisuals(merged, vertex_colors=colours.at(merged.vertices))
@@ -215,7 +215,7 @@ def _simplify_and_bake(
     return [unwrapped], True
 
 
-def _unwrap(
+def unwrap_uvs(
     mesh: trimesh.Trimesh, resolution: int, timeout_s: float
 ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
     """xatlas in a subprocess: (vmapping, indices, uvs)."""

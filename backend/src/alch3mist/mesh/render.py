@@ -37,7 +37,16 @@ if TYPE_CHECKING:  # VTK is imported only in the child process
 
     from .gbuffer import Camera
 
-__all__ = ["EGL_APT_PACKAGES", "ViewSpec", "render_glb", "render_glb_cameras", "turntable"]
+__all__ = [
+    "EGL_APT_PACKAGES",
+    "ViewSpec",
+    "check_opengl",
+    "fit_distance",
+    "render_glb",
+    "render_glb_cameras",
+    "turntable",
+    "view_direction",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -297,7 +306,7 @@ def _make_window(size: int) -> tuple[vtkRenderWindow, vtkOpenGLRenderer]:
     return window, renderer
 
 
-def _check_opengl(window: vtkRenderWindow) -> None:
+def check_opengl(window: vtkRenderWindow) -> None:
     """VTK falls back from EGL to OSMesa and then segfaults on the first render if neither works: check first."""
     import ctypes.util
 
@@ -366,7 +375,7 @@ def _light_scene(renderer: vtkOpenGLRenderer) -> None:
         renderer.AddLight(light)
 
 
-def _direction(view: ViewSpec) -> tuple[float, float, float]:
+def view_direction(view: ViewSpec) -> tuple[float, float, float]:
     """Unit vector from the object's centre towards the camera."""
     az, el = math.radians(view.azimuth), math.radians(view.elevation)
     return (math.sin(az) * math.cos(el), math.sin(el), math.cos(az) * math.cos(el))
@@ -392,7 +401,7 @@ def _scene_points(renderer: vtkOpenGLRenderer, limit: int = FRAMING_POINTS) -> A
     return points[:: max(1, len(points) // limit)]
 
 
-def _fit_distance(points: Any, centre: Sequence[float], views: Sequence[ViewSpec]) -> float:
+def fit_distance(points: Any, centre: Sequence[float], views: Sequence[ViewSpec]) -> float:
     """The smallest camera distance at which every point is inside the view in every view, times a margin.
 
     One distance for all views keeps the object at the same scale around the turntable. Fitting the vertices
@@ -404,7 +413,7 @@ def _fit_distance(points: Any, centre: Sequence[float], views: Sequence[ViewSpec
     tan_half = math.tan(math.radians(VIEW_ANGLE_DEG / 2))
     needed = 1e-6
     for view in views:
-        back = np.array(_direction(view))  # camera sits at centre + distance * back
+        back = np.array(view_direction(view))  # camera sits at centre + distance * back
         right = np.cross([0.0, 1.0, 0.0], back)
         norm = float(np.linalg.norm(right))
         right = right / norm if norm > 1e-9 else np.array([1.0, 0.0, 0.0])  # straight above/below the object
@@ -420,7 +429,7 @@ def _bounds_centre(bounds: Sequence[float]) -> tuple[float, float, float]:
 
 
 def _place_camera(renderer: vtkOpenGLRenderer, centre: Sequence[float], view: ViewSpec, distance: float) -> None:
-    direction = _direction(view)
+    direction = view_direction(view)
     camera = renderer.GetActiveCamera()
     camera.SetViewAngle(VIEW_ANGLE_DEG)
     camera.SetFocalPoint(*centre)
@@ -451,11 +460,11 @@ def _save_frame(window: vtkRenderWindow, path: Path) -> None:
 def render_in_process(glb_path: Path, views: Sequence[ViewSpec], *, size: int, out_dir: Path) -> Iterable[Path]:
     """The child's work, view by view (a generator: each view is written before it is yielded)."""
     window, renderer = _make_window(size)
-    _check_opengl(window)
+    check_opengl(window)
     _import_glb(glb_path, window, renderer)
     _light_scene(renderer)
     centre = _bounds_centre(renderer.ComputeVisiblePropBounds())
-    distance = _fit_distance(_scene_points(renderer), centre, views)
+    distance = fit_distance(_scene_points(renderer), centre, views)
     for index, view in enumerate(views):
         _place_camera(renderer, centre, view, distance)
         window.Render()
@@ -527,7 +536,7 @@ def render_cameras_in_process(job: dict[str, Any]) -> Iterable[Path]:
 
     out_dir = Path(job["out_dir"])
     window, renderer = _transparent_window()
-    _check_opengl(window)
+    check_opengl(window)
     _import_glb(Path(job["glb"]), window, renderer)
     _light_scene(renderer)
     _transform_scene(renderer, job["scene_transform"])

@@ -17,7 +17,7 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
 
-from ..engines.base import PREVIEW_LABEL, EngineParams, EngineResult, ImageTo3DEngine
+from ..engines.base import PREVIEW_LABEL, EngineParams, EngineResult, EngineTexture, ImageTo3DEngine
 from ..errors import InvalidRequest
 from ..mesh.compress import CompressionReport, compress_glb
 from ..mesh.glb import GENERATOR
@@ -63,6 +63,15 @@ class MeshResult:
     @property
     def is_preview(self) -> bool:
         return self.engine_result.is_preview
+
+    @property
+    def texture(self) -> EngineTexture:
+        """How the engine textured the mesh; ``"placeholder"``/``"none"`` ask for the chain's texture step."""
+        return self.engine_result.texture
+
+    @property
+    def needs_texture(self) -> bool:
+        return self.engine_result.needs_texture
 
     @property
     def faces(self) -> int:
@@ -149,7 +158,7 @@ class ImageTo3DStage:
         out_dir.mkdir(parents=True, exist_ok=True)
 
         # 2. Generate the raw GLB
-        raw = chosen.generate(image, params, out_dir / RAW_NAME, _sub_control(control, 0.05, 0.8))
+        raw = chosen.generate(image, params, out_dir / RAW_NAME, control.sub(0.05, 0.8))
         control.raise_if_cancelled()
 
         # 3. Post-process: y-up, centred, unit size, texture cap, optional simplify → unwrap → bake
@@ -223,15 +232,6 @@ class ImageTo3DStage:
 
     def _compress(self, glb_path: Path, target: Path) -> CompressionReport | None:
         return compress_glb(glb_path, target) if self.compress else None
-
-
-def _sub_control(control: StageControl, start: float, end: float) -> StageControl:
-    """A control whose 0..1 maps onto ``start..end`` of ``control``, sharing its cancel event."""
-
-    def report(fraction: float, message: str) -> None:
-        control.report(start + (end - start) * fraction, message)
-
-    return StageControl(on_progress=report, cancel=control.cancel)
 
 
 def _generator(engine: ImageTo3DEngine) -> str:

@@ -27,6 +27,14 @@ class StageControl:
     def report(self, fraction: float, message: str = "") -> None:
         self.on_progress(min(max(fraction, 0.0), 1.0), message)
 
+    def sub(self, start: float, end: float) -> StageControl:
+        """A control whose 0..1 maps onto ``start..end`` of this one, sharing its cancel event (a step's window)."""
+
+        def report(fraction: float, message: str) -> None:
+            self.report(start + (end - start) * fraction, message)
+
+        return StageControl(on_progress=report, cancel=self.cancel)
+
     def raise_if_cancelled(self) -> None:
         if self.cancel.is_set():
             raise Cancelled("job cancelled")

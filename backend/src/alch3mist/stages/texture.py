@@ -6,6 +6,9 @@ grid image that Kontext edits in one call (attention spans the whole grid, so th
 reference image rides along as one more tile); every texel then gathers its colour from the edited views that see it;
 what no view saw is filled from the nearest seen surface in 3D, and the GLB is written through the same
 post-processing and glTF validation as every other mesh. docs/texturing.md explains the method and its limits.
+
+This stage is the built-in texture engine, ``alch3mist``: it and the remote ones (``texturing/remote.py``) share the
+``TextureEngine`` interface (``texturing/engines.py``): a ``TextureJob`` in, a ``TextureResult`` out.
 """
 
 from __future__ import annotations
@@ -16,11 +19,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from numpy.typing import NDArray
 from PIL import Image
+from pydantic import BaseModel, Field
 
+from ..engines.base import EngineHealth, EngineResult
 from ..errors import InvalidRequest
 from ..mesh.gbuffer import CameraKind, MeshArrays
 from ..mesh.glb import GENERATOR, export_glb
@@ -31,21 +37,29 @@ from ..texturing.mesh_input import LoadedMesh
 from ..texturing.pbr import PbrFactors, pbr_factors
 from ..texturing.projection import EditedView, back_project
 from ..texturing.uv import ensure_uv_layout, rasterise_uv
-from ..texturing.views import remove_shading, render_views, split_grid, texturing_views, tile_grid
-
-# The image-to-3D stage's progress window: a sub-range of this stage's 0..1 for the Kontext call
-from .image_to_3d import _sub_control
+from ..texturing.views import RenderedView, remove_shading, render_views, split_grid, texturing_views, tile_grid
 from .progress import StageControl
 
 if TYPE_CHECKING:
     import trimesh
 
+    from ..mesh.render import ViewSpec
     from ..models.loaded import LoadedModels
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TextureOptions", "TextureResult", "TextureStage", "write_textured_glb"]
+__all__ = [
+    "ENGINE_NAME",
+    "TextureJob",
+    "TextureManifest",
+    "TextureOptions",
+    "TextureResult",
+    "TextureStage",
+    "timed_step",
+    "write_textured_glb",
+]
 
+ENGINE_NAME = "alch3mist"  # this stage, as a texture engine
 LABEL = "texturing"
 MIN_VIEWS, MAX_VIEWS = 2, 16
 MIN_VIEW_SIZE, MAX_VIEW_SIZE = 64, 1024
@@ -75,43 +89,126 @@ class TextureOptions:
     lora: str | None = None
     lora_scale: float = 1.0
     unwrap_timeout_s: float = 300.0
+    engine_options: dict[str, float | int | str | bool] = field(default_factory=dict)
+    """Remote texture engines' own parameters by their own names (e.g. TRELLIS.2's tex_slat_sampling_steps)."""
+
+
+@dataclass
+class TextureJob:
+    """What any texture engine is asked to do: paint ``mesh`` with the material of ``edit_prompt``.
+
+    Attributes
+    ----------
+    mesh : the mesh, loaded and normalised by ``texturing.mesh_input.load_mesh``
+    edit_prompt : the Kontext instruction ("Alch3mist …")
+    materials : the request's material words (metallic/roughness factors)
+    reference : a picture of the material or look: one more tile in the grid Kontext edits
+    picture : a picture of this very object wearing the material (the chain's textured image, the one the 3D engine
+        built the mesh from). The built-in engine tiles it like a reference; remote engines paint from it, and
+        without it paint from one neutral view of the mesh edited by Kontext
+    options : views, sizes, the edit's knobs, the seed
+    """
+
+    mesh: LoadedMesh
+    edit_prompt: str
+    materials: Sequence[str] = ()
+    reference: Image.Image | None = None
+    picture: Image.Image | None = None
+    options: TextureOptions = field(default_factory=TextureOptions)
 
 
 @dataclass
 class TextureResult:
-    """What the texture stage made.
+    """What a texture engine made.
 
     Attributes
     ----------
     glb_path : the textured, post-processed, validated GLB (``model.glb``)
-    texture_path : its base-colour map (``texture.png``, ``texture_size``²)
-    input_grid, edited_grid : the grid of neutral views sent to Kontext, and what came back
-    coverage : share of the texture's chart texels that at least one view saw (the rest were filled)
-    uv_source : "mesh" (its own UVs were kept) or "xatlas" (a new atlas; ``uv_reason`` says why)
-    pbr : the material's metallic / roughness factors and where they came from
+    texture_path : its base-colour map (``texture.png``), when it has exactly one
+    engine : the texture engine that painted it (``alch3mist``, ``hunyuan3d``, ``trellis2``)
+    input_grid, edited_grid : the grid of neutral views sent to Kontext, and what came back (None when no edit ran)
+    picture : what a remote engine painted from (None for the built-in engine)
+    coverage : share of the texture's chart texels that at least one view saw (the rest were filled); None when
+        a remote engine painted (it does not say)
+    uv_source : "mesh" (its own UVs were kept), "xatlas" (a new atlas; ``uv_reason`` says why) or "engine"
+    pbr : the material's metallic / roughness factors and where they came from (None: the engine's own material)
     faces, vertices : of the written mesh
-    timings_s : seconds per step (uv, render, edit, project, fill, glb)
+    timings_s : seconds per step (built in: uv, render, edit, project, fill, glb; remote: edit, paint, glb)
     validation : the glTF validator's summary (or why it did not run)
-    warnings : what a person should know (low coverage, an unvalidated GLB)
+    warnings : what a person should know (low coverage, an unvalidated GLB, what a remote engine changed)
+    engine_result : a remote engine's record (what was sent, applied, clamped)
     """
 
     glb_path: Path
-    texture_path: Path
-    input_grid: Path
-    edited_grid: Path
-    coverage: float
-    uv_source: str
+    texture_path: Path | None
+    engine: str
+    input_grid: Path | None
+    edited_grid: Path | None
+    coverage: float | None
+    uv_source: Literal["mesh", "xatlas", "engine"]
     uv_reason: str | None
-    pbr: PbrFactors
+    pbr: PbrFactors | None
     faces: int
     vertices: int
     timings_s: dict[str, float] = field(default_factory=dict)
     validation: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    picture: Path | None = None
+    engine_result: EngineResult | None = None
+
+    @property
+    def artifacts(self) -> list[Path]:
+        """The files it wrote, in the order a person would look at them."""
+        found = [self.glb_path, self.texture_path, self.picture, self.input_grid, self.edited_grid]
+        return [path for path in found if path is not None]
+
+    def manifest(self) -> TextureManifest:
+        return TextureManifest(
+            engine=self.engine,
+            coverage=None if self.coverage is None else round(self.coverage, 4),
+            uv_source=self.uv_source,
+            uv_reason=self.uv_reason,
+            metallic=None if self.pbr is None else self.pbr.metallic,
+            roughness=None if self.pbr is None else self.pbr.roughness,
+            pbr_source=None if self.pbr is None else self.pbr.source,
+            faces=self.faces,
+            vertices=self.vertices,
+            timings_s=self.timings_s,
+            validation=self.validation,
+            warnings=self.warnings,
+            painter=None if self.engine_result is None else self.engine_result.manifest(),
+        )
+
+
+class TextureManifest(BaseModel):
+    """The manifest's ``texture`` section: what the texture step made, and how."""
+
+    engine: str = Field(description="Texture engine: alch3mist (built in), hunyuan3d or trellis2.")
+    coverage: float | None = Field(
+        description="Share of the texture's surface texels some view saw (the rest filled); null for remote engines."
+    )
+    uv_source: str = Field(description="mesh: its own UVs kept; xatlas: a new atlas; engine: the remote engine's.")
+    uv_reason: str | None = Field(None, description="Why the mesh's own UVs were not kept.")
+    metallic: float | None = Field(None, description="metallicFactor written (null: the remote engine's material).")
+    roughness: float | None = Field(None, description="roughnessFactor written (null: the remote engine's material).")
+    pbr_source: str | None = Field(None, description="Where the factors came from.")
+    faces: int
+    vertices: int
+    timings_s: dict[str, float]
+    validation: dict[str, Any]
+    warnings: list[str] = Field(default_factory=list)
+    painter: dict[str, Any] | None = Field(
+        None, description="A remote engine's record: variant, URL, sent / applied / app defaults, clamps."
+    )
 
 
 class TextureStage:
-    """Textures meshes with the loaded Kontext pipeline (the same ``MaterialEditStage`` the chain uses)."""
+    """Textures meshes with the loaded Kontext pipeline (the same ``MaterialEditStage`` the chain uses).
+
+    As a texture engine it is ``alch3mist``: ``texture(job, out_dir, control)``.
+    """
+
+    name = ENGINE_NAME
 
     def __init__(self, models: LoadedModels, *, require_validator: bool = False) -> None:
         from .material_edit import MaterialEditStage  # torch: imported when a stage is built, not with the CLI
@@ -119,6 +216,22 @@ class TextureStage:
         self.models = models
         self.material_edit = MaterialEditStage(models)
         self.require_validator = require_validator
+
+    def health(self) -> EngineHealth:
+        detail = "built in: multi-view FLUX.1 Kontext + LoRA edits projected into a UV texture"
+        return EngineHealth(name=self.name, available=True, detail=detail)
+
+    def texture(self, job: TextureJob, out_dir: Path, control: StageControl) -> TextureResult:
+        """The ``TextureEngine`` call: ``run`` with the job's picture (if any) as the grid's reference."""
+        return self.run(
+            job.mesh,
+            job.edit_prompt,
+            materials=job.materials,
+            reference=job.reference or job.picture,
+            options=job.options,
+            out_dir=out_dir,
+            control=control,
+        )
 
     def run(
         self,
@@ -133,7 +246,6 @@ class TextureStage:
     ) -> TextureResult:
         """Texture ``mesh`` with the material of ``edit_prompt``; write ``out_dir/model.glb`` and the maps."""
         options = options or TextureOptions()
-        defaults = self.models.defaults
         timings: dict[str, float] = {}
 
         # 1. Check inputs
@@ -144,51 +256,27 @@ class TextureStage:
         (out_dir / VIEWS_DIR).mkdir(parents=True, exist_ok=True)
 
         # 2. UV layout: the mesh's own when usable, else a new xatlas atlas (in its own process)
-        with _timed(timings, "uv"):
+        with timed_step(timings, "uv"):
             layout = ensure_uv_layout(mesh.mesh, options.texture_size, options.unwrap_timeout_s)
             arrays = MeshArrays.from_trimesh(layout.mesh)
             texels = rasterise_uv(arrays, options.texture_size)
         control.report(PROGRESS["uv"], "UV layout ready" if layout.source == "mesh" else "UVs unwrapped")
         control.raise_if_cancelled()
 
-        # 3. Render the views: exact G-buffers and neutral renders, at alternating elevations
+        # 3-4. Render the views (exact G-buffers, neutral renders at alternating elevations) and edit them all at
+        #      once: one Kontext + LoRA call on their grid, the reference image as one more tile
         views = texturing_views(options.views, elevation=options.elevation)
-        with _timed(timings, "render"):
-            rendered = render_views(
-                arrays,
-                views,
-                options.view_size,
-                kind=options.camera,
-                on_view=_ticks(control, PROGRESS["uv"], PROGRESS["render"], len(views), "view"),
-                cancel=control.cancel,
-            )
-
-        # 4. Edit every view at once: one Kontext + LoRA call on the grid (the reference image as one more tile)
-        tiles = [view.neutral.image for view in rendered] + ([reference.convert("RGB")] if reference else [])
-        grid = tile_grid(tiles, options.view_size)
-        input_grid = out_dir / VIEWS_DIR / INPUT_GRID
-        grid.save(input_grid)
-        with _timed(timings, "edit"):
-            edited = self.material_edit.run(
-                grid,
-                edit_prompt,
-                seed=options.seed,
-                steps=options.steps or defaults.edit_steps,
-                guidance=defaults.edit_guidance if options.guidance is None else options.guidance,
-                lora=options.lora,
-                lora_scale=options.lora_scale,
-                control=_sub_control(control, PROGRESS["render"], PROGRESS["edit"]),
-            )
-        edited_grid = out_dir / VIEWS_DIR / EDITED_GRID
-        edited.save(edited_grid)
-        edited_tiles = split_grid(edited, len(tiles), options.view_size)[: len(rendered)]
+        window = control.sub(PROGRESS["uv"], PROGRESS["edit"])
+        rendered, edited_tiles, input_grid, edited_grid = self.edit_views(
+            arrays, views, edit_prompt, reference, options, out_dir, window, timings
+        )
 
         # 5. Back-project: each texel blends the views that see it (visibility, view angle, distance from edges)
         edited_views = [
             EditedView(view.gbuffer, remove_shading(tile, view.neutral.shading) if options.delight else tile)
             for view, tile in zip(rendered, edited_tiles, strict=True)
         ]
-        with _timed(timings, "project"):
+        with timed_step(timings, "project"):
             projection = back_project(
                 texels,
                 edited_views,
@@ -197,7 +285,7 @@ class TextureStage:
             )
 
         # 6. Fill what no view saw from the nearest seen surface in 3D; pad the charts' gutters
-        with _timed(timings, "fill"):
+        with timed_step(timings, "fill"):
             colours = fill_unseen(texels, projection.colours, projection.seen, seed=options.seed)
             texture = Image.fromarray(texture_from_texels(texels, colours))
         control.report(PROGRESS["fill"], f"{projection.coverage:.0%} of the surface seen")
@@ -206,9 +294,9 @@ class TextureStage:
         # 7. The PBR GLB through post-processing and glTF validation, and the texture PNG
         factors = pbr_factors(materials, _mesh_factors(mesh))
         glb_path, texture_path = out_dir / GLB_NAME, out_dir / TEXTURE_NAME
-        with _timed(timings, "glb"):
+        with timed_step(timings, "glb"):
             report = write_textured_glb(layout.mesh, texture, factors, mesh, glb_path, texture_path)
-            validation = self._validate(glb_path)
+            validation = self.validate(glb_path)
         control.report(PROGRESS["glb"], "textured GLB ready")
 
         warnings = [*report.warnings]
@@ -223,6 +311,7 @@ class TextureStage:
         return TextureResult(
             glb_path=glb_path,
             texture_path=texture_path,
+            engine=self.name,
             input_grid=input_grid,
             edited_grid=edited_grid,
             coverage=projection.coverage,
@@ -237,6 +326,54 @@ class TextureStage:
         )
 
     # --- steps -------------------------------------------------------------------------------------------------
+
+    def edit_views(
+        self,
+        arrays: MeshArrays,
+        views: Sequence[ViewSpec],
+        edit_prompt: str,
+        reference: Image.Image | None,
+        options: TextureOptions,
+        out_dir: Path,
+        control: StageControl,
+        timings: dict[str, float],
+    ) -> tuple[list[RenderedView], list[NDArray[np.float32]], Path, Path]:
+        """Render ``views`` of the mesh and edit their grid in ONE Kontext + LoRA call (the reference as one more
+        tile); the rendered views, the edited tiles (0..1 floats, one per view), and both grids' paths.
+
+        Progress: rendering takes this control's first third, the edit the rest. Remote texture engines call it with
+        one view (the picture they paint from).
+        """
+        defaults = self.models.defaults
+        rendered_share = 1 / 3
+        with timed_step(timings, "render"):
+            rendered = render_views(
+                arrays,
+                views,
+                options.view_size,
+                kind=options.camera,
+                on_view=_ticks(control, 0.0, rendered_share, len(views), "view"),
+                cancel=control.cancel,
+            )
+        tiles = [view.neutral.image for view in rendered] + ([reference.convert("RGB")] if reference else [])
+        grid = tile_grid(tiles, options.view_size)
+        (out_dir / VIEWS_DIR).mkdir(parents=True, exist_ok=True)
+        input_grid = out_dir / VIEWS_DIR / INPUT_GRID
+        grid.save(input_grid)
+        with timed_step(timings, "edit"):
+            edited = self.material_edit.run(
+                grid,
+                edit_prompt,
+                seed=options.seed,
+                steps=options.steps or defaults.edit_steps,
+                guidance=defaults.edit_guidance if options.guidance is None else options.guidance,
+                lora=options.lora,
+                lora_scale=options.lora_scale,
+                control=control.sub(rendered_share, 1.0),
+            )
+        edited_grid = out_dir / VIEWS_DIR / EDITED_GRID
+        edited.save(edited_grid)
+        return rendered, split_grid(edited, len(tiles), options.view_size)[: len(rendered)], input_grid, edited_grid
 
     @staticmethod
     def check_options(options: TextureOptions) -> None:
@@ -255,7 +392,8 @@ class TextureStage:
         if options.lora_scale < 0:
             raise InvalidRequest(f"the LoRA scale must be 0 or more, got {options.lora_scale}")
 
-    def _validate(self, glb_path: Path) -> dict[str, Any]:
+    def validate(self, glb_path: Path) -> dict[str, Any]:
+        """The glTF validator's summary of ``glb_path`` (or why it did not run, unless a validator is required)."""
         if not validator_available() and not self.require_validator:
             logger.warning("glTF validator not installed: %s handed out unvalidated", glb_path.name)
             return {"validator": None, "note": "gltf-validator not installed (scripts/setup-engine-test-servers.sh)"}
@@ -322,7 +460,8 @@ def _ticks(control: StageControl, start: float, end: float, total: int, what: st
 
 
 @contextmanager
-def _timed(timings: dict[str, float], step: str) -> Iterator[None]:
+def timed_step(timings: dict[str, float], step: str) -> Iterator[None]:
+    """Record the seconds the ``with`` block takes as ``timings[step]`` (rounded to ms), even when it raises."""
     started = time.perf_counter()
     try:
         yield

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
+from pydantic import BaseModel, Field
 
 from ..errors import InvalidMesh, MeshTooLarge
 
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 
     from ..config import Settings
 
-__all__ = ["MESH_FORMATS", "LoadedMesh", "MeshFormat", "MeshLimits", "SourceMaterial", "load_mesh"]
+__all__ = ["MESH_FORMATS", "InputMeshManifest", "LoadedMesh", "MeshFormat", "MeshLimits", "SourceMaterial", "load_mesh"]
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +107,27 @@ class LoadedMesh:
     def has_uv(self) -> bool:
         uv = getattr(self.mesh.visual, "uv", None)
         return uv is not None and len(uv) == len(self.mesh.vertices)
+
+    def manifest(self) -> InputMeshManifest:
+        return InputMeshManifest(
+            format=self.source_format,
+            faces=self.source_faces,
+            primitives=self.source_primitives,
+            had_uv=self.has_uv,
+            to_source=self.to_source.round(9).tolist(),
+            notes=self.notes,
+        )
+
+
+class InputMeshManifest(BaseModel):
+    """The manifest's ``input_mesh`` section: the mesh the texture step was given, and what loading it changed."""
+
+    format: str = Field(description="glb, gltf, obj or ply (read from the content).")
+    faces: int = Field(description="Triangles in the file.")
+    primitives: int = Field(description="Mesh instances merged into one.")
+    had_uv: bool = Field(description="The file's UVs reached the texture step (usable or not is its question).")
+    to_source: list[list[float]] = Field(description="4x4 matrix from model.glb's frame back to the file's.")
+    notes: list[str] = Field(description="What loading changed or noticed.")
 
 
 def load_mesh(

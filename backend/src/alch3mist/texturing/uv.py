@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -19,7 +19,7 @@ from ..errors import MeshError
 from ..mesh.gbuffer import MeshArrays
 
 # The GLB post-processing's xatlas driver: xatlas in its own process (slow, and it can crash on big meshes).
-from ..mesh.postprocess import _unwrap
+from ..mesh.postprocess import unwrap_uvs
 
 if TYPE_CHECKING:
     import trimesh
@@ -223,7 +223,7 @@ def unwrap(mesh: trimesh.Trimesh, texture_size: int, timeout_s: float = 300.0) -
     """
     import trimesh as trimesh_module
 
-    vmapping, indices, uvs = _unwrap(mesh, texture_size, timeout_s)
+    vmapping, indices, uvs = unwrap_uvs(mesh, texture_size, timeout_s)
     if len(indices) != len(mesh.faces):
         raise MeshError(f"xatlas returned {len(indices)} faces for {len(mesh.faces)}")
     return trimesh_module.Trimesh(
@@ -246,7 +246,7 @@ class UvLayout:
     """
 
     mesh: trimesh.Trimesh
-    source: str
+    source: Literal["mesh", "xatlas"]
     reason: str | None = None
 
 

@@ -20,7 +20,7 @@ from PIL import Image
 from ..mesh.gbuffer import Camera, CameraKind, GBuffer, MeshArrays, render_gbuffers
 
 # The multiview renderer's own camera placement, so perspective texturing views frame the object as its renders do.
-from ..mesh.render import VIEW_ANGLE_DEG, ViewSpec, _direction, _fit_distance, turntable
+from ..mesh.render import VIEW_ANGLE_DEG, ViewSpec, fit_distance, turntable, view_direction
 from ..stages.multiview import sheet_grid
 
 __all__ = [
@@ -63,11 +63,11 @@ def orbit_cameras(
     centre = (lower + upper) / 2.0
     radius = float(np.linalg.norm(upper - lower)) / 2.0 or 1.0
     if kind == "perspective":
-        distance = _fit_distance(points, centre, views)
+        distance = fit_distance(points, centre, views)
         return [
             Camera.look_at(
                 "perspective",
-                eye=centre + distance * np.asarray(_direction(view)),
+                eye=centre + distance * np.asarray(view_direction(view)),
                 target=centre,
                 width=size,
                 height=size,
@@ -76,7 +76,7 @@ def orbit_cameras(
             )
             for view in views
         ]
-    eyes = [centre + 3.0 * radius * np.asarray(_direction(view)) for view in views]
+    eyes = [centre + 3.0 * radius * np.asarray(view_direction(view)) for view in views]
     probes = [
         Camera.look_at("orthographic", eye=eye, target=centre, width=size, height=size, up=_up(view), ortho_height=1.0)
         for eye, view in zip(eyes, views, strict=True)
