@@ -23,7 +23,8 @@ says ``error``. A failed texture stage falls back to the initial mesh (``/genera
 ``texturing``); a failed shape stage leaves ``/send`` ``processing``.
 
 Faults (``--fault``, or the content of ``--fault-file``, read on every request): ``error`` (the shape stage raises),
-``texture-error`` (the texture stage raises), ``garbage`` (the GLB is not a GLB), ``hang`` (the shape never ends).
+``texture-error`` (the texture stage raises), ``garbage`` (the GLB is not a GLB), ``hang`` (the shape never ends),
+``slow-write`` (the exported GLB stays half-written for 0.6 s, as a big one does upstream).
 """
 
 from __future__ import annotations
@@ -121,9 +122,17 @@ class Stubs:
     def export(self, mesh: trimesh.Trimesh | trimesh.Scene, path: Path) -> None:
         if self.fault == "garbage":
             path.write_bytes(b"\x89PNG not a mesh")
-        else:
-            scene = mesh if isinstance(mesh, trimesh.Scene) else trimesh.Scene(mesh)
-            path.write_bytes(bytes(scene.export(file_type="glb")))
+            return
+        scene = mesh if isinstance(mesh, trimesh.Scene) else trimesh.Scene(mesh)
+        data = bytes(scene.export(file_type="glb"))
+        # Both api_server.py workers export straight to the file /status reads (mesh.export(save_file_path)), so a
+        # poll can meet a file still being written; "slow-write" holds it half-written for a while.
+        with path.open("wb") as file:
+            if self.fault == "slow-write":
+                file.write(data[: len(data) // 2])
+                file.flush()
+                time.sleep(0.6)
+            file.write(data[len(data) // 2 :] if self.fault == "slow-write" else data)
 
 
 def load_image_from_base64(data: str) -> Image.Image:  # both servers: Image.open(BytesIO(base64.b64decode(image)))
@@ -395,7 +404,7 @@ def main() -> None:
     parser.add_argument("--version", choices=["2.0", "2.1"], default="2.1", help="Which api_server to mimic.")
     parser.add_argument("--enable_tex", action="store_true", help="2.0: load the texture pipeline (like upstream).")
     parser.add_argument(
-        "--fault", choices=["", "garbage", "error", "texture-error", "hang"], default="", help="Misbehave."
+        "--fault", choices=["", "garbage", "error", "texture-error", "hang", "slow-write"], default="", help="Misbehave."
     )
     parser.add_argument("--delay", type=float, default=0.2, help="Seconds each model stage takes.")
     parser.add_argument("--fault-file", type=Path, default=None, help="A file whose content overrides --fault.")

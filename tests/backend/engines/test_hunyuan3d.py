@@ -143,6 +143,17 @@ def test_20_with_enable_tex_textures_and_applies_the_shape_settings(
     assert result.app_defaults == {"octree_resolution": 128, "guidance_scale": 5.0}  # api_server.py:206-208
 
 
+def test_20_a_glb_still_being_written_is_polled_again_not_returned_half(
+    hunyuan20_server: RunningServer, tmp_path: Path
+) -> None:
+    hunyuan20_server.set_fault("slow-write")  # /status answers 'completed' with whatever the file holds so far
+    try:
+        result = _run(_engine(hunyuan20_server.url), tmp_path, EngineParams(seed=5))
+    finally:
+        hunyuan20_server.set_fault("")
+    check_glb(result.glb_path.read_bytes(), "hunyuan3d")
+
+
 def test_20_health_without_a_health_route(hunyuan20_server: RunningServer) -> None:
     health = _engine(hunyuan20_server.url).health()
     assert health.available and health.detail.startswith("Hunyuan3D-2.0 api_server")

@@ -355,9 +355,12 @@ class Hunyuan3DEngine:
             raise EngineError(self.name, self.url, f"job {uid} failed: {message or _reason(response)}")
         if state == "completed":
             try:
-                return state, base64.b64decode(str(body.get("model_base64") or ""), validate=True)
+                glb = base64.b64decode(str(body.get("model_base64") or ""), validate=True)
             except (binascii.Error, ValueError) as exc:
                 raise EngineError(self.name, self.url, f"job {uid}: model_base64 is not base64: {exc}") from exc
+            # api_server.py's worker exports straight to {uid}.glb and /status reads whatever exists: a GLB still
+            # being written comes back empty or short of the length its header declares. Poll again.
+            return ("writing", None) if _still_writing(glb) else (state, glb)
         if state in ("processing", "texturing"):
             return state, None
         raise EngineError(self.name, self.url, f"job {uid}: unexpected status answer {str(body)[:200]}")
@@ -534,6 +537,15 @@ def _tetrahedron_glb() -> bytes:
     buffer = io.BytesIO()
     buffer.write(bytes(trimesh.Scene(mesh).export(file_type="glb")))
     return buffer.getvalue()
+
+
+def _still_writing(data: bytes) -> bool:
+    """True for an empty file or a GLB shorter than the total length its 12-byte header declares."""
+    if not data:
+        return True
+    if data[:4] != b"glTF" or len(data) < 12:
+        return False  # not a GLB at all: ``check_glb`` says so
+    return len(data) < int.from_bytes(data[8:12], "little")
 
 
 def _reason(response: httpx.Response) -> str:
