@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from alch3mist.jobs.retention import purge_expired, retention_interval_s, retention_loop
 from alch3mist.jobs.store import JobRecord, JobStore, new_job_id
+from alch3mist.storage import LocalStorage
 
 
 def _job(store: JobStore, status: str, finished_days_ago: float | None) -> JobRecord:
@@ -27,7 +28,7 @@ def test_purge_removes_only_old_finished_jobs(tmp_path: Path) -> None:
     recent = _job(store, "succeeded", 1)
     active = [_job(store, "queued", None), _job(store, "running", None)]
 
-    purged = purge_expired(store, retention_days=30)
+    purged = purge_expired(store, LocalStorage(tmp_path / "jobs"), retention_days=30)
 
     assert sorted(purged) == sorted(r.id for r in old)
     for record in old:
@@ -39,7 +40,7 @@ def test_purge_removes_only_old_finished_jobs(tmp_path: Path) -> None:
 def test_zero_retention_keeps_everything(tmp_path: Path) -> None:
     store = JobStore(tmp_path)
     _job(store, "succeeded", 1000)
-    assert purge_expired(store, retention_days=0) == []
+    assert purge_expired(store, LocalStorage(tmp_path / "jobs"), retention_days=0) == []
 
 
 def test_interval_is_bounded() -> None:
@@ -53,7 +54,9 @@ def test_the_loop_survives_a_failing_pass_and_logs_it(tmp_path: Path, caplog: py
     store.close()  # every pass now fails: sqlite3.ProgrammingError on a closed database
 
     async def run() -> bool:
-        task = asyncio.create_task(retention_loop(store, retention_days=1, interval_s=0.01))
+        task = asyncio.create_task(
+            retention_loop(store, LocalStorage(tmp_path / "jobs"), retention_days=1, interval_s=0.01)
+        )
         await asyncio.sleep(0.2)
         alive = not task.done()
         task.cancel()
