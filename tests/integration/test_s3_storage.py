@@ -117,6 +117,31 @@ def test_links_work_with_the_local_job_folder_gone(s3: S3Server, s3_backend: Bac
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "artifact_not_found"
 
 
+@pytest.mark.browser
+def test_the_viewer_loads_the_model_from_the_bucket_in_a_sandboxed_iframe(
+    s3_backend: BackendProcess, s3_job: Any
+) -> None:
+    """The URL-mode viewer link in the real Chromium, sandboxed as Open WebUI does: model-viewer loads the GLB
+    streamed from S3 (the local job folder is gone) and no request leaves 127.0.0.1."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.model_viewer.harness import CHROMIUM, launch, open_embed_url
+
+    if shutil.which(CHROMIUM) is None:
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/install-system-deps.sh (Debian package 'chromium')")
+    shutil.rmtree(s3_backend.data_dir / "jobs" / s3_job["id"], ignore_errors=True)
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            with open_embed_url(browser, s3_job["artifacts"]["viewer"]) as run:
+                state = run.frame.evaluate("window.alch3mistViewer")
+                assert state["loaded"] and state["error"] is None, state
+                assert run.blocked == [] and run.external_requests() == []
+                assert any("/artifacts/model.glb?token=" in url for url in run.requests)
+        finally:
+            browser.close()
+
+
 def test_a_refine_reads_the_parent_base_image_from_the_bucket(
     s3: S3Server, s3_backend: BackendProcess, s3_job: Any
 ) -> None:
