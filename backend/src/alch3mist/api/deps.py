@@ -17,7 +17,7 @@ from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..config import ApiKey, Settings
-from ..domain import GenerationChain
+from ..domain import ChainCatalog
 from ..jobs.policy import KEY_ALONE, Caller
 from ..jobs.store import JobStore
 from ..jobs.worker import Worker
@@ -57,8 +57,9 @@ def get_store(request: Request) -> JobStore:
     return store
 
 
-def get_chain(request: Request) -> GenerationChain:
-    chain: GenerationChain = request.app.state.chain
+def get_chain(request: Request) -> ChainCatalog:
+    """The chain as the API process sees it: info and validation, no model (it runs in the worker process)."""
+    chain: ChainCatalog = request.app.state.chain
     return chain
 
 
@@ -72,7 +73,7 @@ def get_links(request: Request) -> Links:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 WorkerDep = Annotated[Worker, Depends(get_worker)]
 StoreDep = Annotated[JobStore, Depends(get_store)]
-ChainDep = Annotated[GenerationChain, Depends(get_chain)]
+ChainDep = Annotated[ChainCatalog, Depends(get_chain)]
 LinksDep = Annotated[Links, Depends(get_links)]
 
 
