@@ -17,7 +17,7 @@ from alch3mist.errors import InvalidRequest, JobNotActive, JobNotFound, UnknownL
 from alch3mist.jobs.child import DEFAULT_CHAIN_FACTORY
 from alch3mist.jobs.runner import generation_request
 from alch3mist.jobs.store import JobRecord, JobStore, new_job_id
-from alch3mist.jobs.worker import RESTART_REASON, Worker
+from alch3mist.jobs.worker import RESTART_REASON, STOP_REASON, Worker
 
 from tests.backend.jobs import chains
 
@@ -212,3 +212,37 @@ def test_restart_fails_interrupted_jobs_and_runs_queued_ones(worker_factory: Any
     assert record.status == "failed" and record.error is not None
     assert record.error["message"] == RESTART_REASON and record.error["stage"] == "material_edit"
     assert _wait(worker, waiting.id, ("succeeded", "failed")).status == "succeeded"
+
+
+def test_stopping_during_a_stage_that_never_returns_kills_it_and_fails_the_job(
+    worker_factory: Any, tmp_path: Path
+) -> None:
+    worker = worker_factory(HANGING_CHAIN, stage_kill_grace_s=1.0)
+    worker.start()
+    hung = worker.submit(_job(HUNG))
+    deadline = time.monotonic() + 60
+    while not chains.hung_pids(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [pid] = chains.hung_pids(tmp_path)
+
+    worker.stop()
+    assert not chains.alive(pid)
+    record, _ = worker.get(hung.id)
+    assert record.status == "failed" and record.error is not None
+    assert record.error["code"] == "interrupted" and record.error["message"] == STOP_REASON
+
+
+def test_a_worker_process_that_died_while_idle_is_replaced_before_the_next_job(worker_factory: Any) -> None:
+    worker = worker_factory()
+    worker.start()
+    idle_pid = _child_pid(worker)
+    child, _ = worker.chain_process()
+    assert child is not None
+    os.kill(idle_pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while child.alive and time.monotonic() < deadline:  # dead before the job comes: it died while idle
+        time.sleep(0.05)
+    job = worker.submit(_job(FAST))
+    done = _wait(worker, job.id, ("failed", "succeeded", "cancelled"))
+    assert done.status == "succeeded", done.error
+    assert _child_pid(worker) != idle_pid

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 __all__ = [
     "INPUT_IMAGE",
     "RESTART_REASON",
+    "STOP_REASON",
     "ChainView",
     "JobUpdate",
     "Subscription",
@@ -267,6 +268,10 @@ class Worker:
 
     def _drive(self, run: JobRun) -> ChainOutcome:
         """Hand the job to the chain process and follow it to its end (or kill the process); the chain's outcome."""
+        if self._child is not None and not self._child.alive:  # it died between jobs: this one has not started yet
+            logger.error("worker process died while idle", extra={"exit_code": self._child.process.exitcode})
+            self._child.kill()
+            self._child = None
         child = self._child or self._replace_child()
         if child is None:
             unavailable = "the worker process could not load the models (see the backend log)"
