@@ -20,7 +20,9 @@ from alch3mist.chain import Chain, build_chain
 from alch3mist.config import Settings
 
 HANG = "HANG"
+HUNG = {"base_prompt": f"a cow {HANG}", "edit_prompt": "make it crocodile skin", "seed": 7, "steps": 2, "views": 0}
 PROBES = "probes"
+TINY_CACHE_DIR = Path(__file__).resolve().parents[3] / ".cache" / "alch3mist-tests"
 _runs = itertools.count()
 
 
@@ -30,11 +32,12 @@ def probe_dir(settings_or_data_dir: Settings | Path) -> Path:
 
 
 def alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie, dead but not yet reaped by whoever inherited it, does not)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
         return False
-    return True
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
 class HangingBaseImage:
@@ -76,3 +79,32 @@ def hung_pids(data_dir: Path) -> list[int]:
 
 def builder_pids(data_dir: Path) -> list[int]:
     return [int(path.name.removeprefix("built-")) for path in probe_dir(data_dir).glob("built-*")]
+
+
+def tiny_settings(data_dir: Path, **fields: Any) -> Settings:
+    """The tiny preset with the preview engine and the offline rewriter (nothing from a developer's .env)."""
+    return Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        data_dir=data_dir,
+        preset="tiny",
+        cache_dir=TINY_CACHE_DIR,
+        engine_3d="preview",
+        lora_dir=None,
+        llm_url=None,
+        trellis_url=None,
+        hunyuan3d_url=None,
+        **fields,
+    )
+
+
+def serve_a_hung_job(data_dir: str) -> None:
+    """The API process's side of a worker running one hung job until it is killed (``python -c`` of a test)."""
+    from alch3mist.jobs.store import JobRecord, JobStore, new_job_id
+    from alch3mist.jobs.worker import Worker
+
+    folder = Path(data_dir)
+    worker = Worker(JobStore(folder / "data"), tiny_settings(folder), f"{__name__}:build_hanging_chain")
+    worker.start()
+    worker.submit(JobRecord(id=new_job_id(), params=dict(HUNG)))
+    while True:
+        time.sleep(1)

@@ -7,12 +7,13 @@ from __future__ import annotations
 import itertools
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from alch3mist.config import Settings
 from alch3mist.errors import InvalidRequest, JobNotActive, JobNotFound, UnknownLora
 from alch3mist.jobs.child import DEFAULT_CHAIN_FACTORY
 from alch3mist.jobs.runner import generation_request
@@ -21,26 +22,14 @@ from alch3mist.jobs.worker import RESTART_REASON, STOP_REASON, Worker
 
 from tests.backend.jobs import chains
 
-TINY_CACHE_DIR = Path(__file__).resolve().parents[3] / ".cache" / "alch3mist-tests"
+REPO_ROOT = Path(__file__).resolve().parents[3]
 HANGING_CHAIN = "tests.backend.jobs.chains:build_hanging_chain"
 FAST = {"request": "a cow with crocodile skin", "seed": 7, "steps": 2, "edit_steps": 2, "views": 0}
 SLOW = {**FAST, "steps": 100, "size": 128}  # seconds a step on a 2-core CPU: long enough to act on while it runs
-HUNG = {**FAST, "base_prompt": f"a cow {chains.HANG}", "edit_prompt": "make it crocodile skin"}
+HUNG = chains.HUNG
 
 
-def _settings(tmp_path: Path, **fields: Any) -> Settings:
-    return Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        data_dir=tmp_path,
-        preset="tiny",
-        cache_dir=TINY_CACHE_DIR,
-        engine_3d="preview",
-        lora_dir=None,
-        llm_url=None,
-        trellis_url=None,
-        hunyuan3d_url=None,
-        **fields,
-    )
+_settings = chains.tiny_settings
 
 
 def _job(params: dict[str, Any], user: str | None = None) -> JobRecord:
@@ -246,3 +235,25 @@ def test_a_worker_process_that_died_while_idle_is_replaced_before_the_next_job(w
     done = _wait(worker, job.id, ("failed", "succeeded", "cancelled"))
     assert done.status == "succeeded", done.error
     assert _child_pid(worker) != idle_pid
+
+
+def test_a_hung_stage_does_not_outlive_a_killed_api_process(tmp_path: Path) -> None:
+    """The API process is SIGKILLed while a stage hangs (no event, no step boundary): its worker process exits."""
+    command = f"from tests.backend.jobs.chains import serve_a_hung_job; serve_a_hung_job({str(tmp_path)!r})"
+    api = subprocess.Popen([sys.executable, "-c", command], cwd=REPO_ROOT, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not chains.hung_pids(tmp_path) and time.monotonic() < deadline:
+            assert api.poll() is None, "the worker could not start"
+            time.sleep(0.1)
+        [pid] = chains.hung_pids(tmp_path)
+    finally:
+        api.kill()
+        api.wait()
+    deadline = time.monotonic() + 5
+    while chains.alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    survived = chains.alive(pid)
+    if survived:
+        os.kill(pid, signal.SIGKILL)  # leave no stray process behind a failed test
+    assert not survived, "the hung stage's process outlived the API process"

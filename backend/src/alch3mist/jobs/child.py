@@ -154,7 +154,10 @@ def child_main(
 
         def on_event(event: ChainEvent, job_id: str = message.job_id) -> None:
             with send_lock:
-                jobs.send(JobEvent(job_id, event))
+                try:
+                    jobs.send(JobEvent(job_id, event))
+                except OSError:
+                    os._exit(0)  # the API process is gone: nobody to run this job for
 
         local_cancel, done = threading.Event(), threading.Event()
         mirror = threading.Thread(target=_mirror_cancel, args=(cancel, local_cancel, done), daemon=True)
