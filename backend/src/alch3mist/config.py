@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     max_request_chars: int = Field(2000, description="Longest free-text request accepted.")
     max_upload_bytes: int = Field(20 * 1024 * 1024, description="Largest accepted request body (input image).")
     stage_timeout_s: float = Field(900.0, description="Longest any one stage may run before the job fails.")
+    stage_kill_grace_s: float = Field(
+        30.0,
+        gt=0,
+        description="How long a timed-out, cancelled or stopping stage gets to reach a step boundary before its worker "
+        "process is killed (and restarted, reloading the models).",
+    )
 
     # --- artifact storage (storage/; docs/deploy.md, "Artifact storage") ---
     storage_url: str | None = Field(

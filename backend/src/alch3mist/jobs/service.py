@@ -16,7 +16,7 @@ from typing import Any
 from PIL import Image
 
 from ..config import Settings
-from ..domain import GenerationChain
+from ..domain import ChainCatalog
 from ..errors import InvalidParent, InvalidRequest
 from ..prompting.llm import rewrite_messages
 from ..prompting.rewrite import clean_request
@@ -48,7 +48,7 @@ def submit_job(
     settings: Settings,
     store: JobStore,
     worker: Worker,
-    chain: GenerationChain,
+    chain: ChainCatalog,
 ) -> tuple[JobRecord, int | None]:
     """Validate, admit, store and queue; returns the queued job (owned by ``caller``) and its queue position.
 
