@@ -50,7 +50,7 @@ def test_interval_is_bounded() -> None:
 def test_the_loop_survives_a_failing_pass_and_logs_it(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Issue 10 item 10: the first exception ended the loop silently (and stopping re-raised it)."""
     store = JobStore(tmp_path)
-    store.close()  # every pass now fails: sqlite3.ProgrammingError on a closed database
+    store.close()  # every pass now fails: RuntimeError on a closed store
 
     async def run() -> bool:
         task = asyncio.create_task(retention_loop(store, retention_days=1, interval_s=0.01))

@@ -37,8 +37,8 @@ from PIL import Image
 
 from ..config import Settings
 from ..domain import STAGES, GenerationChain
-from ..errors import Alch3mistError, JobNotActive, JobNotFound
-from .store import JobRecord, JobStore
+from ..errors import Alch3mistError, JobNotActive, JobNotFound, ServiceUnavailable
+from .store import JobRecord, JobStore, event_payload
 
 __all__ = [
     "RESTART_REASON",
@@ -378,6 +378,19 @@ class Worker:
                 self._publish(JobUpdate("status", record, queue_position=position, message=f"queued ({position})"))
 
     def _publish(self, update: JobUpdate) -> None:
+        """Append the update to the job's durable event log (what every API node's stream reads), then hand it to
+        this process's subscribers."""
+        payload = event_payload(
+            update.job,
+            queue_position=update.queue_position,
+            artifact=update.artifact,
+            message=update.message,
+            at=update.at,
+        )
+        try:
+            self.store.append_event(update.job.id, update.type, payload)
+        except ServiceUnavailable:  # the job goes on; streams catch up from the next event (or the job's row)
+            logger.warning("event not logged: job database unreachable", extra={"job_id": update.job.id})
         with self._lock:
             subscribers = list(self._subscribers.get(update.job.id, []))
         for subscription in subscribers:
