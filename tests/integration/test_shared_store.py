@@ -16,7 +16,11 @@ from tests.servers.postgres import PostgresServer
 
 from .conftest import BackendProcess, submit, wait_for
 
-JOB = {"request": "a mossy stone", "views": 0, "steps": 4}  # long enough to drop the stream mid-job, no multiview renders
+JOB = {
+    "request": "a mossy stone",
+    "views": 0,
+    "steps": 4,
+}  # long enough to drop the stream mid-job, no multiview renders
 
 
 @dataclass
