@@ -203,6 +203,8 @@ async def _log_updates(
             for stored in events:
                 after = stored.id
                 yield stored.id, update_from_event(stored)
+                if stored.type == "done":
+                    return
             if len(events) == EVENT_PAGE:
                 continue
             if time.monotonic() - last_row_check >= ROW_CHECK_S:
