@@ -1,5 +1,6 @@
-"""The real backend on a real PostgreSQL (``ALCH3MIST_DATABASE_URL``): event ids and ``Last-Event-ID`` resume, a
-second API node that follows a job it did not run, and the database going down (503) and coming back."""
+"""The real backend on a real PostgreSQL (``ALCH3MIST_DATABASE_URL``) and on its embedded SQLite: event ids and
+``Last-Event-ID`` resume; on PostgreSQL also a second API node that follows a job it did not run, and the database
+going down (503) and coming back."""
 
 from __future__ import annotations
 
@@ -51,6 +52,16 @@ def nodes(postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFact
         watcher.stop()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def node(request: pytest.FixtureRequest) -> BackendProcess:
+    """The embedded backend (SQLite, the suite's shared one) or the PostgreSQL runner node."""
+    if request.param == "sqlite":
+        backend: BackendProcess = request.getfixturevalue("backend")
+        return backend
+    nodes: Nodes = request.getfixturevalue("nodes")
+    return nodes.runner
+
+
 def stream(client: httpx.Client, job_id: str, last_event_id: int | None = None) -> Iterator[Event]:
     """Parse ``/events`` as an EventSource does (``id:``, ``event:``, ``data:`` lines, a blank line ends one)."""
     headers = {"Last-Event-ID": str(last_event_id)} if last_event_id is not None else {}
@@ -75,8 +86,8 @@ def read_to_done(client: httpx.Client, job_id: str, last_event_id: int | None = 
     return events
 
 
-def test_events_carry_log_ids_and_resume_after_a_dropped_connection(nodes: Nodes) -> None:
-    with nodes.runner.client() as client:
+def test_events_carry_log_ids_and_resume_after_a_dropped_connection(node: BackendProcess) -> None:
+    with node.client() as client:
         job = submit(client, **JOB)
         first: list[Event] = []
         for event in stream(client, job["id"]):
@@ -96,8 +107,8 @@ def test_events_carry_log_ids_and_resume_after_a_dropped_connection(nodes: Nodes
     assert [(e.type, e.data["message"], e.data["progress"]) for e in resumed] == replayed
 
 
-def test_resuming_a_finished_job_replays_to_done_then_says_no_more(nodes: Nodes) -> None:
-    with nodes.runner.client() as client:
+def test_resuming_a_finished_job_replays_to_done_then_says_no_more(node: BackendProcess) -> None:
+    with node.client() as client:
         job = wait_for(client, submit(client, **JOB)["id"])
         everything = read_to_done(client, job["id"], last_event_id=0)
         assert everything[-1].type == "done"
