@@ -217,6 +217,48 @@ def test_postgres_down_is_service_unavailable_then_recovers(postgres_server: Pos
     store.close()
 
 
+def test_postgres_watch_wakes_on_another_stores_append_and_survives_a_restart(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    """LISTEN/NOTIFY: a store watching a job is called when another store (another process) appends one of its
+    events, not for other jobs, not after unwatch; the listener reconnects after the database restarts."""
+    url = postgres_server.create_database()
+    watcher, writer = JobStore(tmp_path, url), JobStore(tmp_path, url)
+    record, other = writer.insert(_record()), writer.insert(_record())
+    woken = threading.Event()
+    calls: list[float] = []
+
+    def wake() -> None:
+        calls.append(time.monotonic())
+        woken.set()
+
+    def append_and_wait(job: JobRecord, timeout: float = 5.0) -> bool:
+        woken.clear()
+        writer.append_event(job.id, "progress", event_payload(job, at=time.time()))
+        return woken.wait(timeout)
+
+    unwatch = watcher.watch(record.id, wake)
+    try:
+        deadline = time.monotonic() + 10
+        while not append_and_wait(record) and time.monotonic() < deadline:
+            pass  # the listener thread is still connecting: LISTEN is not in place before it is
+        started = time.monotonic()
+        assert append_and_wait(record) and calls[-1] - started < 0.5
+        assert not append_and_wait(other, timeout=1.0)
+        postgres_server.stop()
+        postgres_server.start()
+        deadline = time.monotonic() + 15
+        while not append_and_wait(record):
+            assert time.monotonic() < deadline, "the listener did not come back after the restart"
+    finally:
+        unwatch()
+        if not postgres_server.running:
+            postgres_server.start()
+    assert not append_and_wait(record, timeout=1.0)  # unwatched
+    watcher.close()
+    writer.close()
+
+
 LEGACY_SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     seq            INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -50,7 +50,9 @@ ACTIVE = ("queued", "running")
 TERMINAL = ("succeeded", "failed", "cancelled")
 RETRY_AFTER_S = 5  # what a 503 tells the caller while the database is unreachable
 CONNECT_TIMEOUT_S = 5
+NOTIFY_WAIT_S = 1.0  # how often the listener thread looks up from waiting (to stop)
 ADMISSION_LOCK_KEY = 0x616C6368  # pg_advisory_xact_lock key of queue admission ("alch")
+EVENTS_CHANNEL = "alch3mist_job_events"  # NOTIFY channel; the payload is the job id
 
 metadata = sa.MetaData()
 _Json = sa.JSON(none_as_null=True)  # None stays SQL NULL (as earlier versions stored it), not the JSON text 'null'
@@ -177,6 +179,8 @@ class JobStore:
         self._serial = threading.RLock() if not self.shared else None
         self._admission = _admission_lock(str(self._engine.url))
         self._closed = False
+        self._notifier: _Notifier | None = None
+        self._notifier_lock = threading.Lock()
         with self._unavailable_as_error():
             metadata.create_all(self._engine)
 
@@ -188,6 +192,8 @@ class JobStore:
     def close(self) -> None:
         """Close every connection; the store cannot be used after this."""
         self._closed = True
+        if self._notifier is not None:
+            self._notifier.close()
         self._engine.dispose()
 
     def job_dir(self, job_id: str) -> Path:
@@ -244,7 +250,21 @@ class JobStore:
         """Append one event of ``job_id``; returns its id (larger than every earlier one)."""
         with self._begin() as db:
             result = db.execute(job_events.insert().values(job_id=job_id, type=type, data=data, created_at=time.time()))
+            if self.shared:  # delivered at commit, to every process LISTENing (``watch``)
+                db.execute(sa.select(sa.func.pg_notify(EVENTS_CHANNEL, job_id)))
             return _new_id(result)
+
+    def watch(self, job_id: str, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` (from another thread) soon after any process appends an event of ``job_id``; returns
+        the function that stops it. PostgreSQL only (LISTEN/NOTIFY, one listening connection per store, reconnected
+        after an outage); on SQLite it never calls — one process, whose worker wakes its streams itself. A wake-up
+        may be missed while the database is down: readers poll the log as well."""
+        if not self.shared:
+            return _nothing
+        with self._notifier_lock:
+            if self._notifier is None:
+                self._notifier = _Notifier(self._engine.url)
+        return self._notifier.watch(job_id, callback)
 
     def events_after(self, job_id: str, after_id: int, limit: int = 100) -> list[StoredEvent]:
         """The job's events with an id above ``after_id``, oldest first."""
@@ -341,6 +361,59 @@ class JobStore:
             if exc.connection_invalidated:
                 raise _unavailable(self.backend, exc) from exc
             raise
+
+
+class _Notifier:
+    """One thread LISTENing on ``EVENTS_CHANNEL`` over its own connection; calls the watchers of the notified job."""
+
+    def __init__(self, url: sa.URL) -> None:
+        self._conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._watchers: dict[str, set[Callable[[], None]]] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._listen, name="alch3mist-event-listener", daemon=True)
+        self._thread.start()
+
+    def watch(self, job_id: str, callback: Callable[[], None]) -> Callable[[], None]:
+        with self._lock:
+            self._watchers.setdefault(job_id, set()).add(callback)
+
+        def unwatch() -> None:
+            with self._lock:
+                watchers = self._watchers.get(job_id, set())
+                watchers.discard(callback)
+                if not watchers:
+                    self._watchers.pop(job_id, None)
+
+        return unwatch
+
+    def close(self) -> None:
+        self._stopping.set()
+        self._thread.join(NOTIFY_WAIT_S + 1)
+
+    def _listen(self) -> None:
+        import psycopg  # the driver: only a shared database needs it loaded
+
+        while not self._stopping.is_set():
+            try:
+                with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as db:
+                    db.execute(f"LISTEN {EVENTS_CHANNEL}")
+                    while not self._stopping.is_set():
+                        for notify in db.notifies(timeout=NOTIFY_WAIT_S):
+                            self._dispatch(notify.payload)
+            except psycopg.Error as exc:  # down or restarting: readers poll meanwhile; listen again when it is back
+                logger.info("event listener disconnected; reconnecting", extra={"cause": type(exc).__name__})
+                self._stopping.wait(NOTIFY_WAIT_S)
+
+    def _dispatch(self, job_id: str) -> None:
+        with self._lock:
+            callbacks = list(self._watchers.get(job_id, ()))
+        for callback in callbacks:
+            callback()
+
+
+def _nothing() -> None:
+    return None
 
 
 _ADMISSION_LOCKS: dict[str, threading.Lock] = {}

@@ -33,6 +33,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 _NOT_GENERATION = {"image", "user", "parent"}
 SSE_PING_S = 15
 EVENT_POLL_S = 0.1  # how often a stream reads the event log for events of jobs running in other processes
+EVENT_POLL_NOTIFIED_S = 0.5  # the same on PostgreSQL, whose NOTIFY wakes the stream at once: a fallback
 EVENT_PAGE = 200
 ROW_CHECK_S = 1.0  # how often a quiet stream checks the job's row (finished without a logged done, deleted)
 DONE_GRACE_S = 1.0
@@ -165,6 +166,9 @@ async def _job_events(
     """The stream reads the job's event log by id, so it sees events of workers in any process; this process's
     subscription only wakes it early when the job runs here."""
     subscription = worker.subscribe(job_id)
+    woken = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    unwatch = store.watch(job_id, lambda: _set_from_thread(loop, woken))
     sent_artifacts: set[str] = set()
     try:
         if after is None:
@@ -177,18 +181,19 @@ async def _job_events(
             if record.finished:
                 yield to_sse(JobUpdate("done", record), links, after)
                 return
-        async for event_id, update in _log_updates(job_id, after, store, subscription):
+        async for event_id, update in _log_updates(job_id, after, store, subscription, woken):
             if update.type == "artifact" and update.artifact in sent_artifacts:
                 continue  # already in the opening snapshot
             yield to_sse(update, links, event_id)
             if update.type == "done":
                 return
     finally:
+        unwatch()
         worker.unsubscribe(subscription)
 
 
 async def _log_updates(
-    job_id: str, after: int, store: JobStore, subscription: Subscription
+    job_id: str, after: int, store: JobStore, subscription: Subscription, woken: asyncio.Event | None = None
 ) -> AsyncIterator[tuple[int, JobUpdate]]:
     """(id, update) of every logged event after ``after``, as they are appended, until the job's ``done``.
 
@@ -220,12 +225,25 @@ async def _log_updates(
         except ServiceUnavailable:
             await asyncio.sleep(DB_RETRY_S)
             continue
-        await _wake_or_poll(subscription)
+        await _wake_or_poll(
+            subscription, woken or asyncio.Event(), EVENT_POLL_NOTIFIED_S if store.shared else EVENT_POLL_S
+        )
 
 
-async def _wake_or_poll(subscription: Subscription) -> None:
-    """Wait until this process publishes something for the job, or ``EVENT_POLL_S`` passes (another process's)."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(subscription.get(), EVENT_POLL_S)
+async def _wake_or_poll(subscription: Subscription, woken: asyncio.Event, interval_s: float) -> None:
+    """Wait until this process publishes something for the job, a NOTIFY says another process did (PostgreSQL), or
+    ``interval_s`` passes (a notification missed during an outage; SQLite shared by processes)."""
+    waits = {asyncio.ensure_future(subscription.get()), asyncio.ensure_future(woken.wait())}
+    try:
+        await asyncio.wait(waits, timeout=interval_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+    woken.clear()
     while not subscription.queue.empty():  # the log has them all: these were only wake-ups
         subscription.queue.get_nowait()
+
+
+def _set_from_thread(loop: asyncio.AbstractEventLoop, woken: asyncio.Event) -> None:
+    with contextlib.suppress(RuntimeError):  # the stream's loop has closed: it is gone
+        loop.call_soon_threadsafe(woken.set)
