@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from alch3mist.errors import ServiceUnavailable
+from alch3mist.errors import InvalidRequest, ServiceUnavailable
 from alch3mist.jobs.store import JobRecord, JobStore, event_payload, new_job_id
 
 from tests.servers.postgres import PostgresServer
@@ -122,6 +122,21 @@ def test_survives_reopen(make_store: StoreFactory) -> None:
     reopened = make_store()
     assert reopened.get(record.id) == record
     assert [e.id for e in reopened.events_after(record.id, 0)] == [event_id]
+
+
+def test_a_nul_character_matches_nothing_and_is_not_stored(make_store: StoreFactory) -> None:
+    """PostgreSQL refuses NUL in text: a NUL in a looked-up id or owner matches nothing (404 at the API, as on
+    SQLite), and a job that would store one is a clear InvalidRequest (422), never a database error (500)."""
+    store = make_store()
+    stored = store.insert(_record("ana", key_name="webui"))
+    assert store.get(f"{stored.id}\x00") is None and store.events_after("a\x00", 0) == []
+    assert store.list_jobs(key_name="webui", user="ana\x00") == [] and store.count_active(user="\x00") == 0
+    assert store.count_created_since(0, key_name="web\x00ui") == 0 and store.last_event_id("\x00") == 0
+    with pytest.raises(InvalidRequest, match="user: contains a NUL character"):
+        store.insert(_record("ana\x00", key_name="webui"))
+    assert len(store.list_jobs(key_name=None, user=None)) == 1
+    in_json = store.insert(_record("ana", params={"request": "a\x00b"}))  # JSON escapes it: stored as given
+    assert store.get(in_json.id) == in_json
 
 
 def test_sqlite_uses_wal(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from ..errors import ServiceUnavailable
+from ..errors import InvalidRequest, ServiceUnavailable
 
 __all__ = [
     "ACTIVE",
@@ -139,6 +139,7 @@ class JobRecord:
 
 
 _COLUMNS = [f.name for f in fields(JobRecord) if f.name != "seq"]
+_TEXT_COLUMNS = ("id", "status", "stage", "message", "user", "key_name", "parent", "engine_3d")
 
 
 @dataclass(frozen=True)
@@ -202,12 +203,14 @@ class JobStore:
     # --- writes ---
 
     def insert(self, record: JobRecord) -> JobRecord:
+        _check_storable(record)
         with self._begin() as db:
             result = db.execute(jobs.insert().values(_to_row(record)))
             record.seq = _new_id(result)
         return record
 
     def save(self, record: JobRecord) -> None:
+        _check_storable(record)
         with self._begin() as db:
             db.execute(jobs.update().where(jobs.c.id == record.id).values(_to_row(record)))
 
@@ -268,6 +271,8 @@ class JobStore:
 
     def events_after(self, job_id: str, after_id: int, limit: int = 100) -> list[StoredEvent]:
         """The job's events with an id above ``after_id``, oldest first."""
+        if _unmatchable(job_id):
+            return []
         query = (
             sa.select(job_events)
             .where(job_events.c.job_id == job_id, job_events.c.id > after_id)
@@ -280,6 +285,8 @@ class JobStore:
 
     def last_event_id(self, job_id: str) -> int:
         """The id of the job's latest event (0 when it has none)."""
+        if _unmatchable(job_id):
+            return 0
         query = sa.select(sa.func.max(job_events.c.id)).where(job_events.c.job_id == job_id)
         with self._begin() as db:
             return int(db.execute(query).scalar_one() or 0)
@@ -287,6 +294,8 @@ class JobStore:
     # --- reads ---
 
     def get(self, job_id: str) -> JobRecord | None:
+        if _unmatchable(job_id):
+            return None
         found = self._select(jobs.c.id == job_id)
         return found[0] if found else None
 
@@ -300,6 +309,8 @@ class JobStore:
         self, *, key_name: str | None, user: str | None, status: str | None = None, limit: int = 50
     ) -> list[JobRecord]:
         """Newest first: one owner's jobs (or any key's / any user's where None), optionally of one status."""
+        if _unmatchable(key_name, user, status):
+            return []
         where = _owner_where(key_name, user)
         if status is not None:
             where.append(jobs.c.status == status)
@@ -307,10 +318,14 @@ class JobStore:
 
     def count_active(self, *, key_name: str | None = None, user: str | None = None) -> int:
         """Queued + running jobs of that key / end user."""
+        if _unmatchable(key_name, user):
+            return 0
         return self._count(*_owner_where(key_name, user), jobs.c.status.in_(ACTIVE))
 
     def count_created_since(self, since: float, *, key_name: str | None = None, user: str | None = None) -> int:
         """Jobs of that key / end user created at or after ``since`` (any status: a cancelled job still counts)."""
+        if _unmatchable(key_name, user):
+            return 0
         return self._count(*_owner_where(key_name, user), jobs.c.created_at >= since)
 
     def count_queued(self) -> int:
@@ -466,6 +481,18 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _unmatchable(*values: str | None) -> bool:
+    """A NUL character: no stored text has one (PostgreSQL refuses it in text), so nothing matches — not an error."""
+    return any(value is not None and "\x00" in value for value in values)
+
+
+def _check_storable(record: JobRecord) -> None:
+    for name in _TEXT_COLUMNS:
+        value = getattr(record, name)
+        if isinstance(value, str) and "\x00" in value:
+            raise InvalidRequest(f"{name}: contains a NUL character (\\x00), which cannot be stored")
 
 
 def _owner_where(key_name: str | None, user: str | None) -> list[Any]:
