@@ -7,6 +7,7 @@ against the quotas (``policy.admit``) and queues it.
 
 from __future__ import annotations
 
+import io
 import shutil
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ from ..errors import InvalidParent, InvalidRequest
 from ..prompting.llm import rewrite_messages
 from ..prompting.rewrite import clean_request
 from ..prompting.schema import MaterialPrompt
+from ..storage import ArtifactStorage
 from .policy import Caller, admit, check_ceilings
 from .store import JobRecord, JobStore, new_job_id
 from .worker import INPUT_IMAGE, Worker, generation_request
@@ -55,7 +57,7 @@ def submit_job(
     limits = settings.limits_for(caller.key_name)
     check_ceilings(params, limits, caller.key_name)
     _check_texts(params, settings.max_request_chars)
-    base_image = _input_image(submission, caller, store, params)
+    base_image = _input_image(submission, caller, store, worker.storage, params)
     chain.validate(generation_request(params, base_image))
     # 2. Store the job's input
     record = JobRecord(
@@ -72,6 +74,7 @@ def submit_job(
     try:
         if base_image is not None:
             base_image.save(job_dir / INPUT_IMAGE)
+            worker.storage.put(record.id, INPUT_IMAGE, job_dir / INPUT_IMAGE)  # for a worker on another machine
         # 3. Admit it (the queue, the key's and the end user's quotas) and queue it
         with store.admission():  # two requests never both take the last place in a quota, on any API node
             admit(store, caller, limits, settings)
@@ -107,7 +110,7 @@ def _check_texts(params: dict[str, Any], limit: int) -> None:
 
 
 def _input_image(
-    submission: JobSubmission, caller: Caller, store: JobStore, params: dict[str, Any]
+    submission: JobSubmission, caller: Caller, store: JobStore, storage: ArtifactStorage, params: dict[str, Any]
 ) -> Image.Image | None:
     """The image the edit starts from: the caller's upload, or the base image (and seed) of a parent job the caller
     owns — another owner's job is "no job with id", as for a missing one."""
@@ -118,13 +121,12 @@ def _input_image(
     parent = store.get(submission.parent)
     if parent is None or not caller.owns(parent):
         raise InvalidParent(f"parent: no job with id {submission.parent!r}")
-    base = store.job_dir(parent.id) / "base.png"
-    if not base.is_file():
+    if not storage.exists(parent.id, "base.png"):  # from the storage: the parent may have run on another machine
         raise InvalidParent(f"parent: job {parent.id} has no base image (status {parent.status})")
     if params.get("seed") is None:
         params["seed"] = parent.seed if parent.seed is not None else parent.params.get("seed")
     if parent.prompt:
         params["earlier"] = parent.prompt  # context for the rewrite, as data inside its delimiters
-    with Image.open(base) as image:
+    with Image.open(io.BytesIO(storage.read_bytes(parent.id, "base.png"))) as image:
         image.load()
         return image.copy()
