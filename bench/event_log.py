@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import tempfile
 import threading
 import time
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(("postgresql", _measure(Path(tmp) / "pg", postgres.create_database("bench"), args)))
         finally:
             postgres.stop()
+            shutil.rmtree(pg_root, ignore_errors=True)
     print("| database | events | p50 ms | p90 ms | p99 ms | max ms |")
     print("|---|---|---|---|---|---|")
     for name, latencies in rows:
