@@ -95,7 +95,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     if not settings.parsed_api_keys():
         logger.warning("no API keys configured: every caller is anonymous (loopback or --insecure-no-auth only)")
-    store = JobStore(settings.data_dir)
+    store = JobStore(settings.data_dir, settings.database_url_value())
     storage: ArtifactStorage = app.state.storage
     await asyncio.to_thread(storage.check)
     await asyncio.to_thread(purge_expired, store, storage, settings.retention_days)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import shutil
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +28,6 @@ from .worker import INPUT_IMAGE, Worker, generation_request
 __all__ = ["JobSubmission", "rewrite_messages_for", "submit_job"]
 
 TEXT_FIELDS = ("request", "base_prompt", "edit_prompt")
-# Admission and insertion happen under one lock, so two requests never both take the last place in a quota.
-_ADMISSION = threading.Lock()
 
 
 @dataclass
@@ -79,7 +76,7 @@ def submit_job(
             base_image.save(job_dir / INPUT_IMAGE)
             worker.storage.put(record.id, INPUT_IMAGE, job_dir / INPUT_IMAGE)  # for a worker on another machine
         # 3. Admit it (the queue, the key's and the end user's quotas) and queue it
-        with _ADMISSION:
+        with store.admission():  # two requests never both take the last place in a quota, on any API node
             admit(store, caller, limits, settings)
             worker.submit(record)
     except BaseException:

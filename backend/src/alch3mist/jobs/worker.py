@@ -43,11 +43,11 @@ from typing import TYPE_CHECKING
 
 from ..config import Settings
 from ..domain import ChainInfo
-from ..errors import Alch3mistError, JobNotActive, JobNotFound, ModelLoadError
+from ..errors import Alch3mistError, JobNotActive, JobNotFound, ModelLoadError, ServiceUnavailable
 from ..storage import ArtifactStorage, LocalStorage
 from .child import DEFAULT_CHAIN_FACTORY, ChainProcess, ChildDied, JobDone, JobEvent, Ready
 from .runner import INPUT_IMAGE, ChainOutcome, JobRun, JobUpdate, Stopped, artifacts_on_disk, generation_request
-from .store import JobRecord, JobStore
+from .store import JobRecord, JobStore, event_payload
 
 if TYPE_CHECKING:
     from ..chain import ChainEvent, GenerationRequest
@@ -67,6 +67,7 @@ logger = logging.getLogger(__name__)
 
 RESTART_REASON = "backend restarted while this job was running"
 STOP_REASON = "backend stopped while this job was running"
+DATABASE_RETRY_S = 1.0  # how long the worker waits before trying an unreachable job database again
 POLL_S = 0.2  # how often the generation thread looks at the clock, cancel and stop while a job runs
 INFO_TIMEOUT_S = 15.0  # /v1/info asks the child (engine health checks); then the info reported at load is used
 LORAS_TIMEOUT_S = 5.0  # validation asks the child for the LoRA names now; then the last known ones are used
@@ -245,19 +246,25 @@ class Worker:
 
     def _loop(self) -> None:
         while True:
-            with self._lock:
-                while not self._queue and not self._stopping:
-                    self._wakeup.wait()
-                if self._stopping:
-                    return
-                running = self._start_next()
-            self._publish_positions()
+            try:
+                with self._lock:
+                    while not self._queue and not self._stopping:
+                        self._wakeup.wait()
+                    if self._stopping:
+                        return
+                    running = self._start_next()
+                self._publish_positions()
+            except ServiceUnavailable:  # the job database is down: the job stays first in line; try again soon
+                logger.warning("job database unreachable: waiting before the next job")
+                time.sleep(DATABASE_RETRY_S)
+                continue
             if running is not None:
                 self._run_job(running)
 
     def _start_next(self) -> JobRun | None:
         """Lock held: pop the oldest queued job and make it the running one (no gap where it is neither)."""
-        record = self.store.get(self._queue.popleft())
+        record = self.store.get(self._queue[0])  # may raise ServiceUnavailable: then the job stays queued
+        self._queue.popleft()
         if record is None or record.status != "queued":
             return None
         record.status, record.started_at, record.message = "running", time.time(), "starting"
@@ -266,7 +273,7 @@ class Worker:
 
     def _run_job(self, run: JobRun) -> None:
         record = run.record
-        self.store.save(copy.deepcopy(record))
+        self._save(copy.deepcopy(record))
         self._publish(JobUpdate("status", copy.deepcopy(record), message="starting"))
         logger.info("job started", extra={"job_id": record.id})
         try:
@@ -381,7 +388,7 @@ class Worker:
             update = run.apply(event)
         if update is None:
             return
-        self.store.save(update.job)
+        self._save(update.job)
         self._publish(update)
 
     def _finish(self, run: JobRun, outcome: ChainOutcome) -> None:
@@ -394,7 +401,7 @@ class Worker:
         with self._lock:
             updates = run.finish(outcome, job_dir)
         done = updates[-1].job
-        self.store.save(done)
+        self._save(done, until_saved=True)
         for update in updates[:-1]:
             self._publish(update)
         log = logger.info if done.status == "succeeded" else logger.warning
@@ -415,6 +422,19 @@ class Worker:
                 self._child.cancel.set()
 
     # --- helpers (call with the lock held where noted) ---
+
+    def _save(self, record: JobRecord, until_saved: bool = False) -> None:
+        """Write the job's row; while the database is down a running job goes on (its next write catches up), and
+        its final state is retried until it is written (or the backend stops)."""
+        while True:
+            try:
+                self.store.save(record)
+                return
+            except ServiceUnavailable:
+                logger.warning("job database unreachable: job state not saved", extra={"job_id": record.id})
+                if not until_saved or self._stopping:
+                    return
+                time.sleep(DATABASE_RETRY_S)
 
     def _position(self, job_id: str) -> int | None:
         """Lock held."""
@@ -443,6 +463,19 @@ class Worker:
                 self._publish(JobUpdate("status", record, queue_position=position, message=f"queued ({position})"))
 
     def _publish(self, update: JobUpdate) -> None:
+        """Append the update to the job's durable event log (what every API node's stream reads), then hand it to
+        this process's subscribers."""
+        payload = event_payload(
+            update.job,
+            queue_position=update.queue_position,
+            artifact=update.artifact,
+            message=update.message,
+            at=update.at,
+        )
+        try:
+            self.store.append_event(update.job.id, update.type, payload)
+        except ServiceUnavailable:  # the job goes on; streams catch up from the next event (or the job's row)
+            logger.warning("event not logged: job database unreachable", extra={"job_id": update.job.id})
         with self._lock:
             subscribers = list(self._subscribers.get(update.job.id, []))
         for subscription in subscribers:
