@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generate(commands)
     _add_module_command(commands, "retexture", "alch3mist.texturing.retexture", "Texture a given mesh (a request).")
     _add_serve(commands)
+    _add_worker(commands)
     info = commands.add_parser("info", help="Show the preset, device, engines and LoRAs this machine would use.")
     _add_preset(info)
     info.set_defaults(handler=_info)
@@ -271,6 +272,27 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["insecure_no_auth"] = True
     serve(_settings(args, **overrides))
     return 0
+
+
+def _add_worker(commands: Any) -> None:
+    p = commands.add_parser(
+        "worker",
+        help="Run a cluster worker: one GPU, one job at a time, jobs from ALCH3MIST_BROKER_URL (docs/deploy.md).",
+    )
+    p.add_argument("--gpu", type=int, default=None, help="The GPU this worker uses (sets CUDA_VISIBLE_DEVICES).")
+    p.add_argument("--name", default=None, help="Worker name (default alch3mist-gpu<N>@<host>); unique per worker.")
+    _add_preset(p)
+    p.set_defaults(handler=_worker)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from .errors import UnsafeConfiguration
+    from .jobs.cluster_worker import run_worker
+
+    settings = _settings(args)
+    if not settings.broker_url_value():
+        raise UnsafeConfiguration("`alch3mist worker` needs ALCH3MIST_BROKER_URL (e.g. redis://host:6379/0)")
+    return run_worker(settings, gpu=args.gpu, name=args.name)
 
 
 def _info(args: argparse.Namespace) -> int:

@@ -89,6 +89,27 @@ class Settings(BaseSettings):
         "process is killed (and restarted, reloading the models).",
     )
 
+    # --- cluster mode (jobs/cluster.py, jobs/cluster_worker.py; docs/deploy.md, "From one box to several") ---
+    broker_url: SecretStr | None = Field(
+        None,
+        description="Celery broker of the cluster mode, e.g. redis://host:6379/0. Unset = embedded mode: `serve` runs "
+        "the worker in its own process tree. Set = `serve` only queues jobs; `alch3mist worker` processes run them.",
+    )
+    chain_factory: str = Field(
+        "alch3mist.chain:build_chain",
+        description="module:function building the chain from the Settings, called where the models load (a cluster "
+        "worker's pool process).",
+    )
+    job_time_limit_s: float = Field(
+        4 * 3600.0,
+        gt=0,
+        description="Cluster mode: the hard limit of one whole job (Celery's time_limit); the broker's visibility "
+        "timeout is longer, so a running job is never handed to a second worker.",
+    )
+    worker_load_timeout_s: float = Field(
+        1800.0, gt=0, description="Cluster mode: how long a worker's pool process may take to load the models."
+    )
+
     # --- artifact storage (storage/; docs/deploy.md, "Artifact storage") ---
     storage_url: str | None = Field(
         None,
@@ -250,6 +271,10 @@ class Settings(BaseSettings):
     def database_url_value(self) -> str | None:
         """``ALCH3MIST_DATABASE_URL`` in clear (it may hold a password: pass it to ``JobStore``, never log it)."""
         return self.database_url.get_secret_value() if self.database_url is not None else None
+
+    def broker_url_value(self) -> str | None:
+        """The broker URL (it may hold a password: never log it)."""
+        return self.broker_url.get_secret_value() if self.broker_url is not None else None
 
     def parsed_api_keys(self) -> dict[str, ApiKey]:
         """``{name: ApiKey}``; a bare key is named ``key1``, ``key2``… Raises ``ValueError`` for a malformed entry

@@ -19,8 +19,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from ..config import ApiKey, Settings
 from ..domain import ChainCatalog
 from ..jobs.policy import KEY_ALONE, Caller
+from ..jobs.queue import JobQueue
 from ..jobs.store import JobStore
-from ..jobs.worker import Worker
 from ..storage import ArtifactStorage
 from .errors import ApiError
 from .presenters import Links
@@ -49,8 +49,8 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
-def get_worker(request: Request) -> Worker:
-    worker: Worker = request.app.state.worker
+def get_worker(request: Request) -> JobQueue:
+    worker: JobQueue = request.app.state.worker
     return worker
 
 
@@ -78,7 +78,7 @@ def get_links(request: Request) -> Links:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-WorkerDep = Annotated[Worker, Depends(get_worker)]
+WorkerDep = Annotated[JobQueue, Depends(get_worker)]
 StoreDep = Annotated[JobStore, Depends(get_store)]
 StorageDep = Annotated[ArtifactStorage, Depends(get_storage)]
 ChainDep = Annotated[ChainCatalog, Depends(get_chain)]

@@ -5,7 +5,8 @@ than loopback (unless ``--insecure-no-auth``), a malformed ``ALCH3MIST_API_KEYS`
 
 Startup (lifespan), in order: open the jobs store → check the artifact storage (the local folder, or an S3 bucket
 that must answer; ``serve`` checks it before uvicorn starts, so a bad one is one clear line) → purge expired jobs →
-start the worker: it marks jobs
+start the worker (embedded mode; in the cluster mode — ``ALCH3MIST_BROKER_URL`` set — a ``jobs.cluster.ClusterQueue``
+that sends jobs to Celery workers, loads nothing and leaves running jobs to their workers): it marks jobs
 interrupted by a previous process as failed, starts the chain process (``jobs/child.py``, which loads the models
 once; the port opens only after that) and requeues the queued jobs → periodic retention. No model loads in this
 process: the routes see the chain through ``worker.chain`` (``jobs.worker.ChainView``). Shutdown stops the worker,
@@ -27,6 +28,8 @@ from fastapi import FastAPI
 from .. import __name__ as package_name
 from ..config import Settings, get_settings
 from ..errors import UnsafeConfiguration, report_errors
+from ..jobs.cluster import ClusterQueue
+from ..jobs.queue import JobQueue
 from ..jobs.retention import purge_expired, retention_loop
 from ..jobs.store import JobStore
 from ..jobs.worker import Worker
@@ -99,8 +102,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     storage: ArtifactStorage = app.state.storage
     await asyncio.to_thread(storage.check)
     await asyncio.to_thread(purge_expired, store, storage, settings.retention_days)
-    logger.info("loading the chain in the worker process", extra={"preset": settings.preset})
-    worker = Worker(store, settings, storage=storage)
+    worker: JobQueue
+    if settings.broker_url_value():  # cluster mode: jobs run on `alch3mist worker` processes, no model here
+        worker = ClusterQueue(store, settings, storage)
+    else:
+        logger.info("loading the chain in the worker process", extra={"preset": settings.preset})
+        worker = Worker(store, settings, storage=storage)
     await asyncio.to_thread(worker.start)
     app.state.store, app.state.chain, app.state.worker = store, worker.chain, worker
     retention = asyncio.create_task(retention_loop(store, storage, settings.retention_days))

@@ -27,10 +27,11 @@ from PIL import Image
 
 from ..domain import STAGES, GenerationChain
 from ..errors import Alch3mistError
-from .store import JobRecord
+from .store import JobRecord, JobStore, event_payload
 
 if TYPE_CHECKING:
     from ..chain import ChainEvent, GenerationRequest
+    from ..storage import ArtifactStorage
 
 __all__ = [
     "INPUT_IMAGE",
@@ -42,6 +43,8 @@ __all__ = [
     "UpdateType",
     "execute",
     "generation_request",
+    "keep_artifact",
+    "log_update",
     "run_job",
 ]
 
@@ -183,22 +186,58 @@ def run_job(
     chain: GenerationChain,
     on_update: Callable[[JobUpdate], None],
     cancel: threading.Event,
+    storage: ArtifactStorage | None = None,
+    run: JobRun | None = None,
 ) -> JobRecord:
     """Both halves in one process: run a ``running`` record's job on ``chain``; returns the finished record.
 
-    ``on_update`` gets every update (store it, publish it); the caller watches the clock and sets ``cancel``."""
-    run = JobRun(record)
+    ``on_update`` gets every update (store it, publish it); the caller watches the clock and sets ``cancel`` (and may
+    pass its own ``run`` to read the live stage from another thread). With a ``storage`` each artifact is kept there
+    as it is announced — before the job shows it — and the unannounced ones (``manifest.json``) at the end."""
+    run = run or JobRun(record)
 
     def on_event(event: ChainEvent) -> None:
+        announced = event.artifact if event.type == "artifact" else None
+        if storage is not None and announced and not keep_artifact(storage, run, job_dir, str(announced)):
+            cancel.set()
         update = run.apply(event)
         if update is not None:
             on_update(update)
 
-    outcome = execute(record.params, job_dir, chain, on_event, cancel)
+    outcome = execute(run.record.params, job_dir, chain, on_event, cancel)
+    if storage is not None:
+        kept = set(run.record.artifacts)
+        for name in artifacts_on_disk(job_dir, []):
+            if name not in kept:  # written without an event (manifest.json, at the very end)
+                keep_artifact(storage, run, job_dir, name)
     run.cancel_requested = run.cancel_requested or cancel.is_set()
     for update in run.finish(outcome, job_dir):
         on_update(update)
     return run.record
+
+
+def keep_artifact(storage: ArtifactStorage, run: JobRun, job_dir: Path, name: str) -> bool:
+    """Keep one finished artifact in the storage. False when it cannot be: the job's ``stopped`` then says which
+    (``storage_error``, the first failure wins) and the caller stops the chain — never a job that silently lacks a
+    file."""
+    job_id = run.record.id
+    try:
+        storage.put(job_id, name, job_dir / name)
+        return True
+    except Alch3mistError as exc:  # StorageError; ArtifactNotFound for a name no storage may hold
+        logger.error("artifact not stored", extra={"job_id": job_id, "artifact": name, "error": exc.message})
+        if run.stopped is None:
+            message = f"artifact {name} could not be stored: {exc.message}"
+            run.stopped = Stopped("storage_error", message, stage=run.record.stage)
+        return False
+
+
+def log_update(store: JobStore, update: JobUpdate) -> None:
+    """Append the update to the job's durable event log, which every API node's event stream reads."""
+    payload = event_payload(
+        update.job, queue_position=update.queue_position, artifact=update.artifact, message=update.message, at=update.at
+    )
+    store.append_event(update.job.id, update.type, payload)
 
 
 def _load_input(job_dir: Path) -> Image.Image | None:

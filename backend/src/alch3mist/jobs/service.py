@@ -22,8 +22,9 @@ from ..prompting.rewrite import clean_request
 from ..prompting.schema import MaterialPrompt
 from ..storage import ArtifactStorage
 from .policy import Caller, admit, check_ceilings
+from .queue import JobQueue
 from .store import JobRecord, JobStore, new_job_id
-from .worker import INPUT_IMAGE, Worker, generation_request
+from .worker import INPUT_IMAGE, generation_request
 
 __all__ = ["JobSubmission", "rewrite_messages_for", "submit_job"]
 
@@ -44,7 +45,7 @@ def submit_job(
     caller: Caller,
     settings: Settings,
     store: JobStore,
-    worker: Worker,
+    worker: JobQueue,
     chain: ChainCatalog,
 ) -> tuple[JobRecord, int | None]:
     """Validate, admit, store and queue; returns the queued job (owned by ``caller``) and its queue position.

@@ -37,6 +37,8 @@ from ..errors import InvalidRequest, ServiceUnavailable
 __all__ = [
     "ACTIVE",
     "TERMINAL",
+    "Claim",
+    "JobClaims",
     "JobRecord",
     "JobStore",
     "StoredEvent",
@@ -99,6 +101,19 @@ job_events = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Index("job_events_job", "job_id", "id"),
     sqlite_autoincrement=True,
+)
+
+
+# Cluster mode (jobs/cluster_worker.py): which worker holds a running job, how many times it was started, and whether
+# an API node asked it to stop. A table of its own, so job databases of earlier versions gain it at start.
+job_runs = sa.Table(
+    "job_runs",
+    metadata,
+    sa.Column("job_id", sa.String, primary_key=True),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("worker", sa.String, nullable=False),
+    sa.Column("claimed_at", sa.Float, nullable=False),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 
@@ -167,6 +182,23 @@ def event_payload(
     return {"job": job, "queue_position": queue_position, "artifact": artifact, "message": message, "at": at}
 
 
+@dataclass(frozen=True)
+class Claim:
+    """What a worker's claim on a job found: the job to run now (``running``, attempt ``attempt``), or nothing to run
+    (``record`` None): gone, finished, or — ``gave_up`` — lost too often, now failed (its ``done`` is still to log)."""
+
+    record: JobRecord | None
+    attempt: int = 0
+    gave_up: JobRecord | None = None
+
+
+@dataclass(frozen=True)
+class JobClaims:
+    attempts: int
+    worker: str
+    cancel_requested: bool
+
+
 class JobStore:
     """Thread-safe access to the jobs table and the event log (a connection pool; every statement is short)."""
 
@@ -218,6 +250,7 @@ class JobStore:
         """The job's row and its whole event log."""
         with self._begin() as db:
             db.execute(job_events.delete().where(job_events.c.job_id == job_id))
+            db.execute(job_runs.delete().where(job_runs.c.job_id == job_id))
             db.execute(jobs.delete().where(jobs.c.id == job_id))
 
     def fail_interrupted(self, reason: str) -> list[str]:
@@ -232,6 +265,90 @@ class JobStore:
             self.save(record)
             self.append_event(record.id, "done", event_payload(record, message=reason, at=record.finished_at))
         return [r.id for r in interrupted]
+
+    # --- cluster mode: claims and cancel requests ---
+
+    def claim(self, job_id: str, worker: str, max_attempts: int, lost_reason: str) -> Claim:
+        """Atomically take a job to run: a ``queued`` one, or a ``running`` one whose worker was lost (its message came
+        back) while it has run fewer than ``max_attempts`` times — started again from scratch. A job lost that often
+        ends ``failed`` (``worker_died``, ``lost_reason``). Conditional updates: of two workers, one wins."""
+        record = self.get(job_id)
+        if record is None or record.status not in ACTIVE:
+            return Claim(None)
+        claims = self.claims(job_id)
+        attempts = claims.attempts if claims else 0
+        now = time.time()
+        if record.status == "running" and attempts >= max_attempts:
+            return self._give_up(record, attempts, lost_reason)
+        retry = record.status == "running"
+        record.status, record.started_at, record.finished_at = "running", now, None
+        record.message = f"retrying (attempt {attempts + 1} of {max_attempts}): {lost_reason}" if retry else "starting"
+        if retry:  # from scratch: the same parameters (and seed) give the same files again
+            record.stage, record.progress, record.stage_progress, record.artifacts = None, 0.0, 0.0, []
+        with self._begin() as db:
+            if retry:
+                taken = db.execute(
+                    job_runs.update()
+                    .where(job_runs.c.job_id == job_id, job_runs.c.attempts == attempts)
+                    .values(attempts=attempts + 1, worker=worker, claimed_at=now)
+                ).rowcount
+            else:
+                taken = db.execute(
+                    jobs.update().where(jobs.c.id == job_id, jobs.c.status == "queued").values(status="running")
+                ).rowcount
+                if taken:
+                    db.execute(job_runs.delete().where(job_runs.c.job_id == job_id))
+                    db.execute(job_runs.insert().values(job_id=job_id, attempts=1, worker=worker, claimed_at=now))
+            if not taken:  # another worker was first
+                return Claim(None)
+            db.execute(jobs.update().where(jobs.c.id == job_id).values(_to_row(record)))
+        return Claim(record, attempts + 1)
+
+    def _give_up(self, record: JobRecord, attempts: int, lost_reason: str) -> Claim:
+        message = f"{lost_reason}; it ran {attempts} times, the limit"
+        record.status, record.finished_at, record.message = "failed", time.time(), message
+        record.error = {"code": "worker_died", "stage": record.stage, "message": message}
+        with self._begin() as db:
+            done = db.execute(
+                jobs.update().where(jobs.c.id == record.id, jobs.c.status == "running").values(_to_row(record))
+            ).rowcount
+        return Claim(None, gave_up=record if done else None)
+
+    def claims(self, job_id: str) -> JobClaims | None:
+        """Who holds the job and how many times it was started (cluster mode); None before its first claim."""
+        if _unmatchable(job_id):
+            return None
+        with self._begin() as db:
+            row = db.execute(sa.select(job_runs).where(job_runs.c.job_id == job_id)).mappings().first()
+        if row is None:
+            return None
+        return JobClaims(int(row["attempts"]), str(row["worker"]), bool(row["cancel_requested"]))
+
+    def cancel_queued(self, job_id: str, message: str) -> JobRecord | None:
+        """Cancel the job if it is still ``queued`` (atomically: a worker's claim and this never both win); the
+        cancelled record, or None when it was not queued."""
+        if _unmatchable(job_id):
+            return None
+        error = {"code": "cancelled", "stage": None, "message": message}
+        values = {"status": "cancelled", "finished_at": time.time(), "message": message, "error": error}
+        with self._begin() as db:
+            queued = jobs.update().where(jobs.c.id == job_id, jobs.c.status == "queued")
+            done = db.execute(queued.values(values)).rowcount
+        return self.get(job_id) if done else None
+
+    def request_cancel(self, job_id: str) -> bool:
+        """Ask the worker running the job to stop it (it polls ``claims``); False when no worker holds it."""
+        if _unmatchable(job_id):
+            return False
+        with self._begin() as db:
+            result = db.execute(job_runs.update().where(job_runs.c.job_id == job_id).values(cancel_requested=True))
+            return bool(result.rowcount)
+
+    def queue_position(self, record: JobRecord) -> int | None:
+        """1 = next: queued jobs created before this one (FIFO) + 1; None unless it is queued."""
+        if record.status != "queued" or record.seq is None:
+            return None
+        return self._count(jobs.c.status == "queued", jobs.c.seq < record.seq) + 1
 
     @contextmanager
     def admission(self) -> Iterator[None]:

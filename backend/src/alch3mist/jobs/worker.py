@@ -43,11 +43,21 @@ from typing import TYPE_CHECKING
 
 from ..config import Settings
 from ..domain import ChainInfo
-from ..errors import Alch3mistError, JobNotActive, JobNotFound, ModelLoadError, ServiceUnavailable
+from ..errors import JobNotActive, JobNotFound, ModelLoadError, ServiceUnavailable
 from ..storage import ArtifactStorage, LocalStorage
 from .child import DEFAULT_CHAIN_FACTORY, ChainProcess, ChildDied, JobDone, JobEvent, Ready
-from .runner import INPUT_IMAGE, ChainOutcome, JobRun, JobUpdate, Stopped, artifacts_on_disk, generation_request
-from .store import JobRecord, JobStore, event_payload
+from .runner import (
+    INPUT_IMAGE,
+    ChainOutcome,
+    JobRun,
+    JobUpdate,
+    Stopped,
+    artifacts_on_disk,
+    generation_request,
+    keep_artifact,
+    log_update,
+)
+from .store import JobRecord, JobStore
 
 if TYPE_CHECKING:
     from ..chain import ChainEvent, GenerationRequest
@@ -410,16 +420,9 @@ class Worker:
 
     def _keep(self, run: JobRun, name: str) -> None:
         """Store one finished artifact; if it cannot be, the job stops and fails naming it (first failure wins)."""
-        job_id = run.record.id
-        try:
-            self.storage.put(job_id, name, self.store.job_dir(job_id) / name)
-        except Alch3mistError as exc:  # StorageError; ArtifactNotFound for a name no storage may hold
-            logger.error("artifact not stored", extra={"job_id": job_id, "artifact": name, "error": exc.message})
-            if run.stopped is None:
-                message = f"artifact {name} could not be stored: {exc.message}"
-                run.stopped = Stopped("storage_error", message, stage=run.record.stage)
-            if self._child is not None:
-                self._child.cancel.set()
+        kept = keep_artifact(self.storage, run, self.store.job_dir(run.record.id), name)
+        if not kept and self._child is not None:
+            self._child.cancel.set()
 
     # --- helpers (call with the lock held where noted) ---
 
@@ -465,15 +468,8 @@ class Worker:
     def _publish(self, update: JobUpdate) -> None:
         """Append the update to the job's durable event log (what every API node's stream reads), then hand it to
         this process's subscribers."""
-        payload = event_payload(
-            update.job,
-            queue_position=update.queue_position,
-            artifact=update.artifact,
-            message=update.message,
-            at=update.at,
-        )
         try:
-            self.store.append_event(update.job.id, update.type, payload)
+            log_update(self.store, update)
         except ServiceUnavailable:  # the job goes on; streams catch up from the next event (or the job's row)
             logger.warning("event not logged: job database unreachable", extra={"job_id": update.job.id})
         with self._lock:

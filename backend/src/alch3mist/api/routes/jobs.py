@@ -15,9 +15,10 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from ...domain import JobStatus
 from ...errors import ServiceUnavailable
 from ...jobs.policy import get_owned
+from ...jobs.queue import JobQueue
 from ...jobs.service import JobSubmission, submit_job
 from ...jobs.store import JobStore
-from ...jobs.worker import JobUpdate, Subscription, Worker
+from ...jobs.worker import JobUpdate, Subscription
 from ..deps import MAX_USER_CHARS, CallerDep, ChainDep, LinksDep, SettingsDep, StoreDep, WorkerDep, vouched_user
 from ..presenters import Links, to_public, to_sse, update_from_event
 from ..schemas import ErrorResponse, JobCreate, JobList, JobPublic
@@ -161,7 +162,7 @@ async def read_job_events(
 
 
 async def _job_events(
-    job_id: str, after: int | None, store: JobStore, worker: Worker, links: Links
+    job_id: str, after: int | None, store: JobStore, worker: JobQueue, links: Links
 ) -> AsyncIterator[ServerSentEvent]:
     """The stream reads the job's event log by id, so it sees events of workers in any process; this process's
     subscription only wakes it early when the job runs here."""
