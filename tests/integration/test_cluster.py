@@ -280,3 +280,25 @@ def test_artifacts_from_a_worker_are_in_s3_and_signed_links_work_without_the_key
         assert answer.status_code == 200 and answer.content == body
         tampered = browser.get(f"{base}?token={token[:-4]}{'AAAA' if not token.endswith('AAAA') else 'BBBB'}")
         assert tampered.status_code == 401
+
+
+def test_redis_briefly_down_is_a_clear_503_and_the_workers_reconnect(
+    cluster: Cluster, redis_server: RedisServer
+) -> None:
+    redis_server.stop()
+    try:
+        with cluster.api.client(user="outage") as client:
+            refused = client.post("/v1/jobs", json={**JOB, "seed": 90})
+        assert refused.status_code == 503, refused.text
+        assert "Redis" in refused.json()["error"]["message"] and refused.headers["Retry-After"]
+    finally:
+        redis_server.start()  # the same port, empty: nothing was queued while it was down
+    deadline = time.monotonic() + 60
+    with cluster.api.client(user="outage") as client:
+        while (response := client.post("/v1/jobs", json={**JOB, "seed": 91})).status_code == 503:
+            assert time.monotonic() < deadline, response.text  # until a worker has reported again (≤ 10 s)
+            time.sleep(0.5)
+        assert response.status_code == 202, response.text
+        job = wait_for(client, response.json()["id"], timeout=120)
+    assert job["status"] == "succeeded", job["error"]
+    assert cluster.store.list_jobs(key_name=None, user=None, status="queued") == []  # none left behind

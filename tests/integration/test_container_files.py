@@ -33,14 +33,31 @@ def compose() -> dict[str, Any]:
 
 def test_compose_has_the_gpu_backend_and_open_webui(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"backend", "open-webui"}
+    cluster = {"redis", "postgres", "minio", "minio-bucket", "api", "worker-gpu0", "worker-gpu1"}
+    assert set(services) == {"backend", "open-webui", *cluster}
     backend, webui = services["backend"], services["open-webui"]
+    assert backend["profiles"] == ["embedded"] and "profiles" not in webui  # Open WebUI runs in both profiles
+    assert all(services[name]["profiles"] == ["cluster"] for name in cluster)
     assert backend["build"]["context"] == "." and (ROOT / backend["build"]["dockerfile"]).is_file()
     devices = backend["deploy"]["resources"]["reservations"]["devices"]
     assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
     assert "/healthz" in " ".join(backend["healthcheck"]["test"])
     assert webui["image"] == "ghcr.io/open-webui/open-webui:v0.12.4"
-    assert webui["depends_on"]["backend"]["condition"] == "service_healthy"
+    assert "backend" in services["api"]["networks"]["default"]["aliases"]  # the plugins' URL in both profiles
+
+
+def test_compose_cluster_has_an_api_node_and_one_worker_per_gpu(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    api = services["api"]
+    assert api["command"][0] == "serve" and "deploy" not in api  # no GPU: it loads no model
+    assert api["environment"]["ALCH3MIST_BROKER_URL"] == "redis://redis:6379/0"
+    workers = [services[name] for name in ("worker-gpu0", "worker-gpu1")]
+    devices = [w["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"] for w in workers]
+    assert devices == [["0"], ["1"]]
+    for worker in workers:
+        assert worker["command"][:3] == ["worker", "--gpu", "0"]  # the one GPU the container sees
+        assert worker["environment"]["ALCH3MIST_DATABASE_URL"].startswith("postgresql+psycopg://")
+        assert worker["environment"]["ALCH3MIST_STORAGE_URL"].startswith("s3://")
 
 
 def test_compose_mounts_the_plugins_and_declares_its_volumes(compose: dict[str, Any]) -> None:
@@ -49,14 +66,15 @@ def test_compose_mounts_the_plugins_and_declares_its_volumes(compose: dict[str, 
     for plugin in ("./pipelines", "./tools"):
         assert plugin in sources and (ROOT / plugin).is_dir()
     assert all(m.endswith(":ro") for m in mounts if m.startswith("./"))
-    all_mounts = [m for service in compose["services"].values() for m in service["volumes"]]
+    all_mounts = [m for service in compose["services"].values() for m in service.get("volumes", [])]
     named = {m.split(":")[0] for m in all_mounts if not m.startswith(("./", "$"))}
     assert named <= set(compose["volumes"])
 
 
 def test_compose_settings_are_real_settings_fields(compose: dict[str, Any]) -> None:
     fields = {f"ALCH3MIST_{name.upper()}" for name in Settings.model_fields}
-    used = {key for key in compose["services"]["backend"]["environment"] if key.startswith("ALCH3MIST_")}
+    environments = [service.get("environment", {}) for service in compose["services"].values()]
+    used = {key for environment in environments for key in environment if key.startswith("ALCH3MIST_")}
     assert used and used <= fields, used - fields
     secrets = {k for k, v in compose["services"]["backend"]["environment"].items() if ":?" in str(v)}
     assert secrets == {"ALCH3MIST_API_KEYS", "ALCH3MIST_LINK_SECRET"}, "secrets must be required, never defaulted"
