@@ -228,6 +228,27 @@ def test_a_hung_stage_is_killed_the_job_fails_and_that_worker_runs_the_next(clus
     assert _claims(cluster, hung)[0] == 1  # the requeued message found the job finished: not run again
 
 
+def test_cancel_reaches_the_worker_running_the_job_and_a_queued_job_never_runs(cluster: Cluster) -> None:
+    with cluster.api.client(user="cancel") as client:
+        running = _submit(client, {**LONG_JOB, "steps": 40, "seed": 50})
+        _wait_running(client, running, "base_image")
+        blockers = [_submit(client, {**LONG_JOB, "seed": 51})]  # keeps the other worker busy
+        queued = _submit(client, {**JOB, "seed": 52})
+        assert client.get(f"/v1/jobs/{queued}").json()["queue_position"] >= 1
+        answer = client.delete(f"/v1/jobs/{queued}")
+        assert answer.status_code == 200 and answer.json()["status"] == "cancelled"
+        answer = client.delete(f"/v1/jobs/{running}")
+        assert answer.status_code == 202, answer.text
+        job = wait_for(client, running, timeout=60)
+        assert job["status"] == "cancelled" and job["error"]["code"] == "cancelled", job
+        assert job["error"]["stage"] == "base_image"
+        assert client.delete(f"/v1/jobs/{running}").status_code == 409
+        assert all(wait_for(client, b)["status"] == "succeeded" for b in blockers)
+        time.sleep(1)
+        assert client.get(f"/v1/jobs/{queued}").json()["status"] == "cancelled"
+    assert cluster.store.claims(queued) is None  # its message came and found it cancelled: never claimed
+
+
 def _events(response: httpx.Response, until_done: bool, limit: int | None = None) -> list[tuple[int, str]]:
     events: list[tuple[int, str]] = []
     event_id, name = 0, "message"

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
 
-from ..config import Settings
+from ..config import MAX_SEED, Settings
 from ..domain import ChainInfo
 from ..errors import JobNotActive, JobNotFound, ServiceUnavailable
 from ..storage import ArtifactStorage
@@ -103,6 +104,8 @@ class ClusterQueue:
         self._app.close()
 
     def submit(self, record: JobRecord) -> JobRecord:
+        if record.params.get("seed") is None:  # chosen now, so a run again after a lost worker gives the same files
+            record.params["seed"] = record.seed = secrets.randbelow(MAX_SEED + 1)
         record.created_at = time.time()
         self.store.insert(record)
         try:

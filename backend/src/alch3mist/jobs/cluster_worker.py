@@ -28,6 +28,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -76,6 +77,7 @@ _loaded: _Loaded | None = None
 def run_worker(settings: Settings, gpu: int | None = None, name: str | None = None) -> int:
     """Run a Celery worker in the foreground until stopped (SIGTERM: warm shutdown, the running job finishes)."""
     global _settings, _name
+    _check_no_cuda_yet()
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)  # before anything imports torch (only the pool process does)
     _settings = settings
@@ -90,6 +92,13 @@ def run_worker(settings: Settings, gpu: int | None = None, name: str | None = No
     argv += [f"--hostname={_name}", f"--queues={QUEUE}", "--without-gossip", "--without-mingle"]
     app.worker_main(argv)
     return 0
+
+
+def _check_no_cuda_yet() -> None:
+    """The CLI may have imported torch (as a library: harmless), but CUDA must not be initialized before the fork."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        raise RuntimeError("CUDA was initialized in the worker's main process: the pool process could not use it")
 
 
 def _load_in_pool_process(**_: Any) -> None:
