@@ -10,6 +10,7 @@ BENCHMARKS: list[tuple[str, list[str]]] = [
     ("bench.chain", []),
     ("bench.api", []),
     ("bench.event_log", []),
+    ("bench.cluster", []),
     ("bench.comfyui", []),
     ("bench.mesh", []),
     ("bench.render", []),

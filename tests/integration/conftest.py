@@ -1,5 +1,6 @@
 """Real backend processes for the integration tests: ``alch3mist serve --preset tiny`` on 127.0.0.1.
 
+``WorkerProcess`` is a cluster worker (``alch3mist worker``, tests/integration/test_cluster.py).
 ``BackendProcess`` starts the service exactly as an operator does (the ``alch3mist`` console script, configured
 by ``ALCH3MIST_*`` environment variables, in a scratch working directory so no developer ``.env`` leaks in), waits for
 ``/healthz``, and can be stopped politely, killed with SIGKILL and restarted on the same data directory.
@@ -34,6 +35,7 @@ FAST_JOB: dict[str, Any] = {
     "steps": 2, "edit_steps": 2, "size": 64, "texture_size": 256, "views": 2, "view_size": 64, "seed": 1234,
 }  # fmt: skip
 TERMINAL = ("succeeded", "failed", "cancelled")
+WORKER_READY_S = 180.0  # a cluster worker's pool process loads the tiny chain (seconds; minutes when first built)
 
 
 def free_port() -> int:
@@ -129,6 +131,58 @@ class BackendProcess:
     def admin(self, **kwargs: Any) -> httpx.Client:
         """A client with the admin key: reads every job, and may ask for the schema's largest values."""
         return self.client(ADMIN_KEY[1], **kwargs)
+
+
+class WorkerProcess:
+    """``alch3mist worker --preset tiny --name NAME`` with its own data folder (its scratch space)."""
+
+    def __init__(self, name: str, root: Path, env: dict[str, str]) -> None:  # env: as a BackendProcess's + cluster
+        self.name = name
+        self.data_dir = root / name / "data"
+        self.log_path = root / f"{name}.log"
+        self.env = {**env, "ALCH3MIST_DATA_DIR": str(self.data_dir)}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        alch3mist = Path(sys.executable).with_name("alch3mist")
+        cwd = self.data_dir.parent / "cwd"
+        cwd.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [str(alch3mist), "worker", "--preset", "tiny", "--name", self.name],
+                cwd=cwd,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def wait_ready(self, after: int = 0) -> None:
+        """Until the log says ``worker ready`` more than ``after`` times (a pool process loaded the chain)."""
+        deadline = time.monotonic() + WORKER_READY_S
+        while self.log().count("worker ready") <= after:
+            assert self.process is not None and self.process.poll() is None, self.log()[-3000:]
+            assert time.monotonic() < deadline, f"{self.name} not ready:\n{self.log()[-3000:]}"
+            time.sleep(0.2)
+
+    def pool_pid(self) -> int:
+        """The pool process (the Celery main process's one child) that runs the jobs."""
+        assert self.process is not None
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        assert len(children) == 1, children
+        return int(children[0])
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGQUIT)  # cold shutdown: the test is over, no job to finish
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
 
 
 @pytest.fixture(scope="session")

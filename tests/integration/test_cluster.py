@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,66 +24,13 @@ from tests.servers.postgres import PostgresServer
 from tests.servers.redis_server import RedisServer
 from tests.servers.s3_server import S3Server, running_s3_server
 
-from .conftest import REPO_ROOT, TINY_CACHE_DIR, BackendProcess, wait_for
+from .conftest import REPO_ROOT, TINY_CACHE_DIR, BackendProcess, WorkerProcess, wait_for
 
 BUCKET = "alch3mist-cluster"
 JOB: dict[str, Any] = {"request": "a mossy stone", "views": 0, "steps": 2, "edit_steps": 2, "size": 64}
 LONG_JOB = {**JOB, "steps": 12, "edit_steps": 12, "size": 96}  # a few seconds: long enough to interrupt mid-job
 STAGE_TIMEOUT_S = 20
 KILL_GRACE_S = 2
-WORKER_READY_S = 180.0
-
-
-class WorkerProcess:
-    """``alch3mist worker --preset tiny --name NAME`` with its own data folder (its scratch space)."""
-
-    def __init__(self, name: str, root: Path, env: dict[str, str]) -> None:
-        self.name = name
-        self.data_dir = root / name / "data"
-        self.log_path = root / f"{name}.log"
-        self.env = {**env, "ALCH3MIST_DATA_DIR": str(self.data_dir)}
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        alch3mist = Path(sys.executable).with_name("alch3mist")
-        cwd = self.data_dir.parent / "cwd"
-        cwd.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [str(alch3mist), "worker", "--preset", "tiny", "--name", self.name],
-                cwd=cwd,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def wait_ready(self, after: int = 0) -> None:
-        """Until the log says ``worker ready`` more than ``after`` times (a pool process loaded the chain)."""
-        deadline = time.monotonic() + WORKER_READY_S
-        while self.log().count("worker ready") <= after:
-            assert self.process is not None and self.process.poll() is None, self.log()[-3000:]
-            assert time.monotonic() < deadline, f"{self.name} not ready:\n{self.log()[-3000:]}"
-            time.sleep(0.2)
-
-    def pool_pid(self) -> int:
-        """The pool process (the Celery main process's one child) that runs the jobs."""
-        assert self.process is not None
-        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
-        assert len(children) == 1, children
-        return int(children[0])
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGQUIT)  # cold shutdown: the test is over, no job to finish
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
 
 
 @dataclass
