@@ -301,3 +301,38 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
 """
+
+
+def test_claim_takes_a_queued_job_once_and_a_lost_one_again_then_gives_up(make_store: StoreFactory) -> None:
+    store, other = make_store(), make_store()
+    job = store.insert(_record("ana", params={"seed": 3}))
+    first = store.claim(job.id, "w1", 2, "lost", lost_after_s=10)
+    assert first.record is not None and first.attempt == 1 and first.record.status == "running"
+    assert store.get(job.id).status == "running"  # type: ignore[union-attr]
+    assert other.claim(job.id, "w2", 2, "lost", lost_after_s=10).busy  # its worker beats: not lost
+    again = other.claim(job.id, "w2", 2, "lost", lost_after_s=0)  # no heartbeat for long enough: lost
+    assert again.record is not None and again.attempt == 2 and again.record.stage is None
+    claims = store.claims(job.id)
+    assert claims is not None and claims.worker == "w2" and claims.attempts == 2
+    given_up = store.claim(job.id, "w1", 2, "lost", lost_after_s=0)
+    assert given_up.record is None and given_up.gave_up is not None
+    final = store.get(job.id)
+    assert final is not None and final.status == "failed" and final.error is not None
+    assert final.error["code"] == "worker_died" and "2 times" in final.error["message"]
+    nothing = store.claim(job.id, "w1", 2, "lost", lost_after_s=0)  # finished: nothing to do
+    assert nothing.record is None and nothing.gave_up is None and not nothing.busy
+
+
+def test_cancel_queued_and_claim_never_both_win_and_a_running_job_gets_a_cancel_request(
+    make_store: StoreFactory,
+) -> None:
+    store = make_store()
+    queued, running = store.insert(_record("ana")), store.insert(_record("ana"))
+    assert store.queue_position(queued) == 1 and store.queue_position(running) == 2
+    assert store.claim(running.id, "w1", 2, "lost", lost_after_s=10).record is not None
+    cancelled = store.cancel_queued(queued.id, "cancelled while queued")
+    assert cancelled is not None and cancelled.status == "cancelled"
+    assert store.claim(queued.id, "w1", 2, "lost", lost_after_s=10).record is None  # its message finds it cancelled
+    assert store.cancel_queued(running.id, "x") is None and not store.claims(running.id).cancel_requested  # type: ignore[union-attr]
+    assert store.request_cancel(running.id) and store.claims(running.id).cancel_requested  # type: ignore[union-attr]
+    assert not store.request_cancel(queued.id)  # never claimed: no worker to tell

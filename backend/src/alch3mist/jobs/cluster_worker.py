@@ -8,9 +8,11 @@ process builds the chain once (``worker_process_init``, the same factory as the 
 A job (task ``run_job(job_id)``):
 
 1. ``JobStore.claim`` takes it atomically: a ``queued`` job becomes ``running`` here. A message for a job that is
-   already finished or cancelled does nothing (redelivery is harmless). A job found ``running`` means its worker was
-   lost mid-job (SIGKILL, out of memory, a crash: Celery requeues the message of a lost pool process) — it runs again
-   from scratch, same parameters and seed, once (``MAX_ATTEMPTS``); lost again, it ends ``failed`` / ``worker_died``.
+   already finished or cancelled does nothing (redelivery is harmless). A job found ``running`` whose worker has not
+   beaten for ``LOST_AFTER_S`` (the watcher saves a heartbeat every 2 s) was lost mid-job (SIGKILL, out of memory, a
+   crash: Celery requeues the message of a lost pool process at once, so the claim waits for the heartbeat to age) —
+   it runs again from scratch, same parameters and seed, once (``MAX_ATTEMPTS``); lost again, it ends ``failed`` /
+   ``worker_died``. One whose worker keeps beating is a duplicate message: dropped.
 2. The input image (an upload or a parent's base image, stored by the API) comes from the artifact storage into a
    scratch folder ``<data_dir>/scratch/<id>``, removed when the job ends.
 3. ``runner.run_job`` runs it: every update is saved to the store and appended to the event log (which every API
@@ -44,7 +46,7 @@ from ..storage import ArtifactStorage, storage_from_settings
 from .broker import QUEUE, REPORT_EVERY_S, TASK_NAME, WorkerRegistry, WorkerReport, celery_app
 from .child import load_factory
 from .runner import INPUT_IMAGE, ChainOutcome, JobRun, JobUpdate, Stopped, log_update, run_job
-from .store import JobRecord, JobStore
+from .store import Claim, JobRecord, JobStore
 
 __all__ = ["LOST_REASON", "MAX_ATTEMPTS", "run_job_task", "run_worker"]
 
@@ -53,6 +55,9 @@ logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 2  # a job whose worker is lost runs once more, then fails (a job that kills workers stops there)
 LOST_REASON = "the worker running this job was lost (killed, out of memory or crashed)"
 WATCH_S = 0.5  # how often the watcher looks at the clock and for a cancel request
+HEARTBEAT_EVERY = 4  # watcher rounds between heartbeats (2 s)
+LOST_AFTER_S = 10.0  # a running job whose worker has not beaten for this long is lost (its message came back)
+BUSY_WAIT_S = 3 * LOST_AFTER_S  # a message for a job whose worker keeps beating is a duplicate: dropped after this
 SAVE_RETRY_S = 1.0
 FINAL_SAVE_TRIES = 120  # a job's final state waits this many retries for a database that is down
 
@@ -147,9 +152,12 @@ def run_job_task(task: Any, job_id: str) -> None:
     if loaded is None:
         raise RuntimeError("the chain is not loaded in this pool process")
     try:
-        claim = loaded.store.claim(job_id, loaded.name, MAX_ATTEMPTS, LOST_REASON)
+        claim = _claim(loaded, job_id)
     except ServiceUnavailable as exc:  # the database is down: the message comes back later, the job stays queued
         raise task.retry(countdown=2, max_retries=None, exc=exc) from exc
+    if claim.busy:
+        logger.warning("job still running on a live worker: duplicate message dropped", extra={"job_id": job_id})
+        return
     if claim.gave_up is not None:
         logger.error("job lost too often: failed", extra={"job_id": job_id, "worker": loaded.name})
         _log(loaded.store, JobUpdate("done", claim.gave_up, message=claim.gave_up.message))
@@ -158,6 +166,17 @@ def run_job_task(task: Any, job_id: str) -> None:
         return
     logger.info("job started", extra={"job_id": job_id, "worker": loaded.name, "attempt": claim.attempt})
     _run_claimed(loaded, claim.record)
+
+
+def _claim(loaded: _Loaded, job_id: str) -> Claim:
+    """Claim the job; a running one whose worker may just have been lost is asked again until its heartbeat is
+    stale (a SIGKILLed pool process's message comes back at once, before its last heartbeat ages)."""
+    deadline = time.monotonic() + BUSY_WAIT_S
+    while True:
+        claim = loaded.store.claim(job_id, loaded.name, MAX_ATTEMPTS, LOST_REASON, LOST_AFTER_S)
+        if not claim.busy or time.monotonic() > deadline:
+            return claim
+        time.sleep(1.0)
 
 
 def _run_claimed(loaded: _Loaded, record: JobRecord) -> None:
@@ -235,7 +254,11 @@ class _Watcher:
 
     def _watch(self) -> None:
         kill_at: float | None = None
+        rounds = 0
         while not self._done.wait(WATCH_S):
+            rounds += 1
+            if rounds % HEARTBEAT_EVERY == 0:
+                self._heartbeat()
             if kill_at is None:
                 kill_at = self._stop_requested()
             elif time.monotonic() > kill_at:
@@ -253,6 +276,12 @@ class _Watcher:
             return None
         self.cancel.set()
         return time.monotonic() + settings.stage_kill_grace_s
+
+    def _heartbeat(self) -> None:
+        try:
+            self.loaded.store.heartbeat(self.run.record.id)
+        except ServiceUnavailable:
+            logger.warning("heartbeat not saved: job database unreachable", extra={"job_id": self.run.record.id})
 
     def _cancel_requested(self) -> bool:
         try:

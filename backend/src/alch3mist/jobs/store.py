@@ -113,6 +113,7 @@ job_runs = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("worker", sa.String, nullable=False),
     sa.Column("claimed_at", sa.Float, nullable=False),
+    sa.Column("heartbeat_at", sa.Float, nullable=False),  # the worker running it says it is alive (every few s)
     sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
@@ -190,6 +191,7 @@ class Claim:
     record: JobRecord | None
     attempt: int = 0
     gave_up: JobRecord | None = None
+    busy: bool = False  # running, and its worker's heartbeat is fresh: not lost (yet) — ask again later
 
 
 @dataclass(frozen=True)
@@ -197,6 +199,7 @@ class JobClaims:
     attempts: int
     worker: str
     cancel_requested: bool
+    heartbeat_at: float
 
 
 class JobStore:
@@ -268,16 +271,19 @@ class JobStore:
 
     # --- cluster mode: claims and cancel requests ---
 
-    def claim(self, job_id: str, worker: str, max_attempts: int, lost_reason: str) -> Claim:
+    def claim(self, job_id: str, worker: str, max_attempts: int, lost_reason: str, lost_after_s: float) -> Claim:
         """Atomically take a job to run: a ``queued`` one, or a ``running`` one whose worker was lost (its message came
-        back) while it has run fewer than ``max_attempts`` times — started again from scratch. A job lost that often
-        ends ``failed`` (``worker_died``, ``lost_reason``). Conditional updates: of two workers, one wins."""
+        back, and no heartbeat for ``lost_after_s``) while it has run fewer than ``max_attempts`` times — started again
+        from scratch. A job lost that often ends ``failed`` (``worker_died``, ``lost_reason``). A running job with a
+        fresh heartbeat is ``busy``. Conditional updates: of two workers, one wins."""
         record = self.get(job_id)
         if record is None or record.status not in ACTIVE:
             return Claim(None)
         claims = self.claims(job_id)
         attempts = claims.attempts if claims else 0
         now = time.time()
+        if record.status == "running" and claims is not None and now - claims.heartbeat_at < lost_after_s:
+            return Claim(None, busy=True)
         if record.status == "running" and attempts >= max_attempts:
             return self._give_up(record, attempts, lost_reason)
         retry = record.status == "running"
@@ -290,7 +296,7 @@ class JobStore:
                 taken = db.execute(
                     job_runs.update()
                     .where(job_runs.c.job_id == job_id, job_runs.c.attempts == attempts)
-                    .values(attempts=attempts + 1, worker=worker, claimed_at=now)
+                    .values(attempts=attempts + 1, worker=worker, claimed_at=now, heartbeat_at=now)
                 ).rowcount
             else:
                 taken = db.execute(
@@ -298,7 +304,11 @@ class JobStore:
                 ).rowcount
                 if taken:
                     db.execute(job_runs.delete().where(job_runs.c.job_id == job_id))
-                    db.execute(job_runs.insert().values(job_id=job_id, attempts=1, worker=worker, claimed_at=now))
+                    db.execute(
+                        job_runs.insert().values(
+                            job_id=job_id, attempts=1, worker=worker, claimed_at=now, heartbeat_at=now
+                        )
+                    )
             if not taken:  # another worker was first
                 return Claim(None)
             db.execute(jobs.update().where(jobs.c.id == job_id).values(_to_row(record)))
@@ -322,7 +332,14 @@ class JobStore:
             row = db.execute(sa.select(job_runs).where(job_runs.c.job_id == job_id)).mappings().first()
         if row is None:
             return None
-        return JobClaims(int(row["attempts"]), str(row["worker"]), bool(row["cancel_requested"]))
+        return JobClaims(
+            int(row["attempts"]), str(row["worker"]), bool(row["cancel_requested"]), float(row["heartbeat_at"])
+        )
+
+    def heartbeat(self, job_id: str) -> None:
+        """The worker running the job is alive (``claim`` tells a lost worker from a busy one by it)."""
+        with self._begin() as db:
+            db.execute(job_runs.update().where(job_runs.c.job_id == job_id).values(heartbeat_at=time.time()))
 
     def cancel_queued(self, job_id: str, message: str) -> JobRecord | None:
         """Cancel the job if it is still ``queued`` (atomically: a worker's claim and this never both win); the
