@@ -267,3 +267,23 @@ def test_redis_briefly_down_is_a_clear_503_and_the_workers_reconnect(
         job = wait_for(client, response.json()["id"], timeout=120)
     assert job["status"] == "succeeded", job["error"]
     assert cluster.store.list_jobs(key_name=None, user=None, status="queued") == []  # none left behind
+
+
+def test_postgresql_briefly_down_mid_job_is_a_503_and_the_job_still_finishes(
+    cluster: Cluster, postgres_server: PostgresServer
+) -> None:
+    with cluster.api.client(user="pg-outage") as client:
+        job_id = _submit(client, {**LONG_JOB, "steps": 30, "seed": 95})
+        _wait_running(client, job_id, "base_image")
+        postgres_server.stop()
+        try:
+            refused = client.get(f"/v1/jobs/{job_id}")
+            assert refused.status_code == 503 and refused.json()["error"]["code"] == "service_unavailable"
+            time.sleep(2)
+        finally:
+            postgres_server.start()
+        job = wait_for(client, job_id, timeout=180)  # the worker's final state waited for the database
+        assert job["status"] == "succeeded", job["error"]
+        after = wait_for(client, _submit(client, {**JOB, "seed": 96}), timeout=120)  # workers use it again
+    assert after["status"] == "succeeded", after["error"]
+    assert _claims(cluster, job_id)[0] == 1
