@@ -68,3 +68,10 @@ def test_bad_input_exits_non_zero_with_one_clear_line(args: list[str], says: str
     assert result.returncode == 2, result.stderr
     assert says in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_worker_without_a_broker_exits_with_one_clear_line(tmp_path: Path) -> None:
+    result = _alch3mist("worker", "--preset", "tiny", tmp_path=tmp_path)
+
+    assert result.returncode == 2, result.stderr
+    assert "needs ALCH3MIST_BROKER_URL" in result.stderr and "Traceback" not in result.stderr

@@ -84,9 +84,9 @@ def run_worker(settings: Settings, gpu: int | None = None, name: str | None = No
     global _settings, _name
     _check_no_cuda_yet()
     if gpu is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)  # before anything imports torch (only the pool process does)
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)  # read when CUDA initializes: only ever in the pool process
     _settings = settings
-    _name = name or f"alch3mist-gpu{gpu if gpu is not None else 0}@{socket.gethostname()}"
+    _name = name or f"alch3mist{'' if gpu is None else f'-gpu{gpu}'}@{socket.gethostname()}"
     app = celery_app(settings)
     app.task(name=TASK_NAME, bind=True)(run_job_task)
     from celery import signals
