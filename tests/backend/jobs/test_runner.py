@@ -8,6 +8,9 @@ from typing import Any
 
 from alch3mist.jobs.runner import JobUpdate, run_job
 from alch3mist.jobs.store import JobRecord, new_job_id
+from alch3mist.storage import LocalStorage, S3Location, S3Storage
+
+from tests.servers.s3_server import S3Server
 
 FAST = {"request": "a cow with crocodile skin", "seed": 7, "steps": 2, "edit_steps": 2, "views": 0}
 
@@ -42,3 +45,30 @@ def test_run_job_stops_at_the_next_step_when_cancelled(tiny_chain: Any, tmp_path
     assert record.status == "cancelled" and record.error is not None
     assert record.error == {"code": "cancelled", "stage": "base_image", "message": "cancelled by request"}
     assert "textured.png" not in record.artifacts
+
+
+def test_run_job_keeps_each_artifact_in_the_storage_before_announcing_it(tiny_chain: Any, tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "kept")
+    job_dir = tmp_path / "scratch"
+    job_dir.mkdir()
+    kept_when_announced: list[bool] = []
+
+    def on_update(update: JobUpdate) -> None:
+        if update.type == "artifact" and update.artifact:
+            kept_when_announced.append(storage.exists(update.job.id, update.artifact))
+
+    record = run_job(_running(FAST), job_dir, tiny_chain, on_update, threading.Event(), storage)
+    assert record.status == "succeeded", record.error
+    assert kept_when_announced and all(kept_when_announced)
+    assert sorted(record.artifacts) == storage.names(record.id)  # manifest.json too, kept at the end
+
+
+def test_run_job_fails_naming_the_artifact_the_storage_refused(
+    tiny_chain: Any, tmp_path: Path, s3_server: S3Server, s3_env: None
+) -> None:
+    storage = S3Storage(S3Location("bucket-that-was-deleted", ""), endpoint_url=s3_server.endpoint_url)
+    record = run_job(_running(FAST), tmp_path, tiny_chain, lambda update: None, threading.Event(), storage)
+    assert record.status == "failed" and record.error is not None
+    assert record.error["code"] == "storage_error" and record.error["stage"] == "base_image"
+    assert record.error["message"].startswith("artifact base.png could not be stored")
+    assert "model.glb" not in record.artifacts  # the chain stopped at the first file it could not keep
