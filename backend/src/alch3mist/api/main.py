@@ -56,7 +56,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.signer = LinkSigner(settings.link_secret.get_secret_value().encode())
     install_error_handlers(app)
     app.add_middleware(BrowserCors)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.include_router(info.router)
     app.include_router(jobs.router)
     app.include_router(artifacts.router)

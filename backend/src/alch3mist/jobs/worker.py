@@ -33,11 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from PIL import Image
-
 from ..config import Settings
 from ..domain import STAGES, GenerationChain
 from ..errors import Alch3mistError, JobNotActive, JobNotFound
+from .inputs import input_files, job_request
 from .store import JobRecord, JobStore
 
 __all__ = [
@@ -45,14 +44,12 @@ __all__ = [
     "JobUpdate",
     "Subscription",
     "Worker",
-    "generation_request",
 ]
 
 logger = logging.getLogger(__name__)
 
 RESTART_REASON = "backend restarted while this job was running"
 STOP_REASON = "backend stopped while this job was running"
-INPUT_IMAGE = "input.png"
 PROGRESS_INTERVAL_S = 0.25  # at most this often a progress tick is published / stored per job
 STOP_GRACE_S = 30.0  # how long a timed-out / stopping stage gets to reach a step boundary
 
@@ -91,13 +88,6 @@ class _Running:
     cancel_requested: bool = False
     timed_out_stage: str | None = None
     last_tick: float = 0.0
-
-
-def generation_request(params: dict[str, Any], base_image: Image.Image | None) -> Any:
-    """The chain's ``GenerationRequest`` for a job's stored parameters (+ its input or parent image)."""
-    from ..chain import GenerationRequest  # the chain module pulls in the model stack; import it late
-
-    return GenerationRequest(**params, base_image=base_image)
 
 
 class Worker:
@@ -250,7 +240,7 @@ class Worker:
 
         def target() -> None:
             try:
-                request = generation_request(running.record.params, _load_input(job_dir))
+                request = job_request(running.record.params, job_dir, self.settings)
                 on_event = functools.partial(self._on_event, running)
                 outcome["manifest"] = self.chain.run(request, job_dir, on_event, running.cancel)
             except Alch3mistError as exc:
@@ -385,15 +375,6 @@ class Worker:
                 subscription.loop.call_soon_threadsafe(subscription.queue.put_nowait, update)
 
 
-def _load_input(job_dir: Path) -> Image.Image | None:
-    path = job_dir / INPUT_IMAGE
-    if not path.is_file():
-        return None
-    with Image.open(path) as image:
-        image.load()
-        return image.copy()
-
-
 def _update_type(kind: str) -> UpdateType:
     return kind if kind in ("stage", "progress", "artifact", "warning") else "status"  # type: ignore[return-value]
 
@@ -441,6 +422,6 @@ def _artifacts_on_disk(job_dir: Path, announced: list[str]) -> list[str]:
     if not job_dir.is_dir():
         return []
     present = {p.relative_to(job_dir).as_posix() for p in job_dir.rglob("*") if p.is_file()}
-    present.discard(INPUT_IMAGE)
+    present -= input_files(present)
     ordered = [name for name in announced if name in present]
     return ordered + sorted(present - set(ordered))

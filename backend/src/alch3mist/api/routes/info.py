@@ -21,9 +21,7 @@ def read_health(request: Request) -> Health:
 
 
 @router.get("/v1/info", response_model=Info, responses={401: {"model": ErrorResponse, "description": "Bad key."}})
-def read_info(
-    request: Request, caller: CallerDep, settings: SettingsDep, chain: ChainDep, worker: WorkerDep
-) -> Info:
+def read_info(request: Request, caller: CallerDep, settings: SettingsDep, chain: ChainDep, worker: WorkerDep) -> Info:
     """Preset, device, memory plan, models, 3D engines (with health), LoRAs, defaults, queue length, and this key's
     quotas and parameter ceilings."""
     return Info(

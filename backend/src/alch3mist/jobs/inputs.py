@@ -1,0 +1,118 @@
+"""A job's input files, kept in its folder so a queued job survives a restart and a child job can reuse them.
+
+- ``input.png`` — the image the material edit starts from (the caller's, or a parent's base image);
+- ``input_mesh.<glb|gltf|obj|ply>`` — the mesh to texture, exactly the bytes the caller sent (the retexture flow);
+- ``reference.png`` — with a mesh: a picture of the material or look.
+
+The mesh is read by ``texturing.mesh_input.load_mesh`` when the job is submitted (so everything that can fail, fails
+then, with a 4xx) and again, with the same limits, when it runs. The loading options travel in the job's parameters
+(``mesh_filename``, ``decimate``); :func:`generation_request` takes them out before building the chain's request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image
+
+from ..config import Settings
+
+if TYPE_CHECKING:
+    from ..texturing.mesh_input import LoadedMesh
+
+__all__ = [
+    "INPUT_IMAGE",
+    "MESH_OPTIONS",
+    "REFERENCE_IMAGE",
+    "JobInputs",
+    "MeshUpload",
+    "generation_request",
+    "input_files",
+    "job_request",
+    "load_upload",
+    "save_inputs",
+    "stored_mesh",
+]
+
+INPUT_IMAGE = "input.png"
+INPUT_MESH = "input_mesh"  # + the format's suffix
+REFERENCE_IMAGE = "reference.png"
+MESH_OPTIONS = ("mesh_filename", "decimate")  # job parameters that say how to load the mesh, not how to run
+
+
+@dataclass(frozen=True)
+class MeshUpload:
+    """A mesh file as the caller sent it: its bytes, its name (only OBJ vs PLY text needs it) and whether a mesh
+    over the face limit may be decimated."""
+
+    data: bytes
+    filename: str | None = None
+    decimate: bool = False
+
+
+@dataclass
+class JobInputs:
+    """What a job starts from besides its parameters."""
+
+    base_image: Image.Image | None = None
+    mesh: LoadedMesh | None = None
+    mesh_bytes: bytes | None = None
+    reference_image: Image.Image | None = None
+
+
+def load_upload(upload: MeshUpload, settings: Settings) -> LoadedMesh:
+    """Read and check an uploaded mesh; ``InvalidMesh`` (422) / ``MeshTooLarge`` (413) for what cannot be textured."""
+    from ..texturing.mesh_input import MeshLimits, load_mesh
+
+    limits = MeshLimits.from_settings(settings, decimate=upload.decimate)
+    return load_mesh(upload.data, limits=limits, filename=upload.filename or "the mesh")
+
+
+def save_inputs(job_dir: Path, inputs: JobInputs) -> None:
+    if inputs.base_image is not None:
+        inputs.base_image.save(job_dir / INPUT_IMAGE)
+    if inputs.mesh is not None and inputs.mesh_bytes is not None:
+        (job_dir / f"{INPUT_MESH}.{inputs.mesh.source_format}").write_bytes(inputs.mesh_bytes)
+    if inputs.reference_image is not None:
+        inputs.reference_image.save(job_dir / REFERENCE_IMAGE)
+
+
+def stored_mesh(job_dir: Path) -> Path | None:
+    """The job's input mesh file, if it has one."""
+    return next(iter(sorted(job_dir.glob(f"{INPUT_MESH}.*"))), None)
+
+
+def input_files(names: set[str]) -> set[str]:
+    """Which of ``names`` (paths relative to a job folder) are inputs, not artifacts."""
+    return {name for name in names if name in (INPUT_IMAGE, REFERENCE_IMAGE) or name.startswith(f"{INPUT_MESH}.")}
+
+
+def generation_request(params: dict[str, Any], inputs: JobInputs) -> Any:
+    """The chain's ``GenerationRequest`` for a job's stored parameters and its inputs."""
+    from ..chain import GenerationRequest  # the chain module pulls in the model stack; import it late
+
+    chain_params = {name: value for name, value in params.items() if name not in MESH_OPTIONS}
+    return GenerationRequest(
+        **chain_params, base_image=inputs.base_image, mesh=inputs.mesh, reference_image=inputs.reference_image
+    )
+
+
+def job_request(params: dict[str, Any], job_dir: Path, settings: Settings) -> Any:
+    """The request a stored job runs: its parameters and the input files in its folder (the mesh loaded again,
+    with the options it was accepted with)."""
+    inputs = JobInputs(base_image=_image(job_dir / INPUT_IMAGE), reference_image=_image(job_dir / REFERENCE_IMAGE))
+    mesh_path = stored_mesh(job_dir)
+    if mesh_path is not None:
+        upload = MeshUpload(mesh_path.read_bytes(), params.get("mesh_filename"), bool(params.get("decimate")))
+        inputs.mesh = load_upload(upload, settings)
+    return generation_request(params, inputs)
+
+
+def _image(path: Path) -> Image.Image | None:
+    if not path.is_file():
+        return None
+    with Image.open(path) as image:
+        image.load()
+        return image.copy()
