@@ -17,6 +17,7 @@ import httpx
 import numpy as np
 import pytest
 import trimesh
+from numpy.typing import NDArray
 from PIL import Image
 
 from .conftest import BackendProcess, read_events, submit, wait_for
@@ -61,16 +62,21 @@ def torus_obj() -> bytes:
     return str(trimesh.creation.torus(0.6, 0.25, major_sections=24, minor_sections=12).export(file_type="obj")).encode()
 
 
-def normalised_bounds(mesh: trimesh.Trimesh) -> np.ndarray:
+def normalised_bounds(mesh: trimesh.Trimesh) -> NDArray[np.float64]:
     """What load_mesh does to the frame: centred on the origin, longest side 1 (y already up here)."""
-    lower, upper = mesh.bounds
-    return (mesh.bounds - (lower + upper) / 2) / np.max(upper - lower)
+    bounds = np.asarray(mesh.bounds, dtype=np.float64)
+    lower, upper = bounds
+    normalised: NDArray[np.float64] = (bounds - (lower + upper) / 2) / np.max(upper - lower)
+    return normalised
 
 
 def read_glb(data: bytes) -> tuple[trimesh.Trimesh, dict[str, Any]]:
     scene = trimesh.load(io.BytesIO(data), file_type="glb", force="scene")
+    assert isinstance(scene, trimesh.Scene)
+    mesh = scene.to_geometry()
+    assert isinstance(mesh, trimesh.Trimesh)
     (length,) = struct.unpack_from("<I", data, 12)
-    return scene.to_geometry(), json.loads(data[20 : 20 + length])
+    return mesh, json.loads(data[20 : 20 + length])
 
 
 def submit_mesh(client: httpx.Client, mesh: bytes, **fields: Any) -> Any:
@@ -107,6 +113,7 @@ def test_a_mesh_is_retextured_end_to_end(
     material = document["materials"][0]["pbrMetallicRoughness"]
     assert "baseColorTexture" in material and document["images"]
     original = trimesh.load(io.BytesIO(source), file_type=manifest["input_mesh"]["format"], force="mesh")
+    assert isinstance(original, trimesh.Trimesh)
     # The texture stage keeps the surface: the same triangles in the product's frame (UV seams may split vertices).
     assert len(textured.faces) == len(original.faces)
     np.testing.assert_allclose(textured.bounds, normalised_bounds(original), atol=1e-4)
