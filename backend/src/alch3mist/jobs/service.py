@@ -61,6 +61,7 @@ def submit_job(
     params = dict(submission.params)
     limits = settings.limits_for(caller.key_name)
     check_ceilings(params, limits, caller.key_name)
+    check_ceilings(params.get("texture") or {}, limits, caller.key_name, prefix="texture.")  # its views cost the same
     _check_texts(params, settings.max_request_chars)
     inputs = _inputs(submission, caller, settings, store, params)
     chain.validate(generation_request(params, inputs))
