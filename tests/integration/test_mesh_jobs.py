@@ -105,7 +105,8 @@ def test_a_mesh_is_retextured_end_to_end(
         texture = Image.open(io.BytesIO(client.get(artifacts["texture_map"]).content))
         files = set(job["manifest"]["artifacts"])
 
-    assert texture.size == (256, 256)
+    assert texture.size == (256, 256) and job["engine_3d"] is None  # no 3D engine ran
+    assert "- **Mesh:** your " in job["summary"] and "3D engine" not in job["summary"]
     assert "texture_views/edited_grid.png" in files and not any(f.startswith("input_mesh") for f in files)
     manifest = job["manifest"]
     assert manifest["flow"] == "retexture" and manifest["input_mesh"]["format"] == ("obj" if name == "torus" else "glb")

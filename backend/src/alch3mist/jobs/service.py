@@ -64,6 +64,8 @@ def submit_job(
     check_ceilings(params.get("texture") or {}, limits, caller.key_name, prefix="texture.")  # its views cost the same
     _check_texts(params, settings.max_request_chars)
     inputs = _inputs(submission, caller, settings, store, params)
+    if inputs.mesh is not None:
+        params.pop("engine_3d", None)  # the retexture flow runs no 3D engine: the job does not name one
     chain.validate(generation_request(params, inputs))
     # 2. Store the job's input
     record = JobRecord(
