@@ -75,7 +75,7 @@ class JobCreate(BaseModel):
     texture_engine: TextureEngineName | None = Field(
         None, description="Texture engine (GET /v1/info lists the configured ones); None = server default."
     )
-    texture: TextureOptions | None = Field(None, description="The texture step's knobs (defaults: GET /v1/info).")
+    texture: TextureOptions | None = Field(None, description="How the texture step paints (its views: a mesh's).")
     rewrite_reply: str | None = Field(
         None,
         max_length=20_000,
