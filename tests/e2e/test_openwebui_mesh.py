@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import trimesh
 from playwright.sync_api import Page, sync_playwright
@@ -48,8 +49,9 @@ def upload_as_the_web_ui_does(owui: OpenWebUI, name: str, data: bytes) -> dict[s
             "size": len(data), "itemId": item["id"]}  # fmt: skip
 
 
-def test_a_glb_attached_in_a_chat_is_retextured(owui: OpenWebUI, e2e_backend: BackendProcess) -> None:
+def test_a_glb_attached_in_a_chat_is_retextured(owui: OpenWebUI, e2e_backend: BackendProcess, llm: Any) -> None:
     item = upload_as_the_web_ui_does(owui, "chair.glb", chair_glb())
+    httpx.post(f"{llm.base_url}/_reset")
     _, _, message = owui.chat("alch3mist", "Alch3mist, make this chair crocodile leather", files=[item])
     content = message["content"]
     links = dict(FILE_LINK.findall(content))
@@ -64,6 +66,11 @@ def test_a_glb_attached_in_a_chat_is_retextured(owui: OpenWebUI, e2e_backend: Ba
     job = job_of(e2e_backend, JOB_MARKER.search(content).group(1))  # type: ignore[union-attr]
     assert job["status"] == "succeeded" and job["manifest"]["flow"] == "retexture"
     assert job["manifest"]["input_mesh"]["primitives"] == 6 and job["user"] == owui.user_id()
+    # Open WebUI's own file handling (retrieval on the processed upload) did not reach the request: the rewrite
+    # model saw the person's words, not file content.
+    (rewrite,) = [r["body"] for r in httpx.get(f"{llm.base_url}/_requests").json() if r["body"]["model"] == "rewriter"]
+    block = rewrite["messages"][-1]["content"].split("<<<REQUEST", 1)[1]
+    assert "make this chair crocodile leather" in block and "glTF" not in block and "<context>" not in block, block
 
 
 @pytest.fixture()
