@@ -404,7 +404,10 @@ def main() -> None:
     parser.add_argument("--version", choices=["2.0", "2.1"], default="2.1", help="Which api_server to mimic.")
     parser.add_argument("--enable_tex", action="store_true", help="2.0: load the texture pipeline (like upstream).")
     parser.add_argument(
-        "--fault", choices=["", "garbage", "error", "texture-error", "hang", "slow-write"], default="", help="Misbehave."
+        "--fault",
+        choices=["", "garbage", "error", "texture-error", "hang", "slow-write"],
+        default="",
+        help="Misbehave.",
     )
     parser.add_argument("--delay", type=float, default=0.2, help="Seconds each model stage takes.")
     parser.add_argument("--fault-file", type=Path, default=None, help="A file whose content overrides --fault.")

@@ -81,6 +81,18 @@ class Settings(BaseSettings):
     )
     stage_timeout_s: float = Field(900.0, description="Longest any one stage may run before the job fails.")
 
+    # --- artifact storage (storage/; docs/deploy.md, "Artifact storage") ---
+    storage_url: str | None = Field(
+        None,
+        description="Where finished artifacts are kept: unset = the job folders under <data_dir>/jobs; "
+        "s3://bucket/prefix = an S3-compatible bucket (credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or "
+        "boto3's other standard sources). Checked at start: a bad URL or an unreachable bucket stops `serve`.",
+    )
+    s3_endpoint_url: str | None = Field(
+        None,
+        description="S3 endpoint for MinIO, R2 and other S3-compatible services (unset: AWS), e.g. http://minio:9000.",
+    )
+
     # --- safety: ownership, quotas, parameter ceilings, startup without keys (issue 10; jobs/policy.py) ---
     insecure_no_auth: bool = Field(
         False,

@@ -24,6 +24,9 @@ Alch3mistError                 every error we raise on purpose; ``code`` is the 
 ├── ComfyUIError               the ComfyUI server refused or failed a workflow; names the server and node -> 502
 │   └── ComfyUIUnavailable     the ComfyUI server is down, timed out or dropped the connection            -> 503
 ├── MeshError                  a GLB is invalid / empty
+├── StorageError               artifact storage failed an operation; names the storage and the artifact   -> 503
+│   └── StorageConfigError     ALCH3MIST_STORAGE_URL is malformed or its bucket unreachable at start
+├── ArtifactNotFound           a job has no artifact of that name (or the name is not a valid one)       -> 404
 └── Cancelled                  the job was cancelled; raised at the next step boundary
 
 A stage that fails does not raise out of the chain: ``Chain.run`` records the stage and its error in the manifest.
@@ -170,6 +173,27 @@ class ComfyUIUnavailable(ComfyUIError):
 
 class MeshError(Alch3mistError):
     code = "mesh_error"
+
+
+class StorageError(Alch3mistError):
+    """Raised when artifact storage fails an operation; the message names the storage and the artifact."""
+
+    code = "storage_error"
+    http_status = 503
+
+
+class StorageConfigError(StorageError):
+    """Raised at start when ``ALCH3MIST_STORAGE_URL`` is malformed or its bucket cannot be reached."""
+
+    code = "storage_misconfigured"
+    exit_status = 2
+
+
+class ArtifactNotFound(Alch3mistError):
+    """Raised when a job has no artifact of that name, or the name could not be one (``..``, absolute, …)."""
+
+    code = "artifact_not_found"
+    http_status = 404
 
 
 class Cancelled(Alch3mistError):

@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 from alch3mist.jobs.retention import purge_expired, retention_interval_s, retention_loop
 from alch3mist.jobs.store import JobRecord, JobStore, new_job_id
+from alch3mist.storage import LocalStorage, S3Location, S3Storage
+
+from tests.servers.s3_server import S3Server
 
 
 def _job(store: JobStore, status: str, finished_days_ago: float | None) -> JobRecord:
@@ -27,7 +30,7 @@ def test_purge_removes_only_old_finished_jobs(tmp_path: Path) -> None:
     recent = _job(store, "succeeded", 1)
     active = [_job(store, "queued", None), _job(store, "running", None)]
 
-    purged = purge_expired(store, retention_days=30)
+    purged = purge_expired(store, LocalStorage(tmp_path / "jobs"), retention_days=30)
 
     assert sorted(purged) == sorted(r.id for r in old)
     for record in old:
@@ -39,7 +42,7 @@ def test_purge_removes_only_old_finished_jobs(tmp_path: Path) -> None:
 def test_zero_retention_keeps_everything(tmp_path: Path) -> None:
     store = JobStore(tmp_path)
     _job(store, "succeeded", 1000)
-    assert purge_expired(store, retention_days=0) == []
+    assert purge_expired(store, LocalStorage(tmp_path / "jobs"), retention_days=0) == []
 
 
 def test_interval_is_bounded() -> None:
@@ -53,7 +56,9 @@ def test_the_loop_survives_a_failing_pass_and_logs_it(tmp_path: Path, caplog: py
     store.close()  # every pass now fails: sqlite3.ProgrammingError on a closed database
 
     async def run() -> bool:
-        task = asyncio.create_task(retention_loop(store, retention_days=1, interval_s=0.01))
+        task = asyncio.create_task(
+            retention_loop(store, LocalStorage(tmp_path / "jobs"), retention_days=1, interval_s=0.01)
+        )
         await asyncio.sleep(0.2)
         alive = not task.done()
         task.cancel()
@@ -65,3 +70,30 @@ def test_the_loop_survives_a_failing_pass_and_logs_it(tmp_path: Path, caplog: py
         assert asyncio.run(run())
     failures = [r for r in caplog.records if r.getMessage().startswith("retention pass failed")]
     assert len(failures) >= 2 and all(r.exc_info for r in failures)  # retried, each with its traceback
+
+
+def test_purge_deletes_the_objects_of_old_jobs_in_s3(tmp_path: Path, s3_server: S3Server, s3_env: None) -> None:
+    storage = S3Storage(S3Location(s3_server.create_bucket("retention"), "a"), endpoint_url=s3_server.endpoint_url)
+    store = JobStore(tmp_path)
+    old, recent = _job(store, "succeeded", 40), _job(store, "succeeded", 1)
+    for record in (old, recent):
+        storage.put(record.id, "base.png", store.job_dir(record.id) / "base.png")
+
+    assert purge_expired(store, storage, retention_days=30) == [old.id]
+
+    assert storage.names(old.id) == [] and store.get(old.id) is None and not store.job_dir(old.id).exists()
+    assert storage.names(recent.id) == ["base.png"] and store.get(recent.id) is not None
+
+
+def test_a_job_whose_objects_cannot_be_deleted_keeps_its_row_for_the_next_pass(
+    tmp_path: Path, s3_server: S3Server, s3_env: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    storage = S3Storage(S3Location("bucket-gone", ""), endpoint_url=s3_server.endpoint_url)
+    store = JobStore(tmp_path)
+    old = _job(store, "failed", 40)
+
+    with caplog.at_level(logging.ERROR, logger="alch3mist.jobs.retention"):
+        assert purge_expired(store, storage, retention_days=30) == []
+
+    assert store.get(old.id) is not None and store.job_dir(old.id).is_dir()
+    assert "could not delete a job's artifacts" in caplog.text

@@ -21,6 +21,7 @@ from ..domain import GenerationChain
 from ..jobs.policy import KEY_ALONE, Caller
 from ..jobs.store import JobStore
 from ..jobs.worker import Worker
+from ..storage import ArtifactStorage
 from .errors import ApiError
 from .presenters import Links
 from .signing import LinkSigner
@@ -31,6 +32,7 @@ __all__ = [
     "ChainDep",
     "LinksDep",
     "SettingsDep",
+    "StorageDep",
     "StoreDep",
     "WorkerDep",
     "authorize_link",
@@ -57,6 +59,11 @@ def get_store(request: Request) -> JobStore:
     return store
 
 
+def get_storage(request: Request) -> ArtifactStorage:
+    storage: ArtifactStorage = request.app.state.storage
+    return storage
+
+
 def get_chain(request: Request) -> GenerationChain:
     chain: GenerationChain = request.app.state.chain
     return chain
@@ -72,6 +79,7 @@ def get_links(request: Request) -> Links:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 WorkerDep = Annotated[Worker, Depends(get_worker)]
 StoreDep = Annotated[JobStore, Depends(get_store)]
+StorageDep = Annotated[ArtifactStorage, Depends(get_storage)]
 ChainDep = Annotated[GenerationChain, Depends(get_chain)]
 LinksDep = Annotated[Links, Depends(get_links)]
 

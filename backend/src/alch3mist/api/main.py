@@ -3,10 +3,11 @@
 Before anything loads, ``check_settings`` refuses what would expose the service: no API keys on an address other
 than loopback (unless ``--insecure-no-auth``), a malformed ``ALCH3MIST_API_KEYS`` entry, limits for unknown keys.
 
-Startup (lifespan), in order: open the jobs store → purge expired jobs → build the chain (loads the models
-once, in a thread; the port opens only after that) → start the worker (marks jobs interrupted by a previous
-process as failed and requeues the queued ones) → periodic retention. Shutdown stops the worker, which fails a
-running job with "backend stopped while this job was running".
+Startup (lifespan), in order: open the jobs store → check the artifact storage (the local folder, or an S3 bucket
+that must answer; ``serve`` checks it before uvicorn starts, so a bad one is one clear line) → purge expired jobs →
+build the chain (loads the models once, in a thread; the port opens only after that) → start the worker (marks jobs
+interrupted by a previous process as failed and requeues the queued ones) → periodic retention. Shutdown stops the
+worker, which fails a running job with "backend stopped while this job was running".
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ..errors import UnsafeConfiguration, report_errors
 from ..jobs.retention import purge_expired, retention_loop
 from ..jobs.store import JobStore
 from ..jobs.worker import Worker
+from ..storage import ArtifactStorage, storage_from_settings
 from .errors import install_error_handlers
 from .logs import configure_logging
 from .middleware import BodyLimit, BrowserCors
@@ -54,6 +56,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.signer = LinkSigner(settings.link_secret.get_secret_value().encode())
+    app.state.storage = storage_from_settings(settings)  # no network yet: ``check`` runs at start
     install_error_handlers(app)
     app.add_middleware(BrowserCors)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
@@ -98,14 +101,17 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if not settings.parsed_api_keys():
         logger.warning("no API keys configured: every caller is anonymous (loopback or --insecure-no-auth only)")
     store = JobStore(settings.data_dir)
-    await asyncio.to_thread(purge_expired, store, settings.retention_days)
+    storage: ArtifactStorage = app.state.storage
+    await asyncio.to_thread(storage.check)
+    await asyncio.to_thread(purge_expired, store, storage, settings.retention_days)
     logger.info("loading the chain", extra={"preset": settings.preset})
     chain = await asyncio.to_thread(build_chain, settings)
-    worker = Worker(store, chain, settings)
+    worker = Worker(store, chain, settings, storage)
     worker.start()
     app.state.store, app.state.chain, app.state.worker = store, chain, worker
-    retention = asyncio.create_task(retention_loop(store, settings.retention_days))
-    logger.info("ready", extra={"host": settings.host, "port": settings.port, "data_dir": str(settings.data_dir)})
+    retention = asyncio.create_task(retention_loop(store, storage, settings.retention_days))
+    where = {"data_dir": str(settings.data_dir), "storage": storage.description}
+    logger.info("ready", extra={"host": settings.host, "port": settings.port, **where})
     try:
         yield
     finally:
@@ -121,9 +127,9 @@ def serve(settings: Settings) -> None:
     """Run the service in the foreground (``alch3mist serve``); refuses unsafe settings first."""
     check_settings(settings)
     configure_logging()
-    uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port, log_config=None, timeout_graceful_shutdown=5
-    )
+    app = create_app(settings)
+    app.state.storage.check()  # before the models load: a bad URL or bucket is one line and exit status 2
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, timeout_graceful_shutdown=5)
 
 
 def main() -> None:

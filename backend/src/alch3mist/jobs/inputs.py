@@ -30,6 +30,7 @@ __all__ = [
     "MeshUpload",
     "generation_request",
     "input_files",
+    "input_mesh_name",
     "job_request",
     "load_upload",
     "save_inputs",
@@ -70,18 +71,31 @@ def load_upload(upload: MeshUpload, settings: Settings) -> LoadedMesh:
     return load_mesh(upload.data, limits=limits, filename=upload.filename or "the mesh")
 
 
-def save_inputs(job_dir: Path, inputs: JobInputs) -> None:
+def save_inputs(job_dir: Path, inputs: JobInputs) -> list[str]:
+    """Write the inputs into the job folder; returns the names written."""
+    written = []
     if inputs.base_image is not None:
         inputs.base_image.save(job_dir / INPUT_IMAGE)
+        written.append(INPUT_IMAGE)
     if inputs.mesh is not None and inputs.mesh_bytes is not None:
-        (job_dir / f"{INPUT_MESH}.{inputs.mesh.source_format}").write_bytes(inputs.mesh_bytes)
+        name = f"{INPUT_MESH}.{inputs.mesh.source_format}"
+        (job_dir / name).write_bytes(inputs.mesh_bytes)
+        written.append(name)
     if inputs.reference_image is not None:
         inputs.reference_image.save(job_dir / REFERENCE_IMAGE)
+        written.append(REFERENCE_IMAGE)
+    return written
+
+
+def input_mesh_name(names: list[str]) -> str | None:
+    """Which of a job's file names is its input mesh, if any."""
+    return next((name for name in sorted(names) if name.startswith(f"{INPUT_MESH}.")), None)
 
 
 def stored_mesh(job_dir: Path) -> Path | None:
-    """The job's input mesh file, if it has one."""
-    return next(iter(sorted(job_dir.glob(f"{INPUT_MESH}.*"))), None)
+    """The job's input mesh file in its folder, if it has one."""
+    name = input_mesh_name([path.name for path in job_dir.glob(f"{INPUT_MESH}.*")])
+    return None if name is None else job_dir / name
 
 
 def input_files(names: set[str]) -> set[str]:

@@ -8,6 +8,7 @@ same owner into its base image — or, for a mesh job, its mesh — and seed, st
 
 from __future__ import annotations
 
+import io
 import shutil
 import threading
 from dataclasses import dataclass
@@ -21,7 +22,8 @@ from ..errors import InvalidParent, InvalidRequest
 from ..prompting.llm import rewrite_messages
 from ..prompting.rewrite import clean_request
 from ..prompting.schema import MaterialPrompt
-from .inputs import MESH_OPTIONS, JobInputs, MeshUpload, generation_request, load_upload, save_inputs, stored_mesh
+from ..storage import ArtifactStorage
+from .inputs import MESH_OPTIONS, JobInputs, MeshUpload, generation_request, input_mesh_name, load_upload, save_inputs
 from .policy import Caller, admit, check_ceilings
 from .store import JobRecord, JobStore, new_job_id
 from .worker import Worker
@@ -63,7 +65,7 @@ def submit_job(
     check_ceilings(params, limits, caller.key_name)
     check_ceilings(params.get("texture") or {}, limits, caller.key_name, prefix="texture.")  # its views cost the same
     _check_texts(params, settings.max_request_chars)
-    inputs = _inputs(submission, caller, settings, store, params)
+    inputs = _inputs(submission, caller, settings, store, worker.storage, params)
     if inputs.mesh is not None:
         params.pop("engine_3d", None)  # the retexture flow runs no 3D engine: the job does not name one
     chain.validate(generation_request(params, inputs))
@@ -80,7 +82,8 @@ def submit_job(
     job_dir = store.job_dir(record.id)
     job_dir.mkdir(parents=True)
     try:
-        save_inputs(job_dir, inputs)
+        for name in save_inputs(job_dir, inputs):
+            worker.storage.put(record.id, name, job_dir / name)  # for a worker on another machine, and for refining
         # 3. Admit it (the queue, the key's and the end user's quotas) and queue it
         with _ADMISSION:
             admit(store, caller, limits, settings)
@@ -116,10 +119,16 @@ def _check_texts(params: dict[str, Any], limit: int) -> None:
 
 
 def _inputs(
-    submission: JobSubmission, caller: Caller, settings: Settings, store: JobStore, params: dict[str, Any]
+    submission: JobSubmission,
+    caller: Caller,
+    settings: Settings,
+    store: JobStore,
+    storage: ArtifactStorage,
+    params: dict[str, Any],
 ) -> JobInputs:
     """What the job starts from: the caller's uploads, or what a parent job the caller owns started from (its base
-    image, or its mesh) and its seed — another owner's job is "no job with id", as for a missing one."""
+    image, or its mesh) and its seed — another owner's job is "no job with id", as for a missing one. A parent's
+    files come from the storage: it may have run on another machine."""
     if submission.parent is not None and (submission.image is not None or submission.mesh is not None):
         raise InvalidRequest(f"give either {'image' if submission.image is not None else 'mesh'} or parent, not both")
     if submission.parent is None:
@@ -134,18 +143,16 @@ def _inputs(
         params["seed"] = parent.seed if parent.seed is not None else parent.params.get("seed")
     if parent.prompt:
         params["earlier"] = parent.prompt  # context for the rewrite, as data inside its delimiters
-    parent_dir = store.job_dir(parent.id)
-    parent_mesh = stored_mesh(parent_dir)
+    parent_mesh = input_mesh_name(storage.names(parent.id))
     if parent_mesh is not None:  # refine the material of the same mesh
         for option in MESH_OPTIONS:
             if option in parent.params:
                 params.setdefault(option, parent.params[option])
-        data = parent_mesh.read_bytes()
+        data = storage.read_bytes(parent.id, parent_mesh)
         return JobInputs(None, load_upload(_upload(data, params), settings), data, submission.reference_image)
-    base = parent_dir / "base.png"
-    if not base.is_file():
+    if not storage.exists(parent.id, "base.png"):
         raise InvalidParent(f"parent: job {parent.id} has no base image (status {parent.status})")
-    with Image.open(base) as image:
+    with Image.open(io.BytesIO(storage.read_bytes(parent.id, "base.png"))) as image:
         image.load()
         return JobInputs(image.copy(), reference_image=submission.reference_image)
 

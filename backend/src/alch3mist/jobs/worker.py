@@ -10,6 +10,9 @@ Life of a job::
   written before it stay on disk and in the job.
 * Per-stage timeout: a watchdog sets the job's cancel event when one stage runs longer than
   ``Settings.stage_timeout_s``; the job ends ``failed`` with code ``stage_timeout`` naming the stage.
+* Artifacts are kept in the artifact storage (``alch3mist.storage``) as each one is announced, before the job shows
+  it; a file the chain wrote without an event (``manifest.json``) when the job ends. A file that cannot be kept
+  fails the job with ``storage_error`` naming it (and stops the chain), never a job that silently lacks a file.
 * Restart: jobs found ``running`` in the store were interrupted by a dead process; they end ``failed`` with
   ``RESTART_REASON`` (not retried: a job that killed the process — e.g. out of memory — would kill it again, and
   the caller can resubmit with the same seed). Jobs found ``queued`` run again, in their original order.
@@ -36,6 +39,7 @@ from typing import Any, Literal
 from ..config import Settings
 from ..domain import STAGES, GenerationChain
 from ..errors import Alch3mistError, JobNotActive, JobNotFound
+from ..storage import ArtifactStorage, LocalStorage
 from .inputs import input_files, job_request
 from .store import JobRecord, JobStore
 
@@ -88,15 +92,19 @@ class _Running:
     cancel_requested: bool = False
     timed_out_stage: str | None = None
     last_tick: float = 0.0
+    storage_error: dict[str, Any] | None = None
 
 
 class Worker:
     """Owns the FIFO queue and the single generation thread."""
 
-    def __init__(self, store: JobStore, chain: GenerationChain, settings: Settings) -> None:
+    def __init__(
+        self, store: JobStore, chain: GenerationChain, settings: Settings, storage: ArtifactStorage | None = None
+    ) -> None:
         self.store = store
         self.chain = chain
         self.settings = settings
+        self.storage = storage or LocalStorage(store.data_dir / "jobs")
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
         self._queue: deque[str] = deque()
@@ -276,6 +284,8 @@ class Worker:
         """A ``ChainEvent`` from the chain thread: update the live record, store it, publish it."""
         record = running.record
         kind = str(getattr(event, "type", ""))
+        if kind == "artifact" and getattr(event, "artifact", None):
+            self._keep(running, str(event.artifact))  # stored before the job shows it
         stage = getattr(event, "stage", None) or record.stage
         message = str(getattr(event, "message", "") or "")
         with self._lock:
@@ -300,12 +310,19 @@ class Worker:
 
     def _finish(self, running: _Running, manifest: Any, crash: str | None) -> None:
         with self._lock:
+            kept = set(running.record.artifacts)
+        for name in _artifacts_on_disk(self.store.job_dir(running.record.id), []):
+            if name not in kept:  # written without an event (manifest.json, at the very end)
+                self._keep(running, name)
+        with self._lock:
             record = running.record
             _apply_manifest(record, manifest)
             announced = list(record.artifacts)
             record.artifacts = _artifacts_on_disk(self.store.job_dir(record.id), announced)
             record.finished_at = time.time()
             record.status, record.error = self._final_status(running, manifest, crash)
+            if running.storage_error is not None:
+                record.status, record.error = "failed", running.storage_error
             record.message = record.error["message"] if record.error else "done"
             if record.status == "succeeded":
                 record.progress = record.stage_progress = 1.0
@@ -317,6 +334,19 @@ class Worker:
         log = logger.info if snapshot.status == "succeeded" else logger.warning
         log("job finished", extra={"job_id": snapshot.id, "status": snapshot.status, "error": snapshot.error})
         self._publish(JobUpdate("done", snapshot, message=snapshot.message))
+
+    def _keep(self, running: _Running, name: str) -> None:
+        """Store one finished artifact; if it cannot be, the job stops and fails naming it (first failure wins)."""
+        job_id = running.record.id
+        try:
+            self.storage.put(job_id, name, self.store.job_dir(job_id) / name)
+        except Alch3mistError as exc:  # StorageError; ArtifactNotFound for a name no storage may hold
+            logger.error("artifact not stored", extra={"job_id": job_id, "artifact": name, "error": exc.message})
+            if running.storage_error is None:
+                stage = _stage_or_none(running.record.stage)
+                message = f"artifact {name} could not be stored: {exc.message}"
+                running.storage_error = {"code": "storage_error", "stage": stage, "message": message}
+            running.cancel.set()
 
     def _final_status(self, running: _Running, manifest: Any, crash: str | None) -> tuple[str, dict[str, Any] | None]:
         stage = running.record.stage

@@ -2,23 +2,30 @@
 instead of the API key, and they are the only routes with CORS (``middleware.BrowserCors``). With the key instead
 of a token, only the job's owner gets through (``get_owned``), as on the jobs routes.
 
+Artifacts come from the artifact storage (``alch3mist.storage``): a file the storage keeps on this machine (the local
+job folder, the default) is served as it is — ``FileResponse``: sendfile, HTTP Range, ETag — and an object in S3 is
+streamed through this route, with single byte ranges passed on to S3. Browsers never get a presigned S3 URL: one signer
+and one lifetime policy cover both storages, chat links outlive SigV4's seven-day cap, and the bucket stays private
+(docs/deploy.md, "Artifact storage").
+
 The URL-mode viewer page is rendered on every load with fresh short-lived links for the GLB, poster and bundle, so
 the page's own link — the one a chat keeps — works for as long as the job exists (docs/api.md, "Embeds")."""
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, Response, StreamingResponse
 
 from ...config import Settings
-from ...errors import JobNotFound
+from ...errors import ArtifactNotFound, JobNotFound
 from ...jobs.policy import Caller, get_owned
 from ...jobs.store import JobRecord, JobStore
-from ..deps import BearerDep, LinksDep, SettingsDep, StoreDep, UserHeaderDep, authorize_link
+from ...storage import ArtifactStorage, media_type, parse_range
+from ...storage.base import MEDIA_TYPES
+from ..deps import BearerDep, LinksDep, SettingsDep, StorageDep, StoreDep, UserHeaderDep, authorize_link
 from ..errors import ApiError
 from ..presenters import BUNDLE_RESOURCE, VIEWER_RESOURCE, Links
 
@@ -26,13 +33,6 @@ router = APIRouter(prefix="/v1/jobs", tags=["artifacts"])
 
 TokenQuery = Annotated[str | None, Query(description="Signed link token (instead of the API key).")]
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
-_MEDIA_TYPES = {
-    ".png": "image/png",
-    ".glb": "model/gltf-binary",
-    ".json": "application/json",
-    ".html": "text/html; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-}
 
 
 def _json_error(description: str) -> dict[str, Any]:
@@ -44,8 +44,9 @@ def _json_error(description: str) -> dict[str, Any]:
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: _json_error("Missing/invalid API key, or an invalid or expired link token."),
     404: _json_error("No such job or file."),
+    416: _json_error("The byte range starts past the end of the file."),
     422: _json_error("Invalid parameter."),
-    503: _json_error("The viewer bundle is not installed on this server."),
+    503: _json_error("The viewer bundle is not installed on this server, or the artifact storage failed."),
 }
 _CACHE = {"Cache-Control": "private, max-age=3600"}
 _PAGE_CACHE = {"Cache-Control": "no-store"}  # its links are fresh on each load: a cached copy would hold stale ones
@@ -54,7 +55,7 @@ _PAGE_CACHE = {"Cache-Control": "no-store"}  # its links are fresh on each load:
 @router.get(
     "/{job_id}/artifacts/{name:path}",
     response_class=FileResponse,
-    responses={200: {"content": {t: {} for t in _MEDIA_TYPES.values()}, "description": "The file."}, **_ERRORS},
+    responses={200: {"content": {t: {} for t in MEDIA_TYPES.values()}, "description": "The file."}, **_ERRORS},
 )
 def read_artifact(
     job_id: str,
@@ -62,15 +63,18 @@ def read_artifact(
     request: Request,
     settings: SettingsDep,
     store: StoreDep,
+    storage: StorageDep,
     bearer: BearerDep,
     user: UserHeaderDep = None,
     token: TokenQuery = None,
-) -> FileResponse:
+) -> Response:
     """One file of a job (``base.png``, ``model.glb``, ``views/view_00.png``…); never anything outside its folder."""
     caller = authorize_link(request, settings, bearer, user, job_id, name, token)
-    path = _job_file(store, _job(store, job_id, caller), name)
-    media_type = _MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream")
-    return FileResponse(path, media_type=media_type, headers=_CACHE)
+    record = _job(store, job_id, caller)
+    path = storage.local_path(record.id, name)
+    if path is not None:
+        return FileResponse(path, media_type=media_type(name), headers=_CACHE)
+    return _streamed(storage, record.id, name, request.headers.get("range"))
 
 
 @router.get("/{job_id}/viewer", response_class=HTMLResponse, responses=_ERRORS)
@@ -79,6 +83,7 @@ def read_viewer(
     request: Request,
     settings: SettingsDep,
     store: StoreDep,
+    storage: StorageDep,
     links: LinksDep,
     bearer: BearerDep,
     user: UserHeaderDep = None,
@@ -89,9 +94,10 @@ def read_viewer(
     ``inline=1`` returns the self-contained page that needs no network."""
     caller = authorize_link(request, settings, bearer, user, job_id, VIEWER_RESOURCE, token)
     record = _job(store, job_id, caller)
-    glb = _job_file(store, record, "model.glb", missing=f"job {job_id} has no 3D model (status {record.status})")
+    if not storage.exists(record.id, "model.glb"):
+        raise ApiError(404, "artifact_not_found", f"job {job_id} has no 3D model (status {record.status})")
     try:
-        html = _inline_page(store, record, glb, settings) if inline else _url_page(store, record, links)
+        html = _inline_page(storage, record, settings) if inline else _url_page(storage, record, links)
     except FileNotFoundError as exc:  # the vendored bundle is missing (only the inline page needs it here)
         raise ApiError(503, "viewer_unavailable", str(exc)) from exc
     return HTMLResponse(html, headers={"Content-Disposition": "inline", **_PAGE_CACHE})
@@ -120,37 +126,53 @@ def read_viewer_bundle(
         bundle = page.bundle_path(settings.model_viewer_bundle)
     except FileNotFoundError as exc:
         raise ApiError(503, "viewer_unavailable", str(exc)) from exc
-    return FileResponse(bundle, media_type=_MEDIA_TYPES[".js"], headers={"Cache-Control": "private, max-age=86400"})
+    return FileResponse(bundle, media_type=MEDIA_TYPES[".js"], headers={"Cache-Control": "private, max-age=86400"})
 
 
-def _inline_page(store: JobStore, record: JobRecord, glb: Path, settings: Settings) -> str:
+def _streamed(storage: ArtifactStorage, job_id: str, name: str, range_header: str | None) -> Response:
+    """An artifact the storage keeps elsewhere (S3), streamed: 200, or 206 for one satisfiable byte range."""
+    try:
+        body = storage.open(job_id, name, parse_range(range_header))
+    except ArtifactNotFound as exc:
+        raise ApiError(404, "artifact_not_found", f"job {job_id} has no file {name!r}") from exc
+    if body.unsatisfiable:
+        raise ApiError(
+            416, "range_not_satisfiable", f"{name} has {body.size} bytes", {"Content-Range": f"bytes */{body.size}"}
+        )
+    headers = {**_CACHE, "Accept-Ranges": "bytes", "Content-Length": str(body.length)}
+    if body.partial:
+        headers["Content-Range"] = f"bytes {body.start}-{body.end}/{body.size}"
+    status = 206 if body.partial else 200
+    return StreamingResponse(body.chunks, status_code=status, media_type=body.media_type, headers=headers)
+
+
+def _inline_page(storage: ArtifactStorage, record: JobRecord, settings: Settings) -> str:
     """The page the chain wrote (``viewer.html``), or one rendered now for a job that stopped before it."""
-    written = store.job_dir(record.id) / "viewer.html"
-    if written.is_file():
-        return written.read_text(encoding="utf-8")
+    if storage.exists(record.id, "viewer.html"):
+        return storage.read_bytes(record.id, "viewer.html").decode("utf-8")
     from ...viewer import page  # the viewer template module; only needed here
 
     title, caption = _titles(record)
-    poster = _poster(store, record)
+    poster = _poster(storage, record)
     return page.render_inline_page(
         title=title,
-        glb_bytes=glb.read_bytes(),
-        poster_png=poster.read_bytes() if poster else None,
+        glb_bytes=storage.read_bytes(record.id, "model.glb"),
+        poster_png=storage.read_bytes(record.id, poster) if poster else None,
         download_name=f"{_slug(title)}.glb",
         caption=caption,
         bundle=settings.model_viewer_bundle,
     )
 
 
-def _url_page(store: JobStore, record: JobRecord, links: Links) -> str:
+def _url_page(storage: ArtifactStorage, record: JobRecord, links: Links) -> str:
     from ...viewer import page
 
     title, caption = _titles(record)
-    poster = _poster(store, record)
+    poster = _poster(storage, record)
     return page.render_url_page(
         title=title,
         glb_url=links.artifact(record.id, "model.glb", fresh=True),
-        poster_url=links.artifact(record.id, poster.name, fresh=True) if poster else None,
+        poster_url=links.artifact(record.id, poster, fresh=True) if poster else None,
         bundle_url=links.bundle(record.id),
         download_name=f"{_slug(title)}.glb",
         caption=caption,
@@ -165,20 +187,8 @@ def _job(store: JobStore, job_id: str, caller: Caller | None) -> JobRecord:
     return record if caller is None else get_owned(record, caller)
 
 
-def _job_file(store: JobStore, record: JobRecord, name: str, missing: str | None = None) -> Path:
-    """``name`` inside the job folder, resolved (symlinks, ``..``) and checked to stay inside it."""
-    root = store.job_dir(record.id).resolve()
-    path = (root / name).resolve()
-    if not path.is_relative_to(root) or path == root or not path.is_file():
-        raise ApiError(404, "artifact_not_found", missing or f"job {record.id} has no file {name!r}")
-    return path
-
-
-def _poster(store: JobStore, record: JobRecord) -> Path | None:
-    for name in ("textured.png", "base.png"):
-        if (store.job_dir(record.id) / name).is_file():
-            return store.job_dir(record.id) / name
-    return None
+def _poster(storage: ArtifactStorage, record: JobRecord) -> str | None:
+    return next((name for name in ("textured.png", "base.png") if storage.exists(record.id, name)), None)
 
 
 def _titles(record: JobRecord) -> tuple[str, str]:
