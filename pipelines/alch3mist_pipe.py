@@ -262,9 +262,9 @@ class Pipe:
         messages = body.get("messages") or []
         if __task__:
             return await self._answer_task(body, __task__, Turn(__user__ or {}, __request__))
-        last_user = next((m for m in reversed(messages) if m.get("role") == "user"), None)
-        content = last_user.get("content") if last_user else None
-        text = message_text(content)
+        content = next((m.get("content") for m in reversed(messages) if m.get("role") == "user"), None)
+        typed = ((__metadata__ or {}).get("user_message") or {}).get("content")  # before Open WebUI adds file context
+        text = message_text(typed if isinstance(typed, str) else content)
         match = find_trigger(text, self.valves.TRIGGER_WORD)
         if not match:
             return await self._forward(body, Turn(__user__ or {}, __request__))

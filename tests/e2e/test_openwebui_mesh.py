@@ -118,12 +118,12 @@ def _attach_in_the_browser(owui: OpenWebUI, page: Page, mesh: Path) -> None:
     page.get_by_text("Alch3mist").first.wait_for(timeout=60_000)
 
     # 2. Attach the GLB through the message input's file picker; wait until Open WebUI has stored it.
-    page.locator("input[type=file][multiple]:not([webkitdirectory])").first.set_input_files(str(mesh))
+    with page.expect_response(lambda r: r.url.split("?")[0].endswith("/api/v1/files/")) as upload:
+        page.locator("input[type=file][multiple]:not([webkitdirectory])").first.set_input_files(str(mesh))
+    assert upload.value.status == 200, upload.value.text()
     page.get_by_text("chair.glb").first.wait_for(timeout=60_000)
-    page.wait_for_function(
-        "() => !document.querySelector('#chat-input')?.closest('form')?.querySelector('.animate-spin')",
-        timeout=120_000,
-        polling=500,
+    page.wait_for_function(  # the attachment's spinner goes once Open WebUI has processed the file
+        "() => !document.querySelector('[class*=\"spin\"]')", timeout=120_000, polling=500
     )
     shot(page, "mesh-1-attached.png")
     box.click()

@@ -29,12 +29,14 @@ def store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FileStore:
     return install(monkeypatch, tmp_path)
 
 
-def run(pipe: Any, text: str, files: list[dict[str, Any]], events: Events | None = None, content: Any = None) -> str:
+def run(
+    pipe: Any, text: str, files: list[dict[str, Any]], events: Events | None = None, content: Any = None, **extra: Any
+) -> str:
     user = {"id": "u1", "role": "user", "valves": MODULE.Pipe.UserValves(seed=7)}
     body = {"model": "alch3mist", "messages": [{"role": "user", "content": content or text}]}
 
     async def go() -> str:
-        result = await pipe.pipe(body, __user__=user, __event_emitter__=events, __files__=files)
+        result = await pipe.pipe(body, __user__=user, __event_emitter__=events, __files__=files, **extra)
         return result if isinstance(result, str) else "".join([chunk async for chunk in result])
 
     return asyncio.run(go()).replace("\\", "")
@@ -135,3 +137,24 @@ def test_engines_are_names_the_backend_checks(e2e_backend: BackendProcess) -> No
     content = run(make_pipe(e2e_backend, DEFAULT_ENGINE_3D="no-such-engine"), "Alch3mist, a cup of tin", [])
     offered = ", ".join(sorted(engine["name"] for engine in info["engines"]))
     assert f"unknown 3D engine 'no-such-engine'; available: {offered}" in content, content
+
+
+def test_the_typed_words_count_not_the_file_context_open_webui_adds(
+    e2e_backend: BackendProcess, store: FileStore
+) -> None:
+    """With an embedding model, Open WebUI indexes a text attachment (an OBJ is text) and prepends its RAG template
+    with the file's text to the last user message (utils/middleware.py: apply_source_context_to_messages ->
+    add_or_update_user_message(..., append=False)); the typed message stays in __metadata__["user_message"]."""
+    obj = str(trimesh.creation.torus(0.6, 0.25, major_sections=16, minor_sections=8).export(file_type="obj"))
+    typed = "Alch3mist, make it oak"
+    rag = f"### Task:\nRespond to the user query using the provided context.\n<context>\n{obj[:4000]}\n</context>\n"
+    pipe = make_pipe(e2e_backend, DEFAULT_VIEWS=0)
+    metadata = {"user_message": {"role": "user", "content": typed}}
+    content = run(pipe, "", [store.attach("u1", "ring.obj", obj.encode())], content=f"{rag}\n{typed}",
+                  __metadata__=metadata)  # fmt: skip
+    with e2e_backend.client(user="u1") as owner:
+        job = owner.get(f"/v1/jobs/{JOB_MARKER.search(content).group(1)}").json()  # type: ignore[union-attr]
+    assert job["status"] == "succeeded" and job["manifest"]["flow"] == "retexture", content
+    # The control: the same message read from the messages alone is the template and the file, not a request.
+    control = run(pipe, "", [store.attach("u1", "ring.obj", obj.encode())], content=f"{rag}\n{typed}")
+    assert "The Alch3mist backend refused the job" in control and "alch3mist job" not in control, control
