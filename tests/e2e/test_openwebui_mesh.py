@@ -24,6 +24,13 @@ from tests.model_viewer.harness import CHROMIUM, launch
 pytestmark = pytest.mark.e2e
 
 VIEWER_FRAME = "iframe[srcdoc], iframe[src*='/viewer']"
+# The attachment chip ("chair.glb  3.5 KB") shows a spinner until Open WebUI has processed the upload.
+ATTACHMENT_SETTLED = """() => {
+    let chip = [...document.querySelectorAll("div, span")]
+        .find((e) => e.children.length === 0 && e.textContent.trim() === "chair.glb");
+    while (chip && !/KB/.test(chip.textContent)) chip = chip.parentElement;
+    return !!chip && !chip.querySelector("[class*='spin']");
+}"""
 
 
 def chair_glb() -> bytes:
@@ -122,9 +129,7 @@ def _attach_in_the_browser(owui: OpenWebUI, page: Page, mesh: Path) -> None:
         page.locator("input[type=file][multiple]:not([webkitdirectory])").first.set_input_files(str(mesh))
     assert upload.value.status == 200, upload.value.text()
     page.get_by_text("chair.glb").first.wait_for(timeout=60_000)
-    page.wait_for_function(  # the attachment's spinner goes once Open WebUI has processed the file
-        "() => !document.querySelector('[class*=\"spin\"]')", timeout=120_000, polling=500
-    )
+    page.wait_for_function(ATTACHMENT_SETTLED, timeout=120_000, polling=500)
     shot(page, "mesh-1-attached.png")
     box.click()
     page.keyboard.type("Alch3mist, make this chair crocodile leather")
