@@ -9,6 +9,7 @@ import sys
 BENCHMARKS: list[tuple[str, list[str]]] = [
     ("bench.chain", []),
     ("bench.api", []),
+    ("bench.event_log", []),
     ("bench.comfyui", []),
     ("bench.mesh", []),
     ("bench.render", []),

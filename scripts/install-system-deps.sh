@@ -15,6 +15,9 @@
 #       dict-freedict-{deu,fra,spa,ita,por,nld,pol,swe}-eng  dict-freedict-eng-{spa,ita,por,fra,nld,swe,pol}
 #       dict-freedict-{spa,fra,por,nld,ita}-deu  dict-freedict-deu-{spa,fra,por,nld,ita,swe}  dict-freedict-ita-pol
 #       wordnet-base
+#   * real servers for the cluster tests (tests/servers/postgres.py starts its own cluster with initdb + pg_ctl on a
+#     loopback port in a temp dir; redis-server for the Celery broker), never the system services
+#       postgresql redis-server
 # Usage: scripts/install-system-deps.sh   (as root, or a user with sudo; CI runs it as root)
 set -euo pipefail
 
@@ -30,6 +33,7 @@ PACKAGES=(
   dict-freedict-deu-spa dict-freedict-deu-fra dict-freedict-deu-por dict-freedict-deu-nld dict-freedict-deu-ita
   dict-freedict-deu-swe dict-freedict-ita-pol
   wordnet-base
+  postgresql redis-server
 )
 command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs)
 command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)

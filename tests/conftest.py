@@ -16,6 +16,8 @@ from alch3mist.config import Settings
 from alch3mist.models.registry import LoadedModels, load_models
 from PIL import Image
 
+from tests.servers.postgres import postgres_server  # noqa: F401  (a real PostgreSQL server: store and cluster tests)
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY_CACHE_DIR = REPO_ROOT / ".cache" / "alch3mist-tests"
 

@@ -23,7 +23,10 @@ def test_kill9_during_a_job_then_restart_accounts_for_every_job(tmp_path: Path) 
             done_before = [j["id"] for j in client.get("/v1/jobs").json()["jobs"] if j["status"] == "succeeded"]
             assert done_before == []
     finally:
+        assert first.process is not None
+        orphans = _children(first.process.pid)  # the chain's worker process among them
         first.kill9()
+    assert orphans and _all_gone(orphans, timeout_s=5), "the worker process outlived the killed API process"
 
     second = BackendProcess(tmp_path / "data", tmp_path / "backend.log", ALCH3MIST_LINK_TTL_S="3")
     second.start()
@@ -51,14 +54,41 @@ def test_kill9_during_a_job_then_restart_accounts_for_every_job(tmp_path: Path) 
             # A graceful stop (SIGTERM) during a job: the job stops at a step and says why.
             last = submit(client, request="a crown of gold", steps=100)
             _wait_until_running(client, last["id"])
+            assert second.process is not None
+            children = _children(second.process.pid)
     finally:
         second.stop()
+    assert _all_gone(children), "the worker process outlived a graceful stop"
     # uvicorn shuts down cleanly, then re-raises SIGTERM: the exit status is -15 after a complete shutdown
     assert second.process is not None and second.process.returncode in (0, -15), second.log_tail()
     assert "Application shutdown complete" in second.log_tail(200)
     with sqlite3.connect(tmp_path / "data" / "jobs.sqlite3") as db:
         status, error = db.execute("SELECT status, error FROM jobs WHERE id = ?", (last["id"],)).fetchone()
     assert status == "failed" and json.loads(error)["message"] == "backend stopped while this job was running"
+
+
+def _children(pid: int) -> list[int]:
+    """The processes ``pid`` started, from any of its threads."""
+    tasks = Path(f"/proc/{pid}/task").glob("*/children")
+    return [int(child) for task in tasks for child in task.read_text().split()]
+
+
+def _all_gone(pids: list[int], timeout_s: float = 15) -> bool:
+    """Whether every process in ``pids`` has exited (a zombie that its new parent has not reaped counts as exited)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if all(_exited(pid) for pid in pids):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _exited(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
 
 
 def _glb_link(page: str) -> str:

@@ -79,7 +79,7 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     app.state.signer = LinkSigner(settings.link_secret.get_secret_value().encode(), clock=clock)
     # The models are not needed to serve a finished job: the store and an idle (never started) worker are.
     app.state.store, app.state.chain = store, None
-    app.state.worker = Worker(store, None, settings)  # type: ignore[arg-type]
+    app.state.worker = Worker(store, settings)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

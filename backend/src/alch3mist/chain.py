@@ -35,7 +35,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, InstanceOf
 
 from .config import MAX_SEED, Settings, TextureEngineName
-from .domain import STAGE_LABELS, ChainInfo, LoraChoice, StageName
+from .domain import STAGE_LABELS, ChainInfo, LoraChoice, LoraInfo, StageName
 from .engines.base import EngineParams
 from .errors import Alch3mistError, Cancelled, InvalidRequest, UnknownLora
 from .mesh.gbuffer import CameraKind
@@ -393,56 +393,25 @@ class Chain:
             default_texture_engine=self.settings.texture_engine,
         )
 
+    def rules(self) -> ChainRules:
+        """What validating a request needs of this chain, without a model (the API process checks with it)."""
+        return ChainRules(
+            max_request_chars=self.settings.max_request_chars,
+            kontext_max_area=self.models.defaults.kontext_max_area,
+            default_engine=self.default_engine,
+            engines=tuple(self.engines),
+            texture_engines=tuple(self.texture_engines),
+            default_texture_engine=self.settings.texture_engine,
+            default_lora=self.settings.default_lora,
+        )
+
+    def loras(self) -> list[LoraInfo]:
+        """The LoRAs a job may name now (the folder, or the ComfyUI server's, as it is at this moment)."""
+        return self.models.loras.available()
+
     def validate(self, req: GenerationRequest) -> None:
         """Reject what would fail anyway, before any work (the API turns these into 4xx)."""
-        from .prompting.rewrite import caller_prompt, clean_request
-
-        if req.mesh is not None or req.reference_image is not None:
-            self._validate_texturing(req)
-        elif req.base_prompt or req.edit_prompt:
-            if not (req.base_prompt and req.edit_prompt) and req.base_image is None:
-                raise InvalidRequest("give both base_prompt and edit_prompt (or a request to rewrite)")
-            if req.edit_prompt is None and not req.request:
-                raise InvalidRequest("edit_prompt is missing: give it, or a request to rewrite")
-        elif req.request is None:
-            raise InvalidRequest("nothing to make: give a request, or base_prompt + edit_prompt")
-        if req.request is not None:
-            clean_request(req.request, self.settings.max_request_chars)
-        caller_prompt(req.base_prompt, req.edit_prompt, req.title, _has_image(req))
-        if req.base_image is not None:
-            _check_input_image(req.base_image, self.models.defaults.kontext_max_area)
-        engine = req.engine_3d or self.default_engine
-        if req.mesh is None and engine not in self.engines:
-            raise InvalidRequest(f"unknown 3D engine {engine!r}; available: {', '.join(sorted(self.engines))}")
-        if req.mesh is None and req.texture_size is not None and req.texture_size < MIN_ENGINE_TEXTURE_SIZE:
-            raise InvalidRequest(
-                f"texture_size must be at least {MIN_ENGINE_TEXTURE_SIZE} when a 3D engine makes the mesh"
-            )
-        texture_engine = req.texture_engine or self.settings.texture_engine
-        if (req.mesh is not None or req.retexture != "never") and texture_engine not in self.texture_engines:
-            raise InvalidRequest(
-                f"texture engine {texture_engine!r} is not configured here; available: "
-                f"{', '.join(sorted(self.texture_engines))}"
-            )
-        lora_name = self._lora_name(req)
-        if lora_name is not None:
-            names = [info.name for info in self.models.loras.available()]
-            if lora_name not in names:
-                raise UnknownLora(f"unknown LoRA {lora_name!r}; available: {', '.join(names) or 'none'}")
-
-    @staticmethod
-    def _validate_texturing(req: GenerationRequest) -> None:
-        """A given mesh replaces the base image, the material edit and the engine: refuse what contradicts that."""
-        if req.mesh is None:
-            raise InvalidRequest("reference_image goes with a mesh; without one, give the picture as the base image")
-        if req.base_image is not None:
-            raise InvalidRequest("with a mesh there is no base image: give the picture as reference_image")
-        if req.base_prompt is not None:
-            raise InvalidRequest("with a mesh there is no base image to prompt: give edit_prompt or a request")
-        if not (req.request or req.edit_prompt):
-            raise InvalidRequest("nothing to do: give a material request (or an edit prompt) for the mesh")
-        if req.reference_image is not None:
-            _check_image_size(req.reference_image)  # a tile of the grid: any aspect is letterboxed
+        validate_request(req, self.rules(), [info.name for info in self.loras()])
 
     # ------------------------------------------------------------------ the chain
 
@@ -779,6 +748,71 @@ def _poster(picture: Image.Image | None, first_view: Path | None, out_dir: Path)
         if candidate is not None and candidate.is_file():
             return candidate.read_bytes()
     return b""
+
+
+@dataclass(frozen=True)
+class ChainRules:
+    """What checking a request needs to know of a loaded chain — names and numbers, no model — so the API process can
+    validate requests while the chain itself lives in the worker process (``jobs/child.py``)."""
+
+    max_request_chars: int
+    kontext_max_area: int
+    default_engine: str
+    engines: tuple[str, ...]
+    texture_engines: tuple[str, ...]
+    default_texture_engine: str
+    default_lora: str | None  # Settings.default_lora: used when a job names none, if it is in the LoRA list
+
+
+def validate_request(req: GenerationRequest, rules: ChainRules, loras: list[str]) -> None:
+    """Reject what would fail anyway, before any work (the API turns these into 4xx); ``loras`` are the LoRA names
+    available now."""
+    from .prompting.rewrite import caller_prompt, clean_request
+
+    if req.mesh is not None or req.reference_image is not None:
+        _validate_texturing(req)
+    elif req.base_prompt or req.edit_prompt:
+        if not (req.base_prompt and req.edit_prompt) and req.base_image is None:
+            raise InvalidRequest("give both base_prompt and edit_prompt (or a request to rewrite)")
+        if req.edit_prompt is None and not req.request:
+            raise InvalidRequest("edit_prompt is missing: give it, or a request to rewrite")
+    elif req.request is None:
+        raise InvalidRequest("nothing to make: give a request, or base_prompt + edit_prompt")
+    if req.request is not None:
+        clean_request(req.request, rules.max_request_chars)
+    caller_prompt(req.base_prompt, req.edit_prompt, req.title, _has_image(req))
+    if req.base_image is not None:
+        _check_input_image(req.base_image, rules.kontext_max_area)
+    engine = req.engine_3d or rules.default_engine
+    if req.mesh is None and engine not in rules.engines:
+        raise InvalidRequest(f"unknown 3D engine {engine!r}; available: {', '.join(sorted(rules.engines))}")
+    if req.mesh is None and req.texture_size is not None and req.texture_size < MIN_ENGINE_TEXTURE_SIZE:
+        raise InvalidRequest(f"texture_size must be at least {MIN_ENGINE_TEXTURE_SIZE} when a 3D engine makes the mesh")
+    texture_engine = req.texture_engine or rules.default_texture_engine
+    if (req.mesh is not None or req.retexture != "never") and texture_engine not in rules.texture_engines:
+        raise InvalidRequest(
+            f"texture engine {texture_engine!r} is not configured here; available: "
+            f"{', '.join(sorted(rules.texture_engines))}"
+        )
+    lora_name = req.lora.name if req.lora is not None and req.lora.name is not None else None
+    if lora_name is None and rules.default_lora in loras:
+        lora_name = rules.default_lora
+    if lora_name is not None and lora_name not in loras:
+        raise UnknownLora(f"unknown LoRA {lora_name!r}; available: {', '.join(loras) or 'none'}")
+
+
+def _validate_texturing(req: GenerationRequest) -> None:
+    """A given mesh replaces the base image, the material edit and the engine: refuse what contradicts that."""
+    if req.mesh is None:
+        raise InvalidRequest("reference_image goes with a mesh; without one, give the picture as the base image")
+    if req.base_image is not None:
+        raise InvalidRequest("with a mesh there is no base image: give the picture as reference_image")
+    if req.base_prompt is not None:
+        raise InvalidRequest("with a mesh there is no base image to prompt: give edit_prompt or a request")
+    if not (req.request or req.edit_prompt):
+        raise InvalidRequest("nothing to do: give a material request (or an edit prompt) for the mesh")
+    if req.reference_image is not None:
+        _check_image_size(req.reference_image)  # a tile of the grid: any aspect is letterboxed
 
 
 def build_chain(settings: Settings) -> Chain:

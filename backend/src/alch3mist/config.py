@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     )
     public_url: str | None = Field(None, description="How browsers reach this service, e.g. https://gpu.example.org.")
     data_dir: Path = Field(default_factory=_default_home, description="Jobs database and artifacts.")
+    database_url: SecretStr | None = Field(
+        None,
+        description="Shared job database, e.g. postgresql+psycopg://user:pass@host:5432/alch3mist (cluster mode). "
+        "Unset = the embedded SQLite file <data_dir>/jobs.sqlite3.",
+    )
     link_secret: SecretStr = Field(
         default_factory=lambda: SecretStr(secrets.token_urlsafe(32)),
         description="HMAC key for signed browser links. Set it to keep links valid across restarts.",
@@ -80,6 +85,12 @@ class Settings(BaseSettings):
         description="Largest accepted request body (input image); a mesh's base64 (ALCH3MIST_MESH_MAX_BYTES) adds on.",
     )
     stage_timeout_s: float = Field(900.0, description="Longest any one stage may run before the job fails.")
+    stage_kill_grace_s: float = Field(
+        30.0,
+        gt=0,
+        description="How long a timed-out, cancelled or stopping stage gets to reach a step boundary before its worker "
+        "process is killed (and restarted, reloading the models).",
+    )
 
     # --- artifact storage (storage/; docs/deploy.md, "Artifact storage") ---
     storage_url: str | None = Field(
@@ -243,6 +254,10 @@ class Settings(BaseSettings):
     @property
     def loras3d_path(self) -> Path:
         return self.hunyuan3d_lora_dir or self.data_dir / "loras3d"
+
+    def database_url_value(self) -> str | None:
+        """``ALCH3MIST_DATABASE_URL`` in clear (it may hold a password: pass it to ``JobStore``, never log it)."""
+        return self.database_url.get_secret_value() if self.database_url is not None else None
 
     def parsed_api_keys(self) -> dict[str, ApiKey]:
         """``{name: ApiKey}``; a bare key is named ``key1``, ``key2``… Raises ``ValueError`` for a malformed entry

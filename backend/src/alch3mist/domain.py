@@ -15,11 +15,12 @@ from pydantic import BaseModel, Field
 from .engines.base import EngineHealth
 
 if TYPE_CHECKING:
-    from .chain import ChainEvent, GenerationRequest, Manifest
+    from .chain import ChainEvent, ChainRules, GenerationRequest, Manifest
 
 __all__ = [
     "STAGES",
     "STAGE_LABELS",
+    "ChainCatalog",
     "ChainInfo",
     "GenerationChain",
     "JobStatus",
@@ -75,12 +76,22 @@ class ChainInfo(BaseModel):
     default_texture_engine: str = Field("alch3mist", description="The texture engine a job gets when it names none.")
 
 
-class GenerationChain(Protocol):
-    """What the API and the workers need of the loaded chain (``alch3mist.chain.Chain``)."""
+class ChainCatalog(Protocol):
+    """What the API needs of the chain without running it: what it runs, and whether a request would fail anyway.
+
+    The loaded chain is one; so is the API process's view of the chain in the worker process (``jobs.worker``)."""
 
     def info(self) -> ChainInfo: ...
 
     def validate(self, req: GenerationRequest) -> None: ...
+
+
+class GenerationChain(ChainCatalog, Protocol):
+    """The loaded chain (``alch3mist.chain.Chain``): what the worker process runs jobs on."""
+
+    def rules(self) -> ChainRules: ...
+
+    def loras(self) -> list[LoraInfo]: ...
 
     def run(
         self,

@@ -15,6 +15,7 @@ Alch3mistError                 every error we raise on purpose; ``code`` is the 
 ├── QueueFull                  the caller already has too many queued or running jobs                      -> 429
 │   └── RateLimited            the key or end user started too many jobs in the last hour; has Retry-After
 ├── ServiceBusy                the whole queue is full (``ALCH3MIST_MAX_QUEUE``); has Retry-After          -> 503
+├── ServiceUnavailable         the job database cannot be reached (down, restarting); has Retry-After     -> 503
 ├── UnsafeConfiguration        the settings would expose the service (no API keys on a public address)
 ├── ModelLoadError             weights missing / unreadable
 ├── OutOfMemory                CUDA OOM even on the lightest memory plan (message says which knob to turn) -> 503
@@ -114,6 +115,17 @@ class RateLimited(QueueFull):
 
 class ServiceBusy(Alch3mistError):
     code = "queue_full"
+    http_status = 503
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class ServiceUnavailable(Alch3mistError):
+    """Raised when the job database (or another shared service we need) cannot be reached; retrying later works."""
+
+    code = "service_unavailable"
     http_status = 503
 
     def __init__(self, message: str, retry_after_s: int) -> None:

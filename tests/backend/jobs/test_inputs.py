@@ -35,24 +35,26 @@ def test_inputs_round_trip_through_the_job_folder(tmp_path: Path) -> None:
 
     assert stored_mesh(tmp_path) == tmp_path / "input_mesh.glb"
     assert (tmp_path / "input_mesh.glb").read_bytes() == data
-    request = job_request({"request": "make it gold", "mesh_filename": "ball.glb"}, tmp_path, settings)
+    params = {"request": "make it gold", "mesh_filename": "ball.glb", "mesh_max_faces": 1000}
+    request = job_request(params, tmp_path)
     assert request.flow == "retexture" and len(request.mesh.mesh.faces) == 320
     assert request.reference_image.size == (80, 64) and request.base_image is None
 
 
-def test_the_mesh_options_are_kept_for_the_reload_but_not_sent_to_the_chain(tmp_path: Path) -> None:
+def test_the_mesh_reloads_with_the_options_and_limit_it_was_accepted_with(tmp_path: Path) -> None:
     settings = _settings(tmp_path, max_faces=100)
     data = bytes(trimesh.creation.icosphere(subdivisions=2).export(file_type="glb"))  # 320 faces > 100
     with pytest.raises(MeshTooLarge, match="decimate=true"):
         load_upload(MeshUpload(data), settings)
     mesh = load_upload(MeshUpload(data, decimate=True), settings)
     save_inputs(tmp_path, JobInputs(mesh=mesh, mesh_bytes=data))
-    params = {"request": "make it gold", "decimate": True}
-    request = job_request(params, tmp_path, settings)  # decimated again when it runs
+    params = {"request": "make it gold", "decimate": True, "mesh_max_faces": 100}
+    request = job_request(params, tmp_path)  # decimated again when it runs, to the limit it was accepted with
     assert len(request.mesh.mesh.faces) <= 100
-    assert generation_request({"request": "a cup", "mesh_filename": "x", "decimate": False}, JobInputs()).flow == (
-        "generate"
-    )
+    with pytest.raises(MeshTooLarge):  # (and not to another: no decimation asked, a lower limit)
+        job_request({"request": "make it gold", "mesh_max_faces": 100}, tmp_path)
+    options = {"mesh_filename": "x", "decimate": False, "mesh_max_faces": 9}  # never reach the chain's request
+    assert generation_request({"request": "a cup", **options}, JobInputs()).flow == "generate"
 
 
 def test_inputs_are_not_artifacts() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from alch3mist.jobs.retention import purge_expired, retention_interval_s, retention_loop
-from alch3mist.jobs.store import JobRecord, JobStore, new_job_id
+from alch3mist.jobs.store import JobRecord, JobStore, event_payload, new_job_id
 from alch3mist.storage import LocalStorage, S3Location, S3Storage
 
 from tests.servers.s3_server import S3Server
@@ -21,6 +21,7 @@ def _job(store: JobStore, status: str, finished_days_ago: float | None) -> JobRe
     record = store.insert(JobRecord(id=new_job_id(), status=status, finished_at=finished))
     store.job_dir(record.id).mkdir(parents=True)
     (store.job_dir(record.id) / "base.png").write_bytes(b"png")
+    store.append_event(record.id, "status", event_payload(record, at=time.time()))
     return record
 
 
@@ -35,8 +36,10 @@ def test_purge_removes_only_old_finished_jobs(tmp_path: Path) -> None:
     assert sorted(purged) == sorted(r.id for r in old)
     for record in old:
         assert store.get(record.id) is None and not store.job_dir(record.id).exists()
+        assert store.events_after(record.id, 0) == []  # the event log goes with the job
     for record in [recent, *active]:
         assert store.get(record.id) is not None and store.job_dir(record.id).is_dir()
+        assert len(store.events_after(record.id, 0)) == 1
 
 
 def test_zero_retention_keeps_everything(tmp_path: Path) -> None:
@@ -53,7 +56,7 @@ def test_interval_is_bounded() -> None:
 def test_the_loop_survives_a_failing_pass_and_logs_it(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Issue 10 item 10: the first exception ended the loop silently (and stopping re-raised it)."""
     store = JobStore(tmp_path)
-    store.close()  # every pass now fails: sqlite3.ProgrammingError on a closed database
+    store.close()  # every pass now fails: RuntimeError on a closed store
 
     async def run() -> bool:
         task = asyncio.create_task(

@@ -5,21 +5,20 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
-from alch3mist.config import Settings
 from alch3mist.jobs.store import JobRecord, JobStore, new_job_id
 from alch3mist.jobs.worker import Worker
 from alch3mist.storage import S3Location, S3Storage
 
+from tests.backend.jobs.chains import tiny_settings
 from tests.servers.s3_server import S3Server
 
 FAST = {"request": "a cow with crocodile skin", "seed": 7, "steps": 2, "edit_steps": 2, "views": 1, "view_size": 64}
 
 
-def _run(tmp_path: Path, chain: Any, storage: S3Storage) -> JobRecord:
-    settings = Settings(_env_file=None, data_dir=tmp_path, preset="tiny")  # type: ignore[call-arg]
-    worker = Worker(JobStore(tmp_path / "data"), chain, settings, storage)
+def _run(tmp_path: Path, storage: S3Storage) -> JobRecord:
+    """One tiny job through the real worker (its chain in the worker process, artifacts kept by the parent)."""
+    worker = Worker(JobStore(tmp_path / "data"), tiny_settings(tmp_path), storage=storage)
     worker.start()
     try:
         job = worker.submit(JobRecord(id=new_job_id(), params=dict(FAST)))
@@ -34,13 +33,11 @@ def _run(tmp_path: Path, chain: Any, storage: S3Storage) -> JobRecord:
         worker.stop()
 
 
-def test_every_artifact_of_a_job_is_in_the_bucket(
-    tiny_chain: Any, s3_server: S3Server, s3_env: None, tmp_path: Path
-) -> None:
+def test_every_artifact_of_a_job_is_in_the_bucket(s3_server: S3Server, s3_env: None, tmp_path: Path) -> None:
     bucket = s3_server.create_bucket("worker-artifacts")
     storage = S3Storage(S3Location(bucket, "jobs"), endpoint_url=s3_server.endpoint_url)
 
-    record = _run(tmp_path, tiny_chain, storage)
+    record = _run(tmp_path, storage)
 
     assert record.status == "succeeded", record.error
     assert "manifest.json" in record.artifacts  # written without an event, kept when the job ends
@@ -51,11 +48,11 @@ def test_every_artifact_of_a_job_is_in_the_bucket(
 
 
 def test_an_artifact_that_cannot_be_stored_fails_the_job_naming_it(
-    tiny_chain: Any, s3_server: S3Server, s3_env: None, tmp_path: Path
+    s3_server: S3Server, s3_env: None, tmp_path: Path
 ) -> None:
     storage = S3Storage(S3Location("bucket-that-was-deleted", ""), endpoint_url=s3_server.endpoint_url)
 
-    record = _run(tmp_path, tiny_chain, storage)
+    record = _run(tmp_path, storage)
 
     assert record.status == "failed" and record.error is not None
     assert record.error["code"] == "storage_error" and record.error["stage"] == "base_image"

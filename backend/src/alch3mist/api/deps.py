@@ -17,7 +17,7 @@ from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..config import ApiKey, Settings
-from ..domain import GenerationChain
+from ..domain import ChainCatalog
 from ..jobs.policy import KEY_ALONE, Caller
 from ..jobs.store import JobStore
 from ..jobs.worker import Worker
@@ -64,8 +64,9 @@ def get_storage(request: Request) -> ArtifactStorage:
     return storage
 
 
-def get_chain(request: Request) -> GenerationChain:
-    chain: GenerationChain = request.app.state.chain
+def get_chain(request: Request) -> ChainCatalog:
+    """The chain as the API process sees it: info and validation, no model (it runs in the worker process)."""
+    chain: ChainCatalog = request.app.state.chain
     return chain
 
 
@@ -80,7 +81,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 WorkerDep = Annotated[Worker, Depends(get_worker)]
 StoreDep = Annotated[JobStore, Depends(get_store)]
 StorageDep = Annotated[ArtifactStorage, Depends(get_storage)]
-ChainDep = Annotated[GenerationChain, Depends(get_chain)]
+ChainDep = Annotated[ChainCatalog, Depends(get_chain)]
 LinksDep = Annotated[Links, Depends(get_links)]
 
 

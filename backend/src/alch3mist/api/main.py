@@ -5,9 +5,11 @@ than loopback (unless ``--insecure-no-auth``), a malformed ``ALCH3MIST_API_KEYS`
 
 Startup (lifespan), in order: open the jobs store → check the artifact storage (the local folder, or an S3 bucket
 that must answer; ``serve`` checks it before uvicorn starts, so a bad one is one clear line) → purge expired jobs →
-build the chain (loads the models once, in a thread; the port opens only after that) → start the worker (marks jobs
-interrupted by a previous process as failed and requeues the queued ones) → periodic retention. Shutdown stops the
-worker, which fails a running job with "backend stopped while this job was running".
+start the worker: it marks jobs
+interrupted by a previous process as failed, starts the chain process (``jobs/child.py``, which loads the models
+once; the port opens only after that) and requeues the queued jobs → periodic retention. No model loads in this
+process: the routes see the chain through ``worker.chain`` (``jobs.worker.ChainView``). Shutdown stops the worker,
+which fails a running job with "backend stopped while this job was running" and ends the chain process.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -39,12 +40,6 @@ from .signing import LinkSigner
 __all__ = ["check_settings", "create_app", "main", "serve"]
 
 logger = logging.getLogger("alch3mist.api.main")  # also when run as ``python -m``
-
-
-def build_chain(settings: Settings) -> Any:
-    from ..chain import build_chain as _build  # heavy (torch, diffusers): only inside the lifespan
-
-    return _build(settings)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -100,15 +95,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     if not settings.parsed_api_keys():
         logger.warning("no API keys configured: every caller is anonymous (loopback or --insecure-no-auth only)")
-    store = JobStore(settings.data_dir)
+    store = JobStore(settings.data_dir, settings.database_url_value())
     storage: ArtifactStorage = app.state.storage
     await asyncio.to_thread(storage.check)
     await asyncio.to_thread(purge_expired, store, storage, settings.retention_days)
-    logger.info("loading the chain", extra={"preset": settings.preset})
-    chain = await asyncio.to_thread(build_chain, settings)
-    worker = Worker(store, chain, settings, storage)
-    worker.start()
-    app.state.store, app.state.chain, app.state.worker = store, chain, worker
+    logger.info("loading the chain in the worker process", extra={"preset": settings.preset})
+    worker = Worker(store, settings, storage=storage)
+    await asyncio.to_thread(worker.start)
+    app.state.store, app.state.chain, app.state.worker = store, worker.chain, worker
     retention = asyncio.create_task(retention_loop(store, storage, settings.retention_days))
     where = {"data_dir": str(settings.data_dir), "storage": storage.description}
     logger.info("ready", extra={"host": settings.host, "port": settings.port, **where})

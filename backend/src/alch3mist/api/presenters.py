@@ -14,20 +14,21 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 from pydantic import ValidationError
+from sse_starlette import ServerSentEvent
 
 from ..domain import STAGES, LoraChoice
-from ..jobs.store import JobRecord
-from ..jobs.worker import JobUpdate
+from ..jobs.runner import JobUpdate, UpdateType
+from ..jobs.store import JobRecord, StoredEvent
 from ..prompting.schema import MaterialPrompt
 from .chat import chat_summary
 from .schemas import Artifacts, JobError, JobEvent, JobPublic
 from .signing import LinkSigner
 
-__all__ = ["ARTIFACT_FIELDS", "Links", "artifact_key", "to_event", "to_public"]
+__all__ = ["ARTIFACT_FIELDS", "Links", "artifact_key", "to_event", "to_public", "to_sse", "update_from_event"]
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +132,25 @@ def to_event(update: JobUpdate, links: Links) -> JobEvent:
         url=_artifact_url(record.id, update.artifact, links) if update.artifact else None,
         job=to_public(record, update.queue_position, links) if with_job else None,
         at=datetime.fromtimestamp(update.at, tz=UTC),
+    )
+
+
+def to_sse(update: JobUpdate, links: Links, event_id: int) -> ServerSentEvent:
+    """One Server-Sent Event: ``event:`` the update's type, ``id:`` the event log id a reconnecting client sends
+    back as ``Last-Event-ID``, ``data:`` the ``JobEvent`` as JSON."""
+    return ServerSentEvent(data=to_event(update, links).model_dump_json(), event=update.type, id=str(event_id))
+
+
+def update_from_event(stored: StoredEvent) -> JobUpdate:
+    """An update as the worker published it, read back from the event log."""
+    data = stored.data
+    return JobUpdate(
+        type=cast(UpdateType, stored.type),
+        job=stored.record,
+        queue_position=data.get("queue_position"),
+        artifact=data.get("artifact"),
+        message=str(data.get("message") or ""),
+        at=float(data.get("at") or stored.created_at),
     )
 
 

@@ -5,8 +5,10 @@
 - ``reference.png`` — with a mesh: a picture of the material or look.
 
 The mesh is read by ``texturing.mesh_input.load_mesh`` when the job is submitted (so everything that can fail, fails
-then, with a 4xx) and again, with the same limits, when it runs. The loading options travel in the job's parameters
-(``mesh_filename``, ``decimate``); :func:`generation_request` takes them out before building the chain's request.
+then, with a 4xx) and again when it runs — wherever it runs — with the options and the face limit it was accepted
+with, which travel in the job's parameters (``mesh_filename``, ``decimate``, ``mesh_max_faces``): a settings change
+in between cannot make an accepted job fail. :func:`generation_request` takes them out before building the chain's
+request.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ __all__ = [
 INPUT_IMAGE = "input.png"
 INPUT_MESH = "input_mesh"  # + the format's suffix
 REFERENCE_IMAGE = "reference.png"
-MESH_OPTIONS = ("mesh_filename", "decimate")  # job parameters that say how to load the mesh, not how to run
+MESH_OPTIONS = ("mesh_filename", "decimate", "mesh_max_faces")  # job parameters: how to load the mesh, not how to run
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,14 @@ def load_upload(upload: MeshUpload, settings: Settings) -> LoadedMesh:
 
     limits = MeshLimits.from_settings(settings, decimate=upload.decimate)
     return load_mesh(upload.data, limits=limits, filename=upload.filename or "the mesh")
+
+
+def _reload(data: bytes, params: dict[str, Any]) -> LoadedMesh:
+    """The stored mesh, loaded as it was accepted (its size was checked then)."""
+    from ..texturing.mesh_input import MeshLimits, load_mesh
+
+    limits = MeshLimits(len(data), int(params["mesh_max_faces"]), decimate=bool(params.get("decimate")))
+    return load_mesh(data, limits=limits, filename=params.get("mesh_filename") or "the mesh")
 
 
 def save_inputs(job_dir: Path, inputs: JobInputs) -> list[str]:
@@ -113,14 +123,13 @@ def generation_request(params: dict[str, Any], inputs: JobInputs) -> Any:
     )
 
 
-def job_request(params: dict[str, Any], job_dir: Path, settings: Settings) -> Any:
+def job_request(params: dict[str, Any], job_dir: Path) -> Any:
     """The request a stored job runs: its parameters and the input files in its folder (the mesh loaded again,
-    with the options it was accepted with)."""
+    with the options and face limit it was accepted with)."""
     inputs = JobInputs(base_image=_image(job_dir / INPUT_IMAGE), reference_image=_image(job_dir / REFERENCE_IMAGE))
     mesh_path = stored_mesh(job_dir)
     if mesh_path is not None:
-        upload = MeshUpload(mesh_path.read_bytes(), params.get("mesh_filename"), bool(params.get("decimate")))
-        inputs.mesh = load_upload(upload, settings)
+        inputs.mesh = _reload(mesh_path.read_bytes(), params)
     return generation_request(params, inputs)
 
 

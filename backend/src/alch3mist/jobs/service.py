@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import io
 import shutil
-import threading
 from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image
 
 from ..config import Settings
-from ..domain import GenerationChain
+from ..domain import ChainCatalog
 from ..errors import InvalidParent, InvalidRequest
 from ..prompting.llm import rewrite_messages
 from ..prompting.rewrite import clean_request
 from ..prompting.schema import MaterialPrompt
 from ..storage import ArtifactStorage
-from .inputs import MESH_OPTIONS, JobInputs, MeshUpload, generation_request, input_mesh_name, load_upload, save_inputs
+from .inputs import JobInputs, MeshUpload, generation_request, input_mesh_name, load_upload, save_inputs
 from .policy import Caller, admit, check_ceilings
 from .store import JobRecord, JobStore, new_job_id
 from .worker import Worker
@@ -31,8 +30,6 @@ from .worker import Worker
 __all__ = ["JobSubmission", "rewrite_messages_for", "submit_job"]
 
 TEXT_FIELDS = ("request", "base_prompt", "edit_prompt")
-# Admission and insertion happen under one lock, so two requests never both take the last place in a quota.
-_ADMISSION = threading.Lock()
 
 
 @dataclass
@@ -52,7 +49,7 @@ def submit_job(
     settings: Settings,
     store: JobStore,
     worker: Worker,
-    chain: GenerationChain,
+    chain: ChainCatalog,
 ) -> tuple[JobRecord, int | None]:
     """Validate, admit, store and queue; returns the queued job (owned by ``caller``) and its queue position.
 
@@ -68,6 +65,7 @@ def submit_job(
     inputs = _inputs(submission, caller, settings, store, worker.storage, params)
     if inputs.mesh is not None:
         params.pop("engine_3d", None)  # the retexture flow runs no 3D engine: the job does not name one
+        params["mesh_max_faces"] = settings.mesh_max_faces  # the limit it was accepted with, for when it runs
     chain.validate(generation_request(params, inputs))
     # 2. Store the job's input
     record = JobRecord(
@@ -85,7 +83,7 @@ def submit_job(
         for name in save_inputs(job_dir, inputs):
             worker.storage.put(record.id, name, job_dir / name)  # for a worker on another machine, and for refining
         # 3. Admit it (the queue, the key's and the end user's quotas) and queue it
-        with _ADMISSION:
+        with store.admission():  # two requests never both take the last place in a quota, on any API node
             admit(store, caller, limits, settings)
             worker.submit(record)
     except BaseException:
@@ -133,8 +131,9 @@ def _inputs(
         raise InvalidRequest(f"give either {'image' if submission.image is not None else 'mesh'} or parent, not both")
     if submission.parent is None:
         mesh = None if submission.mesh is None else load_upload(_upload(submission.mesh, params), settings)
-        if mesh is None and any(option in params for option in MESH_OPTIONS):
-            raise InvalidRequest(f"{' and '.join(o for o in MESH_OPTIONS if o in params)}: give them with a mesh")
+        if mesh is None and any(option in params for option in ("mesh_filename", "decimate")):
+            given = " and ".join(option for option in ("mesh_filename", "decimate") if option in params)
+            raise InvalidRequest(f"{given}: give them with a mesh")
         return JobInputs(submission.image, mesh, submission.mesh, submission.reference_image)
     parent = store.get(submission.parent)
     if parent is None or not caller.owns(parent):
@@ -145,7 +144,7 @@ def _inputs(
         params["earlier"] = parent.prompt  # context for the rewrite, as data inside its delimiters
     parent_mesh = input_mesh_name(storage.names(parent.id))
     if parent_mesh is not None:  # refine the material of the same mesh
-        for option in MESH_OPTIONS:
+        for option in ("mesh_filename", "decimate"):
             if option in parent.params:
                 params.setdefault(option, parent.params[option])
         data = storage.read_bytes(parent.id, parent_mesh)

@@ -1,4 +1,4 @@
-"""The one-GPU queue: jobs run one at a time, first in first out, in a background thread.
+"""The one-GPU queue: jobs run one at a time, first in first out, on a chain that lives in a child process.
 
 Life of a job::
 
@@ -6,10 +6,18 @@ Life of a job::
                    │  (FIFO, live queue_position)   ▲
                    └── cancel() ──► cancelled ───────┘ (at once while queued; at the next step while running)
 
-* ``chain.run`` never raises for a stage failure: its ``Manifest`` says which stage failed and the artifacts
-  written before it stay on disk and in the job.
-* Per-stage timeout: a watchdog sets the job's cancel event when one stage runs longer than
-  ``Settings.stage_timeout_s``; the job ends ``failed`` with code ``stage_timeout`` naming the stage.
+* The chain runs in a child process (``jobs/child.py``: spawned, it loads the models once and takes one job at a
+  time); this process keeps the queue, the store and the subscribers, and turns the child's chain events into
+  store writes and updates (``jobs/runner.py``). No model is loaded here: the API reads what the chain runs and
+  validates requests through ``ChainView``.
+* ``chain.run`` never raises for a stage failure: its manifest says which stage failed and the artifacts written
+  before it stay on disk and in the job.
+* Per-stage timeout: when one stage runs longer than ``Settings.stage_timeout_s`` the job's cancel is set and it
+  ends ``failed`` with code ``stage_timeout`` naming the stage. A stage that does not stop within
+  ``Settings.stage_kill_grace_s`` (nor a cancelled or stopping one) gets its process SIGKILLed; a new child is
+  started — reloading the models — before the next job, so two jobs never share the GPU.
+* A child that dies by itself (out of memory, a crash in native code) fails its job with code ``worker_died`` and
+  is replaced the same way; the queue goes on.
 * Artifacts are kept in the artifact storage (``alch3mist.storage``) as each one is announced, before the job shows
   it; a file the chain wrote without an event (``manifest.json``) when the job ends. A file that cannot be kept
   fails the job with ``storage_error`` naming it (and stops the chain), never a job that silently lacks a file.
@@ -26,50 +34,43 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import dataclasses
-import functools
 import logging
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING
 
 from ..config import Settings
-from ..domain import STAGES, GenerationChain
-from ..errors import Alch3mistError, JobNotActive, JobNotFound
+from ..domain import ChainInfo
+from ..errors import Alch3mistError, JobNotActive, JobNotFound, ModelLoadError, ServiceUnavailable
 from ..storage import ArtifactStorage, LocalStorage
-from .inputs import input_files, job_request
-from .store import JobRecord, JobStore
+from .child import DEFAULT_CHAIN_FACTORY, ChainProcess, ChildDied, JobDone, JobEvent, Ready
+from .runner import INPUT_IMAGE, ChainOutcome, JobRun, JobUpdate, Stopped, artifacts_on_disk, generation_request
+from .store import JobRecord, JobStore, event_payload
+
+if TYPE_CHECKING:
+    from ..chain import ChainEvent, GenerationRequest
 
 __all__ = [
+    "INPUT_IMAGE",
     "RESTART_REASON",
+    "STOP_REASON",
+    "ChainView",
     "JobUpdate",
     "Subscription",
     "Worker",
+    "generation_request",
 ]
 
 logger = logging.getLogger(__name__)
 
 RESTART_REASON = "backend restarted while this job was running"
 STOP_REASON = "backend stopped while this job was running"
-PROGRESS_INTERVAL_S = 0.25  # at most this often a progress tick is published / stored per job
-STOP_GRACE_S = 30.0  # how long a timed-out / stopping stage gets to reach a step boundary
-
-UpdateType = Literal["status", "stage", "progress", "artifact", "warning", "done"]
-
-
-@dataclass
-class JobUpdate:
-    """Something happened to a job; ``job`` is a snapshot taken at that moment."""
-
-    type: UpdateType
-    job: JobRecord
-    queue_position: int | None = None
-    artifact: str | None = None
-    message: str = ""
-    at: float = field(default_factory=time.time)
+DATABASE_RETRY_S = 1.0  # how long the worker waits before trying an unreachable job database again
+POLL_S = 0.2  # how often the generation thread looks at the clock, cancel and stop while a job runs
+INFO_TIMEOUT_S = 15.0  # /v1/info asks the child (engine health checks); then the info reported at load is used
+LORAS_TIMEOUT_S = 5.0  # validation asks the child for the LoRA names now; then the last known ones are used
 
 
 @dataclass
@@ -84,56 +85,90 @@ class Subscription:
         return await self.queue.get()
 
 
-@dataclass
-class _Running:
-    record: JobRecord
-    cancel: threading.Event = field(default_factory=threading.Event)
-    stage_started: float = field(default_factory=time.monotonic)
-    cancel_requested: bool = False
-    timed_out_stage: str | None = None
-    last_tick: float = 0.0
-    storage_error: dict[str, Any] | None = None
+class ChainView:
+    """The chain in the child process, as the API process sees it (a ``ChainCatalog``): what it runs, and request
+    validation in this process with the rules the child reported — no model loaded here."""
+
+    def __init__(self, worker: Worker) -> None:
+        self._worker = worker
+
+    def info(self) -> ChainInfo:
+        """Live from the child (engine health, LoRAs); what it reported at load when it does not answer in time."""
+        child, ready = self._worker.chain_process()
+        answer = child.query("info", INFO_TIMEOUT_S) if child is not None else None
+        return answer if isinstance(answer, ChainInfo) else ready.info
+
+    def validate(self, req: GenerationRequest) -> None:
+        from ..chain import validate_request
+
+        child, ready = self._worker.chain_process()
+        answer = child.query("loras", LORAS_TIMEOUT_S) if child is not None else None
+        validate_request(req, ready.rules, answer if isinstance(answer, list) else ready.loras)
 
 
 class Worker:
-    """Owns the FIFO queue and the single generation thread."""
+    """Owns the FIFO queue, the generation thread and the chain process (``chain_factory``: ``module:function``
+    building the chain from the ``Settings``, called in the child)."""
 
     def __init__(
-        self, store: JobStore, chain: GenerationChain, settings: Settings, storage: ArtifactStorage | None = None
+        self,
+        store: JobStore,
+        settings: Settings,
+        chain_factory: str = DEFAULT_CHAIN_FACTORY,
+        storage: ArtifactStorage | None = None,
     ) -> None:
         self.store = store
-        self.chain = chain
         self.settings = settings
         self.storage = storage or LocalStorage(store.data_dir / "jobs")
+        self.chain_factory = chain_factory
+        self.chain = ChainView(self)
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
         self._queue: deque[str] = deque()
-        self._running: _Running | None = None
+        self._running: JobRun | None = None
         self._subscribers: dict[str, list[Subscription]] = {}
         self._stopping = False
+        self._child: ChainProcess | None = None
+        self._ready: Ready | None = None  # what the last child reported when it had loaded the chain
         self._thread = threading.Thread(target=self._loop, name="alch3mist-worker", daemon=True)
 
     # --- lifecycle ---
 
     def start(self) -> None:
-        """Recover from the last run (see module docstring), then start taking jobs."""
+        """Recover from the last run (see module docstring), load the chain in its process, start taking jobs.
+
+        Blocks until the models are loaded; raises ``ModelLoadError`` when they cannot be."""
         interrupted = self.store.fail_interrupted(RESTART_REASON)
         if interrupted:
             logger.warning("jobs interrupted by a restart marked failed", extra={"job_ids": interrupted})
+        try:
+            self._start_child()
+        except ChildDied as died:
+            raise ModelLoadError(
+                f"the worker process died while loading the models (exit code {died.exitcode})"
+            ) from died
         with self._lock:
             self._queue.extend(record.id for record in self.store.queued())
             logger.info("worker starting", extra={"queued": len(self._queue)})
         self._thread.start()
 
-    def stop(self, timeout: float = STOP_GRACE_S) -> None:
-        """Stop taking jobs; a running job is cancelled and ends failed with ``STOP_REASON``."""
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop taking jobs; a running job is cancelled (its process killed after the grace period) and ends failed
+        with ``STOP_REASON``; then the chain process exits."""
         with self._lock:
             self._stopping = True
-            if self._running is not None:
-                self._running.cancel.set()
             self._wakeup.notify_all()
         if self._thread.is_alive():
-            self._thread.join(timeout)
+            self._thread.join(self.settings.stage_kill_grace_s + 15 if timeout is None else timeout)
+        child, self._child = self._child, None
+        if child is not None:
+            child.stop(timeout=10)
+
+    def chain_process(self) -> tuple[ChainProcess | None, Ready]:
+        """The chain process now (None while one is being started) and what the last one reported when ready."""
+        if self._ready is None:
+            raise RuntimeError("the worker has not loaded the chain yet: call start() first")
+        return self._child, self._ready
 
     # --- API-facing operations ---
 
@@ -165,7 +200,8 @@ class Worker:
             running = self._running
             if running is not None and running.record.id == job_id and not running.record.finished:
                 running.cancel_requested = True
-                running.cancel.set()
+                if self._child is not None:  # else the generation thread sets it when it hands the job over
+                    self._child.cancel.set()
                 running.record.message = "cancelling: stopping at the next step"
                 snapshot = copy.deepcopy(running.record)
             elif job_id in self._queue:
@@ -210,166 +246,195 @@ class Worker:
 
     def _loop(self) -> None:
         while True:
-            with self._lock:
-                while not self._queue and not self._stopping:
-                    self._wakeup.wait()
-                if self._stopping:
-                    return
-                running = self._start_next()
-            self._publish_positions()
+            try:
+                with self._lock:
+                    while not self._queue and not self._stopping:
+                        self._wakeup.wait()
+                    if self._stopping:
+                        return
+                    running = self._start_next()
+                self._publish_positions()
+            except ServiceUnavailable:  # the job database is down: the job stays first in line; try again soon
+                logger.warning("job database unreachable: waiting before the next job")
+                time.sleep(DATABASE_RETRY_S)
+                continue
             if running is not None:
                 self._run_job(running)
 
-    def _start_next(self) -> _Running | None:
+    def _start_next(self) -> JobRun | None:
         """Lock held: pop the oldest queued job and make it the running one (no gap where it is neither)."""
-        record = self.store.get(self._queue.popleft())
+        record = self.store.get(self._queue[0])  # may raise ServiceUnavailable: then the job stays queued
+        self._queue.popleft()
         if record is None or record.status != "queued":
             return None
         record.status, record.started_at, record.message = "running", time.time(), "starting"
-        self._running = _Running(record)
+        self._running = JobRun(record)
         return self._running
 
-    def _run_job(self, running: _Running) -> None:
-        record = running.record
-        self.store.save(copy.deepcopy(record))
+    def _run_job(self, run: JobRun) -> None:
+        record = run.record
+        self._save(copy.deepcopy(record))
         self._publish(JobUpdate("status", copy.deepcopy(record), message="starting"))
         logger.info("job started", extra={"job_id": record.id})
         try:
-            manifest, crash = self._run_chain(running)
-            self._finish(running, manifest, crash)
+            self._finish(run, self._drive(run))
         finally:
             with self._lock:
                 self._running = None
+        if self._child is None and not self._stopping:
+            self._replace_child()  # before the next job starts: it never meets a stage of this one
 
-    def _run_chain(self, running: _Running) -> tuple[Any, str | None]:
-        """Run the chain in its own thread and watch it for stage timeouts; returns (manifest, crash message)."""
-        outcome: dict[str, Any] = {}
-        job_dir = self.store.job_dir(running.record.id)
+    def _drive(self, run: JobRun) -> ChainOutcome:
+        """Hand the job to the chain process and follow it to its end (or kill the process); the chain's outcome."""
+        if self._child is not None and not self._child.alive:  # it died between jobs: this one has not started yet
+            logger.error("worker process died while idle", extra={"exit_code": self._child.process.exitcode})
+            self._child.kill()
+            self._child = None
+        child = self._child or self._replace_child()
+        if child is None:
+            unavailable = "the worker process could not load the models (see the backend log)"
+            run.stopped = (
+                Stopped("interrupted", STOP_REASON) if self._stopping else Stopped("worker_unavailable", unavailable)
+            )
+            return ChainOutcome()
+        try:
+            child.run(run.record.id, run.record.params, self.store.job_dir(run.record.id))
+            run.stage_started = time.monotonic()
+            kill_at: float | None = None
+            while True:
+                message = child.receive(POLL_S)
+                if isinstance(message, JobEvent):
+                    self._on_event(run, message.event)
+                elif isinstance(message, JobDone):
+                    return message.outcome
+                kill_at = kill_at or self._stop_requested(run, child)
+                if kill_at is not None and time.monotonic() > kill_at:
+                    self._kill(run, child)
+                    return ChainOutcome()
+        except ChildDied as died:
+            self._child_died(run, died)
+            return ChainOutcome()
 
-        def target() -> None:
-            try:
-                request = job_request(running.record.params, job_dir, self.settings)
-                on_event = functools.partial(self._on_event, running)
-                outcome["manifest"] = self.chain.run(request, job_dir, on_event, running.cancel)
-            except Alch3mistError as exc:
-                outcome["crash"] = f"{exc.code}: {exc.message}"
-            except Exception as exc:
-                logger.exception("chain raised instead of returning a manifest", extra={"job_id": running.record.id})
-                outcome["crash"] = f"internal error: {type(exc).__name__}: {exc}"
+    def _stop_requested(self, run: JobRun, child: ChainProcess) -> float | None:
+        """Whether the job must stop (cancel, shutdown, stage timeout): then its cancel is set and the time when its
+        process is killed if the stage has not stopped by then is returned."""
+        stage = run.record.stage or "starting"
+        if run.cancel_requested:
+            pass
+        elif self._stopping:
+            run.stopped = Stopped("interrupted", STOP_REASON)
+        elif time.monotonic() - run.stage_started > self.settings.stage_timeout_s:
+            logger.error("stage timed out", extra={"job_id": run.record.id, "stage": stage})
+            run.stopped = Stopped("stage_timeout", f"{self._timeout_text(stage)} and was stopped")
+        else:
+            return None
+        child.cancel.set()
+        return time.monotonic() + self.settings.stage_kill_grace_s
 
-        thread = threading.Thread(target=target, name=f"alch3mist-job-{running.record.id[:8]}", daemon=True)
-        thread.start()
-        self._watch(running, thread)
-        return outcome.get("manifest"), outcome.get("crash")
+    def _kill(self, run: JobRun, child: ChainProcess) -> None:
+        """The stage ignored its cancel past the grace period: kill its process (a new one is started next)."""
+        stage = run.record.stage or "starting"
+        logger.error(
+            "stage did not stop within the grace period: killing its worker process",
+            extra={"job_id": run.record.id, "stage": stage, "pid": child.pid},
+        )
+        child.kill()
+        self._child = None
+        if run.stopped is not None and run.stopped.code == "stage_timeout":
+            run.stopped.message = (
+                f"{self._timeout_text(stage)} and did not stop within {self.settings.stage_kill_grace_s:g} s "
+                "(ALCH3MIST_STAGE_KILL_GRACE_S): its worker process was killed and restarted"
+            )
 
-    def _watch(self, running: _Running, thread: threading.Thread) -> None:
-        stop_deadline: float | None = None
-        while thread.is_alive():
-            thread.join(0.2)
-            now = time.monotonic()
-            if stop_deadline is None and running.cancel.is_set():
-                stop_deadline = now + STOP_GRACE_S
-            elif stop_deadline is None and now - running.stage_started > self.settings.stage_timeout_s:
-                running.timed_out_stage = running.record.stage or "starting"
-                logger.error("stage timed out", extra={"job_id": running.record.id, "stage": running.timed_out_stage})
-                running.cancel.set()
-            elif stop_deadline is not None and now > stop_deadline:
-                logger.error(
-                    "stage did not stop at a step boundary; moving on while it finishes in the background",
-                    extra={"job_id": running.record.id, "stage": running.record.stage},
-                )
-                return
+    def _child_died(self, run: JobRun, died: ChildDied) -> None:
+        stage = run.record.stage or "starting"
+        logger.error(
+            "worker process died during a job",
+            extra={"job_id": run.record.id, "stage": stage, "exit_code": died.exitcode},
+        )
+        self._child = None
+        if run.stopped is None or run.stopped.code == "interrupted":
+            run.stopped = Stopped(
+                "worker_died",
+                f"worker process died (exit code {died.exitcode}) during stage '{stage}' — out of memory, a crash in "
+                "native code, or killed; a new one is started for the next job",
+            )
 
-    def _on_event(self, running: _Running, event: Any) -> None:
-        """A ``ChainEvent`` from the chain thread: update the live record, store it, publish it."""
-        record = running.record
-        kind = str(getattr(event, "type", ""))
-        if kind == "artifact" and getattr(event, "artifact", None):
-            self._keep(running, str(event.artifact))  # stored before the job shows it
-        stage = getattr(event, "stage", None) or record.stage
-        message = str(getattr(event, "message", "") or "")
+    def _timeout_text(self, stage: str) -> str:
+        return f"stage '{stage}' exceeded {self.settings.stage_timeout_s:g} s (ALCH3MIST_STAGE_TIMEOUT_S)"
+
+    def _start_child(self) -> ChainProcess:
+        """Start a chain process and wait until its models are loaded (blocks for as long as that takes)."""
+        child = ChainProcess(self.chain_factory, self.settings)
+        ready = child.wait_ready(give_up=lambda: self._stopping)
+        self._child, self._ready = child, ready
+        logger.info("worker process ready", extra={"pid": ready.pid, "preset": ready.info.preset})
+        return child
+
+    def _replace_child(self) -> ChainProcess | None:
+        """A new chain process after one was killed or died; None (logged) when it cannot load the chain."""
+        try:
+            return self._start_child()
+        except (ModelLoadError, ChildDied) as exc:
+            if not self._stopping:
+                logger.error("worker process could not be started", extra={"error": str(exc)})
+            return None
+
+    def _on_event(self, run: JobRun, event: ChainEvent) -> None:
+        """A ``ChainEvent`` from the chain process: update the live record, store it, publish it."""
+        if event.type == "artifact" and event.artifact:
+            self._keep(run, str(event.artifact))  # stored before the job shows it
         with self._lock:
-            if stage != record.stage:
-                record.stage, record.stage_progress = stage, 0.0
-                running.stage_started = time.monotonic()
-            if kind == "progress":  # other events carry no stage progress of their own
-                record.stage_progress = float(getattr(event, "stage_progress", 0.0) or 0.0)
-            record.progress = max(record.progress, round(float(getattr(event, "progress", 0.0) or 0.0), 4))
-            record.message = message or record.message
-            artifact = getattr(event, "artifact", None) if kind == "artifact" else None
-            if artifact and artifact not in record.artifacts:
-                record.artifacts.append(str(artifact))
-            if kind == "warning" and message:
-                record.warnings.append(message)
-            if kind == "progress" and time.monotonic() - running.last_tick < PROGRESS_INTERVAL_S:
-                return
-            running.last_tick = time.monotonic()
-            snapshot = copy.deepcopy(record)
-        self.store.save(snapshot)
-        self._publish(JobUpdate(_update_type(kind), snapshot, artifact=artifact, message=message))
+            update = run.apply(event)
+        if update is None:
+            return
+        self._save(update.job)
+        self._publish(update)
 
-    def _finish(self, running: _Running, manifest: Any, crash: str | None) -> None:
+    def _finish(self, run: JobRun, outcome: ChainOutcome) -> None:
+        job_dir = self.store.job_dir(run.record.id)
         with self._lock:
-            kept = set(running.record.artifacts)
-        for name in _artifacts_on_disk(self.store.job_dir(running.record.id), []):
+            kept = set(run.record.artifacts)
+        for name in artifacts_on_disk(job_dir, []):
             if name not in kept:  # written without an event (manifest.json, at the very end)
-                self._keep(running, name)
+                self._keep(run, name)
         with self._lock:
-            record = running.record
-            _apply_manifest(record, manifest)
-            announced = list(record.artifacts)
-            record.artifacts = _artifacts_on_disk(self.store.job_dir(record.id), announced)
-            record.finished_at = time.time()
-            record.status, record.error = self._final_status(running, manifest, crash)
-            if running.storage_error is not None:
-                record.status, record.error = "failed", running.storage_error
-            record.message = record.error["message"] if record.error else "done"
-            if record.status == "succeeded":
-                record.progress = record.stage_progress = 1.0
-            snapshot = copy.deepcopy(record)
-        self.store.save(snapshot)
-        for name in snapshot.artifacts:  # files the chain wrote without an event (manifest.json, at the very end)
-            if name not in announced:
-                self._publish(JobUpdate("artifact", snapshot, artifact=name))
-        log = logger.info if snapshot.status == "succeeded" else logger.warning
-        log("job finished", extra={"job_id": snapshot.id, "status": snapshot.status, "error": snapshot.error})
-        self._publish(JobUpdate("done", snapshot, message=snapshot.message))
+            updates = run.finish(outcome, job_dir)
+        done = updates[-1].job
+        self._save(done, until_saved=True)
+        for update in updates[:-1]:
+            self._publish(update)
+        log = logger.info if done.status == "succeeded" else logger.warning
+        log("job finished", extra={"job_id": done.id, "status": done.status, "error": done.error})
+        self._publish(updates[-1])
 
-    def _keep(self, running: _Running, name: str) -> None:
+    def _keep(self, run: JobRun, name: str) -> None:
         """Store one finished artifact; if it cannot be, the job stops and fails naming it (first failure wins)."""
-        job_id = running.record.id
+        job_id = run.record.id
         try:
             self.storage.put(job_id, name, self.store.job_dir(job_id) / name)
         except Alch3mistError as exc:  # StorageError; ArtifactNotFound for a name no storage may hold
             logger.error("artifact not stored", extra={"job_id": job_id, "artifact": name, "error": exc.message})
-            if running.storage_error is None:
-                stage = _stage_or_none(running.record.stage)
+            if run.stopped is None:
                 message = f"artifact {name} could not be stored: {exc.message}"
-                running.storage_error = {"code": "storage_error", "stage": stage, "message": message}
-            running.cancel.set()
-
-    def _final_status(self, running: _Running, manifest: Any, crash: str | None) -> tuple[str, dict[str, Any] | None]:
-        stage = running.record.stage
-        if running.timed_out_stage is not None:
-            return "failed", {
-                "code": "stage_timeout",
-                "stage": _stage_or_none(running.timed_out_stage),
-                "message": f"stage '{running.timed_out_stage}' ran longer than {self.settings.stage_timeout_s:g} s "
-                "(ALCH3MIST_STAGE_TIMEOUT_S) and was stopped",
-            }
-        if self._stopping and not running.cancel_requested:
-            return "failed", {"code": "interrupted", "stage": _stage_or_none(stage), "message": STOP_REASON}
-        if crash is not None or manifest is None:
-            message = crash or "the chain stopped without a result"
-            return "failed", {"code": "internal_error", "stage": _stage_or_none(stage), "message": message}
-        status = str(getattr(manifest, "status", "failed"))
-        if status == "cancelled" or (running.cancel_requested and status != "succeeded"):
-            return "cancelled", {"code": "cancelled", "stage": _stage_or_none(stage), "message": "cancelled by request"}
-        if status == "succeeded":
-            return "succeeded", None
-        return "failed", _manifest_error(manifest, stage)
+                run.stopped = Stopped("storage_error", message, stage=run.record.stage)
+            if self._child is not None:
+                self._child.cancel.set()
 
     # --- helpers (call with the lock held where noted) ---
+
+    def _save(self, record: JobRecord, until_saved: bool = False) -> None:
+        """Write the job's row; while the database is down a running job goes on (its next write catches up), and
+        its final state is retried until it is written (or the backend stops)."""
+        while True:
+            try:
+                self.store.save(record)
+                return
+            except ServiceUnavailable:
+                logger.warning("job database unreachable: job state not saved", extra={"job_id": record.id})
+                if not until_saved or self._stopping:
+                    return
+                time.sleep(DATABASE_RETRY_S)
 
     def _position(self, job_id: str) -> int | None:
         """Lock held."""
@@ -398,60 +463,21 @@ class Worker:
                 self._publish(JobUpdate("status", record, queue_position=position, message=f"queued ({position})"))
 
     def _publish(self, update: JobUpdate) -> None:
+        """Append the update to the job's durable event log (what every API node's stream reads), then hand it to
+        this process's subscribers."""
+        payload = event_payload(
+            update.job,
+            queue_position=update.queue_position,
+            artifact=update.artifact,
+            message=update.message,
+            at=update.at,
+        )
+        try:
+            self.store.append_event(update.job.id, update.type, payload)
+        except ServiceUnavailable:  # the job goes on; streams catch up from the next event (or the job's row)
+            logger.warning("event not logged: job database unreachable", extra={"job_id": update.job.id})
         with self._lock:
             subscribers = list(self._subscribers.get(update.job.id, []))
         for subscription in subscribers:
             with contextlib.suppress(RuntimeError):  # the subscriber's loop has closed: it is gone
                 subscription.loop.call_soon_threadsafe(subscription.queue.put_nowait, update)
-
-
-def _update_type(kind: str) -> UpdateType:
-    return kind if kind in ("stage", "progress", "artifact", "warning") else "status"  # type: ignore[return-value]
-
-
-def _stage_or_none(stage: str | None) -> str | None:
-    return stage if stage in STAGES else None
-
-
-def _as_dict(value: Any) -> dict[str, Any] | None:
-    if value is None:
-        return None
-    if hasattr(value, "model_dump"):
-        return dict(value.model_dump(mode="json"))
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    return dict(value) if isinstance(value, dict) else None
-
-
-def _apply_manifest(record: JobRecord, manifest: Any) -> None:
-    data = _as_dict(manifest)
-    if not data:
-        return
-    record.manifest = data
-    record.prompt = _as_dict(data.get("prompt")) or record.prompt
-    record.seed = data.get("seed", record.seed)
-    record.engine_3d = data.get("engine_3d") or data.get("engine") or record.engine_3d
-    record.lora = _as_dict(data.get("lora"))  # what ran: None when no LoRA was used, whatever was asked
-    for warning in data.get("warnings") or []:
-        if warning not in record.warnings:
-            record.warnings.append(str(warning))
-
-
-def _manifest_error(manifest: Any, stage: str | None) -> dict[str, Any]:
-    error = _as_dict(getattr(manifest, "error", None)) or {}
-    failed_stage = error.get("stage") or stage
-    return {
-        "code": str(error.get("code") or "stage_failed"),
-        "stage": _stage_or_none(failed_stage),
-        "message": str(error.get("message") or f"stage '{failed_stage}' failed"),
-    }
-
-
-def _artifacts_on_disk(job_dir: Path, announced: list[str]) -> list[str]:
-    """The announced artifacts that exist, in announcement order, then any others the chain wrote."""
-    if not job_dir.is_dir():
-        return []
-    present = {p.relative_to(job_dir).as_posix() for p in job_dir.rglob("*") if p.is_file()}
-    present -= input_files(present)
-    ordered = [name for name in announced if name in present]
-    return ordered + sorted(present - set(ordered))
