@@ -56,7 +56,9 @@ class PromptRewriter:
         """``llm (<model> at <url>)`` or ``offline``, for manifests and /v1/info."""
         return f"llm ({self.llm.model} at {self.llm.base_url})" if self.llm else "offline"
 
-    def rewrite(self, request: str, earlier: MaterialPrompt | None = None, reply: str | None = None) -> RewriteOutcome:
+    def rewrite(
+        self, request: str, earlier: MaterialPrompt | None = None, reply: str | None = None
+    ) -> RewriteOutcome:
         """Rewrite one request; raises :class:`InvalidRequest` when it is empty or too long.
 
         ``earlier``: the prompt of the job this request refines (context for the LLM, inside the data block).
