@@ -2,13 +2,14 @@
 title: Alch3mist
 author: material-alch3mist
 author_url: https://github.com/material-alch3mist/material-alch3mist
-version: 0.2.0
+version: 0.3.0
 required_open_webui_version: 0.12.4
 requirements:
 licence: Apache-2.0
 description: Chat model "Alch3mist": ordinary messages go to a base chat model; a message with the trigger word
   becomes a material-textured 3D asset (FLUX.1-dev base image, FLUX.1 Kontext + Alch3mist LoRA material edit,
-  image-to-3D GLB, multiview renders, interactive viewer) made by the Alch3mist backend.
+  image-to-3D GLB, multiview renders, interactive viewer) made by the Alch3mist backend; an attached mesh
+  (.glb, .gltf, .obj, .ply) is textured with the material instead.
 """
 
 # One self-contained file: Open WebUI exec()s it, so it imports nothing from the project. Open WebUI's own modules
@@ -18,6 +19,7 @@ description: Chat model "Alch3mist": ordinary messages go to a base chat model; 
 # carries the rest: the rewrite prompt and its validation, parameter limits, the escaped summary of a job.
 
 import asyncio
+import base64
 import contextlib
 import io
 import json
@@ -26,7 +28,8 @@ import re
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -38,43 +41,37 @@ EventEmitter = Callable[[dict[str, Any]], Awaitable[None]] | None
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 MAX_GLB_UPLOAD_BYTES = 200 * 1024 * 1024
+MAX_MESH_BYTES = 64 * 1024 * 1024  # the backend's default ALCH3MIST_MESH_MAX_BYTES; it judges the exact limit
+MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply")
 # Copied from alch3mist.domain.STAGE_LABELS
 STAGE_LABELS = {
-    "rewrite": "Writing the prompts",
-    "base_image": "Painting the base image (FLUX.1-dev)",
-    "material_edit": "Applying the material (FLUX.1 Kontext + Alch3mist LoRA)",
-    "mesh": "Building the 3D mesh",
+    "rewrite": "Writing the prompts", "base_image": "Painting the base image (FLUX.1-dev)",
+    "material_edit": "Applying the material (FLUX.1 Kontext + Alch3mist LoRA)", "mesh": "Building the 3D mesh",
     "texture": "Texturing the mesh (FLUX.1 Kontext + Alch3mist LoRA on a grid of views)",
-    "views": "Rendering the views",
-    "viewer": "Preparing the 3D viewer",
-}
+    "views": "Rendering the views", "viewer": "Preparing the 3D viewer",
+}  # fmt: skip
 # Words that mark a message as a refinement of this chat's previous asset ("same thing but in gold").
 REFINE_CUES = re.compile(
-    r"\b(same|again|instead|the previous|the last one|this one|that one|make it|now (?:in|with|made)|"
-    r"lo mismo|la misma|el mismo|igual|otra vez|ahora (?:en|con|de)|même|pareil|gleiche|selbe|stess[oa])\b",
-    re.IGNORECASE,
+    r"(?i)\b(same|again|instead|the previous|the last one|this one|that one|make it|now (?:in|with|made)|"
+    r"lo mismo|la misma|el mismo|igual|otra vez|ahora (?:en|con|de)|même|pareil|gleiche|selbe|stess[oa])\b"
 )
 JOB_MARKER = re.compile(r"`alch3mist job ([A-Za-z0-9_-]{4,64})`")
 JOB_URL = re.compile(r"/v1/jobs/([A-Za-z0-9_-]{4,64})/")
 CAPTIONS = {
-    "base_image": "Base image (FLUX.1-dev)",
-    "textured_image": "Material applied (FLUX.1 Kontext + Alch3mist LoRA)",
+    "base_image": "Base image (FLUX.1-dev)", "textured_image": "Material applied (FLUX.1 Kontext + Alch3mist LoRA)",
     "contact_sheet": "Views of the textured 3D model",
-}
+}  # fmt: skip
+MESH_CAPTIONS = {"texture_map": "UV texture (FLUX.1 Kontext + Alch3mist LoRA, projected)", **CAPTIONS}
 # UserValves field -> (JobCreate field, its "unset" value, the backend's ceiling in GET /v1/limits)
 USER_OPTIONS = {
-    "steps": ("steps", 0, "max_steps"),
-    "guidance": ("guidance", 0.0, None),
-    "size": ("size", 0, "max_size"),
-    "texture_size": ("texture_size", 0, "max_texture_size"),
-    "views": ("views", -1, "max_views"),
+    "steps": ("steps", 0, "max_steps"), "guidance": ("guidance", 0.0, None), "size": ("size", 0, "max_size"),
+    "texture_size": ("texture_size", 0, "max_texture_size"), "views": ("views", -1, "max_views"),
     "engine_3d": ("engine_3d", "default", None),
-}
+}  # fmt: skip
 
 
 class FileStoreRefused(Exception):
-    """Open WebUI's file store refused an artifact (its ``upload_file_handler`` raises FastAPI ``HTTPException``:
-    413 over the admin's maximum file size, 400 on a storage error). ``link`` is the backend's URL to use instead."""
+    """Open WebUI's file store refused an artifact (413 too big, 400 storage error); ``link``: the backend's URL."""
 
     def __init__(self, link: str, reason: str) -> None:
         super().__init__(reason)
@@ -107,16 +104,13 @@ def md_code(text: Any) -> str:
 
 def message_text(content: Any) -> str:
     """The text of an OpenAI-style message content (a string, or a list of typed parts)."""
-    if isinstance(content, str):
-        return content
     if isinstance(content, list):
         return "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-    return ""
+    return content if isinstance(content, str) else ""
 
 
 def message_images(content: Any) -> tuple[list[str], list[str]]:
-    """The inline PNG/JPEG/WebP pictures (data: URLs, as Open WebUI converts them) of a message's content parts,
-    to send as they are (the backend checks the pictures), and a note for each image that cannot be sent."""
+    """A message's inline PNG/JPEG/WebP data: URLs, sent as they are (the backend checks them); a note per other."""
     usable, notes = [], []
     for part in content if isinstance(content, list) else []:
         is_image = isinstance(part, dict) and part.get("type") in ("image_url", "input_image")
@@ -131,9 +125,8 @@ def message_images(content: Any) -> tuple[list[str], list[str]]:
 
 def find_trigger(text: str, trigger: str) -> re.Match[str] | None:
     """The trigger word as a whole word, case-insensitive."""
-    if not trigger.strip():
-        return None
-    return re.search(rf"(?<![\w]){re.escape(trigger.strip())}(?![\w])", text, re.IGNORECASE)
+    word = trigger.strip()
+    return re.search(rf"(?<![\w]){re.escape(word)}(?![\w])", text, re.IGNORECASE) if word else None
 
 
 def strip_trigger(text: str, match: re.Match[str]) -> str:
@@ -146,11 +139,9 @@ def strip_trigger(text: str, match: re.Match[str]) -> str:
 def previous_job_id(messages: list[dict[str, Any]]) -> str | None:
     """The id of the last Alch3mist job in this conversation, read from earlier assistant messages."""
     for message in reversed(messages[:-1]):
-        if message.get("role") == "assistant":
-            text = message_text(message.get("content"))
-            found = JOB_MARKER.findall(text) or JOB_URL.findall(text)
-            if found:
-                return str(found[-1])
+        text = message_text(message.get("content")) if message.get("role") == "assistant" else ""
+        if found := JOB_MARKER.findall(text) or JOB_URL.findall(text):
+            return str(found[-1])
     return None
 
 
@@ -179,6 +170,25 @@ class Turn:
     metadata: dict[str, Any] = field(default_factory=dict)  # chat_id, message_id
     owner: Any = None  # Open WebUI's user record, for its file store
     notes: list[str] = field(default_factory=list)
+    mesh: bool = False  # an attached mesh is being textured
+
+
+async def read_mesh(item: dict[str, Any], name: str, turn: Turn) -> str | None:
+    """This user's attached mesh, base64, read as Open WebUI's files router reads it; None + a note if it cannot be."""
+    try:
+        from open_webui.models.files import Files
+        from open_webui.storage.provider import Storage
+
+        record = await Files.get_file_by_id(str(item.get("id") or (item.get("file") or {}).get("id") or ""))
+        if record is None or record.user_id != turn.user.get("id") or not record.path:
+            raise FileNotFoundError("not found in the file store")
+        path = Path(await asyncio.to_thread(Storage.get_file, record.path))
+        if path.stat().st_size > MAX_MESH_BYTES:
+            raise ValueError(f"it is larger than {MAX_MESH_BYTES // 2**20} MB")
+        return base64.b64encode(await asyncio.to_thread(path.read_bytes)).decode()
+    except Exception as exc:  # noqa: BLE001 — Open WebUI's storage providers raise their own errors
+        turn.notes.append(f"The mesh {md_text(name, 120)} could not be read ({md_text(str(exc), 200)}).")
+        return None  # ImportError included: outside Open WebUI there is no file store
 
 
 def slug(job: dict[str, Any], fallback: str) -> str:
@@ -190,36 +200,32 @@ class Pipe:
     class Valves(BaseModel):
         BACKEND_URL: str = Field("http://127.0.0.1:8765", description="Where Open WebUI's server reaches the backend.")
         BACKEND_API_KEY: str = Field(
-            "",
-            description="API key for the backend (one of its ALCH3MIST_API_KEYS). Empty = no key.",
+            "", description="API key for the backend (one of its ALCH3MIST_API_KEYS). Empty = no key.",
             json_schema_extra={"input": {"type": "password"}},
-        )
+        )  # fmt: skip
         PUBLIC_BACKEND_URL: str = Field(
-            "",
-            description="How people's browsers reach the backend, e.g. https://alch3mist.example.com. Set: the 3D "
+            "", description="How people's browsers reach the backend, e.g. https://alch3mist.example.com. Set: the 3D "
             "viewer is embedded by URL (small chats). Empty: a self-contained viewer page (~1 MB) is embedded.",
-        )
+        )  # fmt: skip
         TRIGGER_WORD: str = Field("Alch3mist", description="A message with this word (any case, whole word) makes 3D.")
         REWRITE_MODEL: str = Field(
-            "",
-            description="Open WebUI model id that rewrites requests into prompts (the backend supplies the "
+            "", description="Open WebUI model id that rewrites requests into prompts (the backend supplies the "
             "instructions and checks the answer). Empty or failing: the backend's own rewriter is used.",
-        )
+        )  # fmt: skip
         BASE_CHAT_MODEL: str = Field("", description="Open WebUI model id that answers ordinary messages (and tasks).")
         BYPASS_ACCESS_CONTROL: bool = Field(
-            False,
-            description="Admin only, off by default. On: every user reaches BASE_CHAT_MODEL and REWRITE_MODEL through "
-            "Alch3mist even without access to them, and the admin's filter functions (e.g. moderation) are skipped.",
-        )
+            False, description="Admin only, off by default. On: every user reaches BASE_CHAT_MODEL and REWRITE_MODEL "
+            "through Alch3mist even without access to them, and the admin's filter functions (e.g. moderation) are "
+            "skipped.",
+        )  # fmt: skip
         DEFAULT_STEPS: int = Field(0, ge=0, le=100, description="FLUX.1-dev steps; 0 = the backend's default.")
         DEFAULT_EDIT_STEPS: int = Field(0, ge=0, le=100, description="FLUX.1 Kontext steps; 0 = backend default.")
         DEFAULT_GUIDANCE: float = Field(0.0, ge=0.0, le=30.0, description="Guidance; 0 = the backend's default.")
         DEFAULT_SIZE: int = Field(0, ge=0, le=2048, description="Base image side in pixels; 0 = backend default.")
         DEFAULT_LORA: str = Field("", description="LoRA name in the backend's LoRA folder; empty = its default.")
         DEFAULT_LORA_SCALE: float = Field(1.0, ge=0.0, le=2.0, description="LoRA strength (0 = edit without it).")
-        DEFAULT_ENGINE_3D: Literal["default", "preview", "trellis", "hunyuan3d"] = Field(
-            "default", description="Image-to-3D engine; 'default' = the backend's choice."
-        )
+        DEFAULT_ENGINE_3D: str = Field("default", description="Image-to-3D engine: GET /v1/info's engines.")
+        TEXTURE_ENGINE: str = Field("default", description="Texture engine for meshes: GET /v1/info's texture_engines.")
         DEFAULT_TEXTURE_SIZE: int = Field(0, ge=0, le=4096, description="Texture side; 0 = backend default.")
         DEFAULT_VIEWS: int = Field(8, ge=0, le=36, description="Number of multiview renders (0 = none).")
         DEFAULT_VIEW_SIZE: int = Field(0, ge=0, le=2048, description="Side of each view in pixels; 0 = default.")
@@ -233,17 +239,13 @@ class Pipe:
         guidance: float = Field(0.0, ge=0.0, le=30.0, description="Your guidance (0 = the admin's default).")
         size: int = Field(0, ge=0, le=2048, description="Your base image side in pixels (0 = the admin's default).")
         lora_scale: float = Field(-1.0, ge=-1.0, le=2.0, description="Your LoRA strength (-1 = the admin's default).")
-        engine_3d: Literal["default", "preview", "trellis", "hunyuan3d"] = Field(
-            "default", description="Your image-to-3D engine ('default' = the admin's choice)."
-        )
+        engine_3d: str = Field("default", description="Your image-to-3D engine ('default' = the admin's choice).")
         texture_size: int = Field(0, ge=0, le=4096, description="Your texture side (0 = the admin's default).")
         views: int = Field(-1, ge=-1, le=36, description="Your number of views (-1 = the admin's default).")
         seed: int = Field(-1, ge=-1, le=2**31 - 1, description="A fixed seed (-1 = random).")
 
     def __init__(self) -> None:
-        self.type = "pipe"
-        self.id = "alch3mist"
-        self.name = "Alch3mist"
+        self.type, self.id, self.name = "pipe", "alch3mist", "Alch3mist"
         self.valves = self.Valves()
 
     async def pipe(
@@ -256,14 +258,13 @@ class Pipe:
         __metadata__: dict[str, Any] | None = None,
         __files__: list[dict[str, Any]] | None = None,
     ) -> Any:
-        """Answer one chat turn: forward it to the base chat model, or make a 3D asset when it has the trigger word.
-        Background tasks (``__task__``: title, tags, follow-ups) never start a generation."""
+        """Forward a chat turn to the base chat model, or make 3D with the trigger word; tasks never generate."""
         messages = body.get("messages") or []
         if __task__:
             return await self._answer_task(body, __task__, Turn(__user__ or {}, __request__))
-        last_user = next((m for m in reversed(messages) if m.get("role") == "user"), None)
-        content = last_user.get("content") if last_user else None
-        text = message_text(content)
+        content = next((m.get("content") for m in reversed(messages) if m.get("role") == "user"), None)
+        typed = ((__metadata__ or {}).get("user_message") or {}).get("content")  # before Open WebUI adds file context
+        text = message_text(typed if isinstance(typed, str) else content)
         match = find_trigger(text, self.valves.TRIGGER_WORD)
         if not match:
             return await self._forward(body, Turn(__user__ or {}, __request__))
@@ -274,8 +275,7 @@ class Pipe:
     # --- Open WebUI's own models ------------------------------------------------------------------------------------
 
     async def _complete(self, form: dict[str, Any], turn: Turn) -> Any:
-        """Open WebUI's completion path, as this user: their model access and the admin's filters apply unless the
-        admin turned on BYPASS_ACCESS_CONTROL."""
+        """Open WebUI's completion path as this user (access and filters apply unless BYPASS_ACCESS_CONTROL)."""
         from open_webui.models.users import Users
         from open_webui.utils.chat import generate_chat_completion
 
@@ -311,8 +311,7 @@ class Pipe:
         return next((json.dumps(answer) for key, answer in answers.items() if key in task), "")
 
     async def _rewrite_reply(self, client: httpx.AsyncClient, text: str, parent: str | None, turn: Turn) -> str | None:
-        """The admin's rewrite model's answer to the backend's rewrite messages (the backend checks it); None, with
-        a note saying why, when there is none."""
+        """The admin's rewrite model's answer to the backend's rewrite messages; None, with a note why, if none."""
         model = self.valves.REWRITE_MODEL.strip()
         why, fallback = "", "; the backend's own rewriter wrote the prompts instead"
         if turn.request is None:
@@ -341,7 +340,7 @@ class Pipe:
         options: dict[str, Any] = {
             "steps": v.DEFAULT_STEPS, "edit_steps": v.DEFAULT_EDIT_STEPS, "guidance": v.DEFAULT_GUIDANCE,
             "size": v.DEFAULT_SIZE, "texture_size": v.DEFAULT_TEXTURE_SIZE, "views": v.DEFAULT_VIEWS,
-            "view_size": v.DEFAULT_VIEW_SIZE, "engine_3d": v.DEFAULT_ENGINE_3D,
+            "view_size": v.DEFAULT_VIEW_SIZE, "engine_3d": v.DEFAULT_ENGINE_3D, "texture_engine": v.TEXTURE_ENGINE,
             "lora": {"name": v.DEFAULT_LORA.strip() or None, "scale": v.DEFAULT_LORA_SCALE},
         }  # fmt: skip
         for valve, (name, unset, ceiling) in USER_OPTIONS.items():
@@ -361,8 +360,7 @@ class Pipe:
         return {k: o for k, o in options.items() if k in keep or (o and o != "default")}, notes
 
     async def _store_file(self, client: httpx.AsyncClient, url: str, filename: str, turn: Turn) -> str:
-        """Copy a backend artifact into Open WebUI's file store; returns the chat-usable URL (outside Open WebUI,
-        or for a file too large to copy, the backend's own link, which lives as long as the job)."""
+        """Copy a backend artifact into Open WebUI's file store: the chat's URL, else the backend's (job-long) link."""
         public = rebase(url, self.valves.PUBLIC_BACKEND_URL) or url
         if turn.request is None or turn.owner is None:
             return public
@@ -396,14 +394,17 @@ class Pipe:
     ) -> AsyncGenerator[str, None]:
         """Run the chain on the backend and stream the results into the chat."""
         v, trigger = self.valves, md_text(self.valves.TRIGGER_WORD)
-        # 1. Check inputs: the request, an attached picture, other attachments.
-        image = images[0] if images else None
+        # 1. Check inputs: the request, an attached picture or mesh, other attachments.
+        image, mesh, mesh_name = (images[0] if images else None), None, None
         for item in files:
             meta = (item.get("file") or {}).get("meta") or {}
-            if item.get("type") != "image" and not str(meta.get("content_type") or "").startswith("image/"):
-                name = item.get("name") or meta.get("name") or "a file"
+            name = str(item.get("name") or meta.get("name") or "a file")
+            if name.lower().endswith(MESH_SUFFIXES) and mesh is None:
+                mesh, mesh_name = await read_mesh(item, name, turn), name
+            elif item.get("type") != "image" and not str(meta.get("content_type") or "").startswith("image/"):
                 turn.notes.append(f"The attachment {md_text(name, 120)} is not an image, so it was not used.")
-        if not text.strip(" .,!?;:") and image is None:
+        turn.mesh = mesh is not None
+        if (mesh_name and not turn.mesh) or (not text.strip(" .,!?;:") and (image is None or turn.mesh)):
             yield f"Tell me what to make after **{trigger}**, for example: *{trigger}, a chair made of crocodile "
             yield "leather* — or attach a picture and name the material." + "".join(f"\n\n{n}" for n in turn.notes)
             return
@@ -417,13 +418,15 @@ class Pipe:
             headers["Authorization"] = f"Bearer {v.BACKEND_API_KEY}"
         timeout = httpx.Timeout(v.CONNECT_TIMEOUT, read=max(v.CONNECT_TIMEOUT, 30.0))
         async with httpx.AsyncClient(base_url=backend, headers=headers, timeout=timeout) as client:
-            # 2. The job: this chat's previous one refined, the user's options within the backend's limits.
+            # 2. The job: this chat's previous one refined (its mesh too), or the attached mesh; options within limits.
             try:
                 limits = (await client.get("/v1/limits")).json()
-                parent = previous_job_id(messages) if REFINE_CUES.search(text) else None
+                parent = previous_job_id(messages) if REFINE_CUES.search(text) and not turn.mesh else None
                 if parent and (await client.get(f"/v1/jobs/{parent}")).status_code != 200:
                     parent = None  # gone (retention), or not this user's: make a new one
                 job = {"request": text.strip() or "the object in the picture", "image": image, "parent": parent}
+                if turn.mesh:  # a picture goes with the mesh as the look to paint it with
+                    job |= {"mesh": mesh, "mesh_filename": mesh_name, "image": None, "reference_image": image}
                 options, limit_notes = self._job_options(turn.user, limits if isinstance(limits, dict) else {})
                 turn.notes.extend(n[0].upper() + n[1:] + "." for n in limit_notes)
                 # 3. The admin's rewrite model answers the backend's rewrite instructions; the backend checks it.
@@ -451,10 +454,11 @@ class Pipe:
     ) -> AsyncGenerator[str, None]:
         """Follow the job, streaming each image as it appears; then the viewer and the summary."""
         v, job_id, shown, final = self.valves, created["id"], set(), None
+        captions = MESH_CAPTIONS if turn.mesh else CAPTIONS
         marker = f"\n\n`alch3mist job {job_id}`"
         try:
             async for kind, payload in self._follow(client, created, turn.emitter):
-                if kind == "artifact" and payload[0] in CAPTIONS and payload[0] not in shown:
+                if kind == "artifact" and payload[0] in captions and payload[0] not in shown:
                     shown.add(payload[0])
                     yield await self._show_image(client, *payload, turn)
                 elif kind == "done":
@@ -477,7 +481,7 @@ class Pipe:
             raise
         final = final or {}
         artifacts = final.get("artifacts") or {}
-        for name in CAPTIONS:  # images not announced as events (a reconnect)
+        for name in captions:  # images not announced as events (a reconnect)
             if artifacts.get(name) and name not in shown:
                 yield await self._show_image(client, name, artifacts[name], turn)
         lines = ["\n\n---\n", final.get("summary") or f"**The job ended {md_text(final.get('status'))}.**"]
@@ -506,9 +510,8 @@ class Pipe:
     async def _follow(
         self, client: httpx.AsyncClient, created: dict[str, Any], emitter: EventEmitter
     ) -> AsyncGenerator[tuple[str, Any], None]:
-        """Events of one job as (kind, payload): artifact (name, url), done (the job), timeout or lost. The SSE
-        stream is read in a task feeding a queue, so quiet periods still refresh the status line; a dropped stream
-        reconnects, and a terminal state is also noticed by polling."""
+        """Events of one job as (kind, payload): artifact (name, url), done (the job), timeout or lost. SSE is read in a
+        task feeding a queue (quiet periods still refresh the status); a dropped stream reconnects, polling too."""
         v, job_id = self.valves, created["id"]
         events_url = rebase((created.get("links") or {}).get("events"), v.BACKEND_URL) or f"/v1/jobs/{job_id}/events"
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
@@ -550,11 +553,8 @@ class Pipe:
                 except TimeoutError:
                     await emit_status(emitter, f"{label}… still working ({int(time.monotonic() - started)} s)")
                     continue
-                if kind == "lost":
-                    yield kind, event
-                    return
-                if kind == "done":
-                    yield kind, event.get("job") or {}
+                if kind in ("lost", "done"):
+                    yield kind, (event.get("job") or {}) if kind == "done" else event
                     return
                 stage = event.get("stage") or stage
                 if kind == "artifact" and event.get("artifact") and event.get("url"):
@@ -582,8 +582,8 @@ class Pipe:
             turn.notes.append(f"{md_text(exc.reason, 300)}; linked from the Alch3mist backend instead.")
         except (httpx.HTTPError, OSError) as exc:
             log.warning("alch3mist: could not store %s: %s", name, exc)
-            return f"\n\n*{CAPTIONS[name]}: could not be copied into the chat ({md_text(str(exc), 200)}).*\n\n"
-        return f"\n\n**{CAPTIONS[name]}**\n\n![{name}]({link})\n\n"
+            return f"\n\n*{MESH_CAPTIONS[name]}: could not be copied into the chat ({md_text(str(exc), 200)}).*\n\n"
+        return f"\n\n**{MESH_CAPTIONS[name]}**\n\n![{name}]({link})\n\n"
 
     async def _viewer_embed(self, client: httpx.AsyncClient, job: dict[str, Any]) -> str | None:
         """The viewer: its URL when browsers can reach the backend, else the self-contained page."""

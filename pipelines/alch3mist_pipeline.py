@@ -21,7 +21,7 @@ import os
 import re
 import time
 from collections.abc import Generator, Iterator
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -148,8 +148,8 @@ class Pipeline:
         )
         REWRITE_MODEL: str = Field("", description="Model that rewrites requests (JSON); empty = backend's own.")
         BASE_CHAT_MODEL: str = Field("", description="Model that answers ordinary messages.")
-        DEFAULT_ENGINE_3D: Literal["default", "preview", "trellis", "hunyuan3d"] = Field(
-            "default", description="Image-to-3D engine; 'default' = the backend's choice."
+        DEFAULT_ENGINE_3D: str = Field(
+            "default", description="Image-to-3D engine, one of GET /v1/info's engines; 'default' = the backend's."
         )
         DEFAULT_VIEWS: int = Field(8, ge=0, le=36, description="Number of multiview renders.")
         DEFAULT_STEPS: int = Field(0, ge=0, le=100, description="FLUX.1-dev steps; 0 = the backend's default.")

@@ -2,12 +2,12 @@
 title: Alch3mist 3D asset
 author: material-alch3mist
 author_url: https://github.com/material-alch3mist/material-alch3mist
-version: 0.1.0
+version: 0.2.0
 required_open_webui_version: 0.12.4
 requirements:
 licence: Apache-2.0
-description: Lets any model make a material-textured 3D asset (GLB) from a description, shown in the chat as an
-  interactive 3D viewer. Runs on the Alch3mist backend.
+description: Lets any model make a material-textured 3D asset (GLB) from a description, or texture a given mesh (an
+  attached file or a link), shown in the chat as an interactive 3D viewer. Runs on the Alch3mist backend.
 """
 
 # One self-contained file: Open WebUI exec()s it. Every public method of Tools becomes a tool the model can call, so
@@ -15,14 +15,18 @@ description: Lets any model make a material-textured 3D asset (GLB) from a descr
 # the tool spec from these annotations with typing.get_type_hints after the module is gone from sys.modules.
 
 import asyncio
+import base64
 import contextlib
 import html
+import ipaddress
 import json
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 from fastapi.responses import HTMLResponse
@@ -43,6 +47,12 @@ STAGE_LABELS = {
     "viewer": "Preparing the 3D viewer",
 }
 TERMINAL = ("succeeded", "failed", "cancelled")
+MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply")
+MAX_REDIRECTS = 3
+
+
+class MeshUnavailable(Exception):
+    """A mesh link or attachment that cannot be fetched; the message says why, for the model to tell the user."""
 
 
 async def emit_status(emitter: EventEmitter, description: str, done: bool = False) -> None:
@@ -64,6 +74,73 @@ def error_text(response: httpx.Response) -> str:
     with contextlib.suppress(ValueError, AttributeError, TypeError, KeyError):
         return f"{response.json()['error']['message']} ({response.json()['error']['code']})"
     return f"HTTP {response.status_code}"
+
+
+async def checked_address(host: str, port: int, allowed_hosts: set[str]) -> str:
+    """One address of ``host`` to connect to, after refusing names that resolve to a loopback, private, link-local
+    or otherwise non-public address (unless the admin allowed the host by name)."""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise MeshUnavailable(f"the host {host!r} cannot be resolved ({exc})") from exc
+    addresses = sorted({str(info[4][0]) for info in infos})
+    local = [a for a in addresses if not ipaddress.ip_address(a.split("%")[0]).is_global]
+    if local and host.lower() not in allowed_hosts:
+        raise MeshUnavailable(f"{host} is a local or private address ({local[0]}); only public hosts are fetched")
+    return addresses[0]
+
+
+async def fetch_mesh(url: str, max_bytes: int, allowed_hosts: set[str]) -> tuple[bytes, str]:
+    """GET a mesh file from a public http(s) URL: every hop's address is checked before connecting, the connection
+    goes to that checked address (no second DNS answer can differ), redirects are followed by hand (at most
+    MAX_REDIRECTS, each checked again) and the body is cut off above ``max_bytes``. Returns (bytes, file name)."""
+    for _ in range(MAX_REDIRECTS + 1):
+        parts = urlsplit(url.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise MeshUnavailable("mesh_url must be an http:// or https:// link")
+        if parts.username or parts.password:
+            raise MeshUnavailable("mesh_url must not carry a user name or password")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        address = await checked_address(parts.hostname, port, allowed_hosts)
+        netloc = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+        target = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+        tls = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}  # SNI + certificate for the name
+        async with (
+            httpx.AsyncClient(follow_redirects=False, trust_env=False) as client,
+            client.stream("GET", target, headers={"Host": parts.netloc}, extensions=tls) as response,
+        ):
+            if response.is_redirect and response.headers.get("location"):
+                url = urljoin(url, response.headers["location"])
+                continue
+            if response.status_code != 200:
+                raise MeshUnavailable(f"mesh_url answered HTTP {response.status_code}")
+            data = bytearray()
+            async for chunk in response.aiter_bytes():
+                data += chunk
+                if len(data) > max_bytes:
+                    raise MeshUnavailable(f"the mesh at mesh_url is larger than {max_bytes // 2**20} MB")
+            return bytes(data), PurePosixPath(parts.path).name or "mesh"
+    raise MeshUnavailable(f"mesh_url redirects more than {MAX_REDIRECTS} times")
+
+
+async def attached_mesh(files: list[dict[str, Any]], user_id: Any, max_bytes: int) -> tuple[bytes, str] | None:
+    """The first mesh file attached to the chat, read from Open WebUI's file store (as its files router reads it),
+    only when it is this user's; None when there is none."""
+    item = next((f for f in files if str(f.get("name") or "").lower().endswith(MESH_SUFFIXES)), None)
+    if item is None:
+        return None
+    try:
+        from open_webui.models.files import Files
+        from open_webui.storage.provider import Storage
+    except ImportError as exc:
+        raise MeshUnavailable("attached files can only be read inside Open WebUI") from exc
+    record = await Files.get_file_by_id(str(item.get("id") or (item.get("file") or {}).get("id") or ""))
+    if record is None or record.user_id != user_id or not record.path:
+        raise MeshUnavailable(f"the attached {item['name']} is not in this user's files")
+    path = Path(await asyncio.to_thread(Storage.get_file, record.path))
+    if path.stat().st_size > max_bytes:
+        raise MeshUnavailable(f"the attached {item['name']} is larger than {max_bytes // 2**20} MB")
+    return await asyncio.to_thread(path.read_bytes), str(item["name"])
 
 
 def url_mode_page(viewer_url: str, images: list[tuple[str, str]], title: str) -> str:
@@ -99,8 +176,11 @@ class Tools:
             description="How browsers reach the backend. Set: the viewer loads from it (URL mode). Empty: a "
             "self-contained viewer page (~1 MB) is embedded.",
         )
-        DEFAULT_ENGINE_3D: Literal["default", "preview", "trellis", "hunyuan3d"] = Field(
-            "default", description="Image-to-3D engine; 'default' = the backend's choice."
+        DEFAULT_ENGINE_3D: str = Field(
+            "default", description="Image-to-3D engine, one of GET /v1/info's engines; 'default' = the backend's."
+        )
+        TEXTURE_ENGINE: str = Field(
+            "default", description="Texture engine for meshes, one of GET /v1/info's texture_engines; 'default' = its."
         )
         DEFAULT_VIEWS: int = Field(8, ge=0, le=36, description="Number of multiview renders (0 = none).")
         DEFAULT_STEPS: int = Field(0, ge=0, le=100, description="FLUX.1-dev steps; 0 = the backend's default.")
@@ -113,11 +193,16 @@ class Tools:
         CONNECT_TIMEOUT: float = Field(10.0, gt=0, description="Seconds to wait for the backend to answer a call.")
         JOB_TIMEOUT: int = Field(1800, gt=0, description="Seconds a generation may take before it is cancelled.")
         STATUS_EVERY: float = Field(10.0, gt=0, description="While nothing changes, re-announce the status every N s.")
+        MESH_MAX_MB: int = Field(64, gt=0, description="Largest mesh fetched from a link or read from an attachment.")
+        MESH_URL_TIMEOUT: float = Field(30.0, gt=0, description="Seconds a mesh link may take to download.")
+        MESH_URL_ALLOWED_HOSTS: str = Field(
+            "",
+            description="Comma-separated host names fetched even on private addresses (e.g. an intranet asset "
+            "server). Empty: only hosts on public addresses (never loopback, private or link-local).",
+        )
 
     class UserValves(BaseModel):
-        engine_3d: Literal["default", "preview", "trellis", "hunyuan3d"] = Field(
-            "default", description="Your image-to-3D engine ('default' = the admin's choice)."
-        )
+        engine_3d: str = Field("default", description="Your image-to-3D engine ('default' = the admin's choice).")
         views: int = Field(-1, ge=-1, le=36, description="Your number of views (-1 = the admin's default).")
 
     def __init__(self) -> None:
@@ -127,14 +212,20 @@ class Tools:
         self,
         request: str,
         seed: int = -1,
+        mesh_url: str = "",
         __user__: dict[str, Any] | None = None,
         __event_emitter__: EventEmitter = None,
+        __files__: list[dict[str, Any]] | None = None,
     ) -> Any:
         """
         Make a 3D model of an object with a chosen material or texture, e.g. "a chair made of crocodile leather" or
         "a cow with a flaming mane", and show it to the user in an interactive 3D viewer. Takes one to a few minutes.
-        :param request: What to make: the object and its material/texture, in the user's words (any language).
+        It also paints a 3D model the user gives (an attached .glb/.gltf/.obj/.ply file, or a link) with a material.
+        :param request: What to make: the object and its material/texture, in the user's words (any language); for a
+            given mesh, the material to paint it with.
         :param seed: Random seed for a reproducible result; -1 picks one at random.
+        :param mesh_url: A public http(s) link to a mesh file (GLB, glTF, OBJ or PLY) to paint instead of making a new
+            object; empty when the user gave none (an attached mesh file is used without it).
         """
         v = self.valves
         user = __user__ or {}
@@ -146,6 +237,7 @@ class Tools:
         for key, value in (
             ("views", v.DEFAULT_VIEWS if views is None or views < 0 else views),
             ("engine_3d", "" if engine == "default" else engine),
+            ("texture_engine", "" if v.TEXTURE_ENGINE == "default" else v.TEXTURE_ENGINE),
             ("steps", v.DEFAULT_STEPS),
             ("edit_steps", v.DEFAULT_EDIT_STEPS),
             ("size", v.DEFAULT_SIZE and max(64, v.DEFAULT_SIZE // 16 * 16)),
@@ -157,6 +249,14 @@ class Tools:
                 job[key] = value
         if not job["request"]:
             return "No request given: pass what to make, e.g. 'a chair made of crocodile leather'."
+        try:
+            mesh = await self._given_mesh(mesh_url, __files__ or [], user.get("id"), __event_emitter__)
+        except (MeshUnavailable, httpx.HTTPError, OSError) as exc:
+            await emit_status(__event_emitter__, "The mesh could not be used", done=True)
+            why = str(exc) or type(exc).__name__
+            return f"The mesh could not be used: {why}. Nothing was made; tell the user why."
+        if mesh is not None:
+            job |= {"mesh": base64.b64encode(mesh[0]).decode(), "mesh_filename": mesh[1]}
 
         backend = v.BACKEND_URL.rstrip("/")
         # The end user this key vouches for: the Open WebUI user's opaque id, never an e-mail or a name.
@@ -209,6 +309,7 @@ class Tools:
             await emit_status(__event_emitter__, "Done", done=True)
             context = {
                 "status": final.get("status"),
+                "textured_a_given_mesh": "mesh" in job,
                 "shown_to_user": "an interactive 3D viewer of the textured model"
                 + (" and the textured image and views" if self.valves.PUBLIC_BACKEND_URL.strip() else ""),
                 "title": prompt.get("title"),
@@ -227,6 +328,20 @@ class Tools:
             if page is None:
                 return json.dumps({**context, "shown_to_user": "nothing: the viewer page could not be loaded"})
             return HTMLResponse(content=page, headers={"Content-Disposition": "inline"}), json.dumps(context)
+
+    async def _given_mesh(
+        self, mesh_url: str, files: list[dict[str, Any]], user_id: Any, emitter: EventEmitter
+    ) -> tuple[bytes, str] | None:
+        """The mesh to paint: the one at ``mesh_url``, else one attached to the chat, else None."""
+        v, max_bytes = self.valves, self.valves.MESH_MAX_MB * 2**20
+        if mesh_url.strip():
+            await emit_status(emitter, "Downloading the mesh…")
+            allowed = {h.strip().lower() for h in v.MESH_URL_ALLOWED_HOSTS.split(",") if h.strip()}
+            try:
+                return await asyncio.wait_for(fetch_mesh(mesh_url, max_bytes, allowed), v.MESH_URL_TIMEOUT)
+            except TimeoutError as exc:
+                raise MeshUnavailable(f"mesh_url did not download within {v.MESH_URL_TIMEOUT:g} s") from exc
+        return await attached_mesh(files, user_id, max_bytes)
 
     async def _wait(self, client: httpx.AsyncClient, job_id: str, emitter: EventEmitter) -> dict[str, Any] | None:
         """Poll the job until it ends, announcing stage, progress and queue position; None on timeout."""
@@ -270,7 +385,11 @@ class Tools:
             viewer = rebase(artifacts.get("viewer") or links.get("viewer"), v.PUBLIC_BACKEND_URL) or ""
             images = [
                 (caption, rebase(artifacts[name], v.PUBLIC_BACKEND_URL) or "")
-                for caption, name in (("Material applied", "textured_image"), ("Views", "contact_sheet"))
+                for caption, name in (
+                    ("Material applied", "textured_image"),
+                    ("UV texture", "texture_map"),
+                    ("Views", "contact_sheet"),
+                )
                 if artifacts.get(name)
             ]
             return url_mode_page(viewer, images, (job.get("prompt") or {}).get("title") or "Your 3D asset")

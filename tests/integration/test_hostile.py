@@ -1,4 +1,4 @@
-"""Hostile input against a real backend process: tokens, paths, headers, bodies, images, prompts, parameters.
+"""Hostile input against a real backend process: tokens, paths, headers, bodies, images, meshes, prompts, parameters.
 
 Every answer is recorded (an httpx event hook); the suite ends by asserting 0 server errors among them, no
 "unhandled error" in the backend's log, and 0 cross-user reads: nothing any stranger got back mentions the
@@ -11,6 +11,7 @@ import base64
 import io
 import json
 import struct
+import zipfile
 import zlib
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +19,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+import trimesh
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -155,7 +157,8 @@ JSON = st.recursive(
 )
 FIELDS = ["request", "base_prompt", "edit_prompt", "title", "image", "seed", "engine_3d", "lora", "steps", "guidance",
           "edit_steps", "edit_guidance", "size", "texture_size", "views", "view_size", "parent", "user",
-          "rewrite_reply"]  # fmt: skip
+          "rewrite_reply", "mesh", "mesh_filename", "decimate", "reference_image", "texture_engine",
+          "texture"]  # fmt: skip
 WEIRD = st.sampled_from([10**30, -(10**30), 1e308, -0.0, True, "", "0", "NaN", [], {}, None, "²", 65, 2049, 4097])
 
 
@@ -169,7 +172,8 @@ def test_fuzzed_job_bodies_are_never_5xx(backend: BackendProcess, victim: Any, b
         assert response.status_code < 500, (body, response.text)
         if response.status_code == 202:
             client.delete(f"/v1/jobs/{response.json()['id']}")
-        rewrite = client.post("/v1/rewrite", json=body)
+        rewrite_body = json.dumps(body, allow_nan=True)
+        rewrite = client.post("/v1/rewrite", content=rewrite_body, headers={"Content-Type": "application/json"})
         assert rewrite.status_code in (200, 422), (body, rewrite.text)
         assert not _leaks(rewrite, victim)
 
@@ -234,6 +238,67 @@ def test_hostile_images_are_422(backend: BackendProcess, name: str) -> None:
         response = client.post("/v1/jobs", json={"image": IMAGES[name], "edit_prompt": "Alch3mist, gold"})
         assert response.status_code == 422, response.text
         assert response.json()["error"]["message"].startswith("image: "), response.text
+
+
+# --- meshes ---------------------------------------------------------------------------------------------------------
+
+
+def _glb(document: dict[str, Any], binary: bytes = b"") -> bytes:
+    text = json.dumps(document).encode()
+    text += b" " * (-len(text) % 4)
+    chunks = struct.pack("<II", len(text), 0x4E4F534A) + text
+    if binary:
+        binary += b"\0" * (-len(binary) % 4)
+        chunks += struct.pack("<II", len(binary), 0x004E4942) + binary
+    return b"glTF" + struct.pack("<II", 2, 12 + len(chunks)) + chunks
+
+
+def _zip_bomb() -> bytes:
+    """A small zip of a gigabyte of zeros' worth of deflate streams: it must never be inflated."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("model.obj", b"\0" * 20_000_000)
+    return buffer.getvalue()
+
+
+_SCENE = {"asset": {"version": "2.0"}, "scenes": [{"nodes": [0]}], "scene": 0}
+_HUGE_ACCESSOR = {
+    **_SCENE, "buffers": [{"byteLength": 36}], "bufferViews": [{"buffer": 0, "byteLength": 36}],
+    "accessors": [{"bufferView": 0, "componentType": 5126, "count": 1_000_000_000, "type": "VEC3"}],
+    "meshes": [{"primitives": [{"attributes": {"POSITION": 0}}]}], "nodes": [{"mesh": 0}],
+}  # fmt: skip
+_PLY_HEADER = b"ply\nformat binary_little_endian 1.0\nelement vertex 2000000000\nproperty float x\nproperty float y\n"
+MESHES: dict[str, tuple[bytes | str, int, str]] = {
+    "garbage": (bytes(range(256)) * 40, 422, "not a mesh we can read"),
+    "not base64": ("%%% not base64 %%%", 422, "mesh: not valid base64"),
+    "a zip bomb": (_zip_bomb(), 422, "not a mesh we can read"),
+    "a GLB with no geometry": (_glb({**_SCENE, "nodes": [{"name": "empty"}]}), 422, "holds no geometry"),
+    "a GLB claiming a billion vertices": (_glb(_HUGE_ACCESSOR, bytes(36)), 422, "cannot be read as GLB"),
+    "a PLY claiming two billion vertices": (
+        _PLY_HEADER + b"property float z\nelement face 2000000000\nproperty list uchar int vertex_indices\n"
+        b"end_header\n" + bytes(100), 422, "cannot be read as PLY",
+    ),
+    "a glTF naming a file on the server": (
+        json.dumps({**_SCENE, "buffers": [{"uri": "file:///etc/passwd", "byteLength": 10}]}).encode(), 422,
+        "refers to an outside file",
+    ),
+    "an OBJ naming a material file on the server": (
+        b"mtllib /etc/passwd\nv 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\nf 1 2 99999999\n", 422, "cannot be read as OBJ",
+    ),
+    "a huge face count": (
+        bytes(trimesh.creation.icosphere(subdivisions=7).export(file_type="glb")), 413, "faces; the most we texture",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(MESHES))
+def test_hostile_meshes_are_4xx_with_a_message(backend: BackendProcess, name: str) -> None:
+    data, status, says = MESHES[name]
+    mesh = data if isinstance(data, str) else base64.b64encode(data).decode()
+    with _client(backend) as client:
+        response = client.post("/v1/jobs", json={"mesh": mesh, "request": "make it gold", "mesh_filename": "a.glb"})
+    assert response.status_code == status, response.text
+    assert says in response.json()["error"]["message"], response.text
 
 
 # --- prompts --------------------------------------------------------------------------------------------------------

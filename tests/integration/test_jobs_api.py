@@ -218,7 +218,8 @@ def test_bad_requests_are_clear_json_4xx(backend: BackendProcess) -> None:
             assert needle in response.json()["error"]["message"], (body, response.text)
         response = client.post("/v1/jobs", content=b"{not json", headers={"content-type": "application/json"})
         assert response.status_code == 422 and "not valid JSON" in response.json()["error"]["message"]
-        big = client.post("/v1/jobs", json={"request": "a cow", "image": "A" * (21 * 1024 * 1024)})
+        # The body limit: ALCH3MIST_MAX_UPLOAD_BYTES (20 MiB) + the largest mesh as base64 (4/3 × 64 MiB)
+        big = client.post("/v1/jobs", json={"request": "a cow", "image": "A" * (106 * 1024 * 1024)})
         assert big.status_code == 413 and big.json()["error"]["code"] == "request_too_large"
         missing = client.get("/v1/jobs/" + "0" * 32)
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "job_not_found"

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+import trimesh
 from PIL import Image
 
 from .conftest import ADMIN_KEY, API_KEYS, BIG_LIMITS, BackendProcess, free_port, submit, wait_for
@@ -131,6 +132,11 @@ def _png(width: int, height: int) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
+def _mesh(file_type: str = "glb") -> str:
+    data = trimesh.creation.box(extents=(1.0, 0.5, 0.4)).export(file_type=file_type)
+    return base64.b64encode(data if isinstance(data, bytes) else data.encode()).decode()
+
+
 def _text(chars: int, start: str = "a cup of tin") -> str:
     return (start + " with a lid" * chars)[:chars]
 
@@ -157,6 +163,12 @@ ACCEPTED: dict[str, dict[str, Any]] = {
     "longest user": {"user": "u" * 200},
     "a rewrite reply": {"rewrite_reply": REPLY},
     "an unusable rewrite reply": {"rewrite_reply": "a poem, not JSON"},
+    "a mesh at the texture minima": {"request": "make it tin", "mesh": _mesh(), "mesh_filename": "m" * 255,
+                                     "texture": {"views": 2, "view_size": 64, "elevation": 0.0,
+                                                 "camera": "perspective", "delight": False},
+                                     "texture_engine": "alch3mist", "reference_image": _png(64, 64)},
+    "a mesh at the texture maxima": {"request": "make it tin", "mesh": _mesh("obj"), "decimate": True,
+                                     "texture": {"views": 2, "view_size": 96, "elevation": 60.0}},
 }  # fmt: skip
 # Just outside each boundary: 422 at POST.
 REFUSED: dict[str, list[Any]] = {
@@ -179,6 +191,20 @@ REFUSED: dict[str, list[Any]] = {
     "parent": ["f" * 32, "../x"],
     "user": ["u" * 201],
     "rewrite_reply": ["x" * 20_001],
+    "mesh": ["not base64!", base64.b64encode(b"hello, not a mesh").decode(), _png(64, 64)],
+    "mesh_filename": ["m" * 256, "chair.glb"],  # too long; without a mesh
+    "decimate": [True, "maybe"],  # without a mesh; not a boolean
+    "reference_image": [_png(64, 64), "not base64!"],  # without a mesh; not an image
+    "texture_engine": ["blender", "trellis2"],  # unknown; not configured here
+    "texture": [
+        {"views": 1},
+        {"views": 3},
+        {"view_size": 63},
+        {"view_size": 97},
+        {"elevation": 60.5},
+        {"camera": "fisheye"},
+        {"delight": "maybe"},
+    ],
 }
 
 

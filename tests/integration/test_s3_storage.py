@@ -1,11 +1,12 @@
 """Artifacts in S3 (issue 12): the real backend process with ``ALCH3MIST_STORAGE_URL=s3://…`` against moto's
 standalone S3 server. The job's files land in the bucket as the job runs; the signed links serve them from the bucket
 to a client without the API key (byte for byte, ranges too), even with the local job folder gone; a tampered link
-fails as before; a refine of a job whose folder is gone reads its base image from the bucket. A bad storage setting
-stops ``serve`` before anything loads, with one clear line."""
+fails as before; a refine of a job whose folder is gone reads its base image (or its mesh) from the bucket. A bad
+storage setting stops ``serve`` before anything loads, with one clear line."""
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import re
@@ -18,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+import trimesh
 from PIL import Image
 
 from tests.integration.conftest import BackendProcess, free_port, submit, wait_for
@@ -154,6 +156,23 @@ def test_a_refine_reads_the_parent_base_image_from_the_bucket(
     parent_base = Image.open(io.BytesIO(_object(s3, s3_job["id"], "base.png")))
     child_base = Image.open(io.BytesIO(_object(s3, child["id"], "base.png")))
     assert child_base.tobytes() == parent_base.tobytes()
+
+
+def test_a_mesh_job_keeps_its_mesh_in_the_bucket_and_a_refine_paints_it_from_there(
+    s3: S3Server, s3_backend: BackendProcess
+) -> None:
+    mesh = bytes(trimesh.creation.box(extents=(1.0, 0.5, 0.4)).export(file_type="glb"))
+    texture = {"views": 2, "view_size": 64}
+    with s3_backend.client() as client:
+        body = {"mesh": base64.b64encode(mesh).decode(), "request": "make it oak", "texture": texture, "views": 0}
+        parent = wait_for(client, submit(client, **body)["id"])
+        assert parent["status"] == "succeeded", parent["error"]
+        assert _object(s3, parent["id"], "input_mesh.glb") == mesh  # the bytes sent, for a worker anywhere
+        shutil.rmtree(s3_backend.data_dir / "jobs" / parent["id"])  # as if it ran on another box
+        child_id = submit(client, parent=parent["id"], request="now in gold", texture=texture, views=0)["id"]
+        child = wait_for(client, child_id)
+    assert child["status"] == "succeeded", child["error"]
+    assert child["manifest"]["flow"] == "retexture" and _object(s3, child["id"], "input_mesh.glb") == mesh
 
 
 def _serve(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:

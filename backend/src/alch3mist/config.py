@@ -80,7 +80,10 @@ class Settings(BaseSettings):
     )
     retention_days: float = Field(30.0, description="Finished jobs older than this are deleted with their artifacts.")
     max_request_chars: int = Field(2000, description="Longest free-text request accepted.")
-    max_upload_bytes: int = Field(20 * 1024 * 1024, description="Largest accepted request body (input image).")
+    max_upload_bytes: int = Field(
+        20 * 1024 * 1024,
+        description="Largest accepted request body (input image); a mesh's base64 (ALCH3MIST_MESH_MAX_BYTES) adds on.",
+    )
     stage_timeout_s: float = Field(900.0, description="Longest any one stage may run before the job fails.")
     stage_kill_grace_s: float = Field(
         30.0,
@@ -259,6 +262,11 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else value
+
+    @property
+    def max_body_bytes(self) -> int:
+        """The request body limit: ``max_upload_bytes`` plus room for the largest mesh as base64 (4 bytes per 3)."""
+        return self.max_upload_bytes + -(-self.mesh_max_bytes // 3) * 4
 
     @property
     def loras_path(self) -> Path:

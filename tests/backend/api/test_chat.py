@@ -52,3 +52,20 @@ def test_a_failure_names_the_stage_and_keeps_the_results() -> None:
     assert "The results above were finished before the failure." in summary
     assert "- **LoRA:** none" in summary
     assert chat_summary(_job(status="cancelled")).startswith("**The generation was cancelled.**")
+
+
+def test_a_retextured_mesh_names_the_mesh_and_texture_engine_not_a_base_prompt_or_3d_engine() -> None:
+    prompt = {"subject": "a chair", "materials": ["leather"], "base_prompt": "A chair", "rewriter": "offline",
+              "edit_prompt": "Alch3mist, crocodile leather", "title": "Leather chair"}  # fmt: skip
+    manifest = {
+        "flow": "retexture",
+        "input_mesh": {"format": "glb", "faces": 1234, "notes": ["merged 6 primitives <b>"]},
+        "texture": {"engine": "alch3mist", "coverage": 0.987},
+    }
+    job = _job(status="succeeded", prompt=prompt, seed=3, engine_3d="preview", manifest=manifest)
+    lines = chat_summary(job).splitlines()
+    assert "- **Mesh:** your GLB, 1,234 faces, painted as given" in lines
+    assert "- **Texture engine:** alch3mist (99% of the surface seen by its views)" in lines
+    assert "- *Mesh:* merged 6 primitives \\<b\\>" in lines
+    assert not any(line.startswith(("- **Base prompt:", "- **3D engine:")) for line in lines)
+    assert "- **Material prompt:** Alch3mist, crocodile leather" in lines

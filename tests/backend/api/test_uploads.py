@@ -1,5 +1,6 @@
 """Input images: real PNG/JPEG/WebP are accepted; anything else — other formats, bombs, broken files — is a clear
-InvalidRequest, and no Pillow decoder but those three ever sees the bytes."""
+InvalidRequest, and no Pillow decoder but those three ever sees the bytes. Meshes: base64 decoded up to a cap that is
+judged before decoding (413)."""
 
 from __future__ import annotations
 
@@ -151,3 +152,41 @@ def test_mutated_images_never_escape_as_other_errors() -> None:
         kind = "refused" if outcome is None else "decoded"
         outcomes[kind] = outcomes.get(kind, 0) + 1
     assert outcomes.get("refused", 0) > 100  # the mutations really broke files
+
+
+# --- meshes ---------------------------------------------------------------------------------------------------------
+
+
+def test_a_mesh_is_decoded_from_base64_or_a_data_url_at_up_to_its_cap() -> None:
+    from alch3mist.api.uploads import decode_mesh
+
+    data = bytes(range(256)) * 4  # 1024 bytes
+    assert decode_mesh(_b64(data), max_bytes=1024) == data
+    assert decode_mesh("data:model/gltf-binary;base64," + _b64(data), max_bytes=1024) == data
+    wrapped = "\n".join(_b64(data)[i : i + 76] for i in range(0, len(_b64(data)), 76))
+    assert decode_mesh(wrapped, max_bytes=1024) == data  # line breaks do not count against the cap
+
+
+def test_a_mesh_over_its_cap_is_413_before_decoding_and_bad_base64_is_422() -> None:
+    from alch3mist.api.uploads import decode_mesh
+    from alch3mist.errors import MeshTooLarge
+
+    with pytest.raises(MeshTooLarge, match=r"the largest mesh file accepted is 0\.0 MB"):
+        decode_mesh(_b64(bytes(1025)), max_bytes=1024)
+    with pytest.raises(MeshTooLarge):  # judged from its length: never decoded (it is not even base64)
+        decode_mesh("%" * 10_000_000, max_bytes=1024)
+    assert MeshTooLarge.http_status == 413
+    for bad, says in (("%%%", "mesh: not valid base64"), ("", "mesh: empty"), ("data:text/plain,abc", "base64")):
+        with pytest.raises(InvalidRequest, match=says):
+            decode_mesh(bad, max_bytes=1024)
+
+
+def test_texture_options_have_the_texture_stages_bounds() -> None:
+    from alch3mist.api.schemas import TextureOptions
+    from alch3mist.chain import TextureRequest
+
+    api, chain = TextureOptions.model_json_schema(), TextureRequest.model_json_schema()
+    for name in ("views", "view_size", "elevation"):
+        for bound in ("minimum", "maximum"):
+            assert api["properties"][name][bound] == chain["properties"][name][bound], (name, bound)
+    assert TextureOptions().model_dump() == TextureRequest().model_dump(exclude={"engine_options"})

@@ -2,7 +2,9 @@
 (``Worker(..., chain_factory="tests.backend.jobs.chains:<name>")``).
 
 ``build_hanging_chain``: the real tiny chain, except that a job whose base prompt contains ``HANG`` never leaves its
-base image stage and ignores cancellation (a wedged CUDA call or remote engine). Every base image stage leaves a probe
+base image stage and ignores cancellation (a wedged CUDA call or remote engine), and one whose base prompt contains
+``CRAWL`` takes 0.1 s steps until it is cancelled, stopping at the next step like a diffusers stage (a stage that is
+only slow, whatever the machine's speed). Every base image stage leaves a probe
 in ``<data_dir>/probes``: ``hung-<pid>`` when it hangs, ``ran-<pid>-<n>.json`` otherwise, saying which hung processes
 were still alive at that moment — the proof that a job never runs next to a hung one.
 """
@@ -21,6 +23,9 @@ from alch3mist.config import Settings
 
 HANG = "HANG"
 HUNG = {"base_prompt": f"a cow {HANG}", "edit_prompt": "make it crocodile skin", "seed": 7, "steps": 2, "views": 0}
+CRAWL = "CRAWL"
+CRAWLING = {**HUNG, "base_prompt": f"a cow {CRAWL}"}
+CRAWL_STEP_S = 0.1
 PROBES = "probes"
 TINY_CACHE_DIR = Path(__file__).resolve().parents[3] / ".cache" / "alch3mist-tests"
 _runs = itertools.count()
@@ -48,6 +53,12 @@ class HangingBaseImage:
         self.probes = probes
 
     def run(self, prompt: str, **kwargs: Any) -> Any:
+        if CRAWL in prompt:
+            control = kwargs["control"]
+            for step in itertools.count(1):
+                control.raise_if_cancelled()
+                control.report(min(step / 1000, 1.0), f"crawling: step {step}")
+                time.sleep(CRAWL_STEP_S)
         if HANG in prompt:
             (self.probes / f"hung-{os.getpid()}").write_text("")
             while True:  # ignores kwargs["control"].cancel on purpose

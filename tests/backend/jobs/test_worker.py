@@ -25,7 +25,7 @@ from tests.backend.jobs import chains
 REPO_ROOT = Path(__file__).resolve().parents[3]
 HANGING_CHAIN = "tests.backend.jobs.chains:build_hanging_chain"
 FAST = {"request": "a cow with crocodile skin", "seed": 7, "steps": 2, "edit_steps": 2, "views": 0}
-SLOW = {**FAST, "steps": 100, "size": 128}  # seconds a step on a 2-core CPU: long enough to act on while it runs
+SLOW = {**FAST, "steps": 100, "size": 256}  # the real stage, long enough on any CPU to be cancelled while it runs
 HUNG = chains.HUNG
 
 
@@ -113,14 +113,14 @@ def test_cancel_queued_at_once_and_running_at_the_next_step(worker_factory: Any)
 
 
 def test_a_stage_over_its_timeout_fails_the_job_naming_the_stage(worker_factory: Any) -> None:
-    worker = worker_factory(stage_timeout_s=1.0)
+    worker = worker_factory(HANGING_CHAIN, stage_timeout_s=2.0)
     worker.start()
     pid = _child_pid(worker)
-    job = worker.submit(_job(SLOW))
+    job = worker.submit(_job(chains.CRAWLING))  # 0.1 s steps until cancelled, on any machine
     failed = _wait(worker, job.id, ("failed", "succeeded", "cancelled"), timeout=60)
     assert failed.status == "failed" and failed.error is not None
     assert failed.error["code"] == "stage_timeout" and failed.error["stage"] == "base_image"
-    assert "stage 'base_image' exceeded 1 s" in failed.error["message"]
+    assert "stage 'base_image' exceeded 2 s" in failed.error["message"]
     assert "ALCH3MIST_STAGE_TIMEOUT_S" in failed.error["message"] and "was stopped" in failed.error["message"]
     assert _child_pid(worker) == pid  # it stopped at a step boundary: its process (and models) stay
 

@@ -42,13 +42,18 @@ def chat_summary(job: JobPublic) -> str:
     """What was made and how to reproduce it — or where it failed — as escaped markdown lines. The plugins add
     their own lines (download, notes) and the job marker they read back to refine it."""
     lines = [_headline(job)]
+    retexture = (job.manifest or {}).get("flow") == "retexture"  # a given mesh: no base image, no 3D engine
     if job.prompt is not None:
-        lines.append(f"- **Base prompt:** {md_text(job.prompt.base_prompt)}")
+        if not retexture:
+            lines.append(f"- **Base prompt:** {md_text(job.prompt.base_prompt)}")
         lines.append(f"- **Material prompt:** {md_text(job.prompt.edit_prompt)}")
         lines.append(f"- **Prompts written by:** {_WRITERS[job.prompt.rewriter]}")
     if job.seed is not None:
         lines.append(f"- **Seed:** {job.seed}")
-    lines.append(f"- **3D engine:** {_engine_label(job.engine_3d)}")
+    if retexture:
+        lines.extend(_texture_lines(job.manifest or {}))
+    else:
+        lines.append(f"- **3D engine:** {_engine_label(job.engine_3d)}")
     if job.lora is not None:
         lines.append(f"- **LoRA:** {md_text(job.lora.name or 'server default')} × {job.lora.scale:g}")
     else:
@@ -70,6 +75,19 @@ def _headline(job: JobPublic) -> str:
         f"**The generation failed at: {where}** — {message} ({code}). "
         "The results above were finished before the failure.\n"
     )
+
+
+def _texture_lines(manifest: dict[str, Any]) -> list[str]:
+    """The given mesh and how it was painted (the manifest's ``input_mesh`` and ``texture`` sections)."""
+    mesh, texture = manifest.get("input_mesh") or {}, manifest.get("texture") or {}
+    faces = mesh.get("faces")
+    size = f", {faces:,} faces" if isinstance(faces, int) else ""
+    lines = [f"- **Mesh:** your {md_text(str(mesh.get('format') or 'mesh').upper())}{size}, painted as given"]
+    coverage = texture.get("coverage")
+    seen = f" ({coverage:.0%} of the surface seen by its views)" if isinstance(coverage, float) else ""
+    lines.append(f"- **Texture engine:** {md_text(texture.get('engine') or 'server default')}{seen}")
+    lines.extend(f"- *Mesh:* {md_text(note, 300)}" for note in mesh.get("notes") or [])
+    return lines
 
 
 def _engine_label(engine: str | None) -> str:

@@ -57,7 +57,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.storage = storage_from_settings(settings)  # no network yet: ``check`` runs at start
     install_error_handlers(app)
     app.add_middleware(BrowserCors)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.include_router(info.router)
     app.include_router(jobs.router)
     app.include_router(artifacts.router)

@@ -4,7 +4,7 @@
   bundle). The chat's sandboxed iframe has an opaque origin (``null``) and sends no cookies, so
   ``Access-Control-Allow-Origin: *`` without credentials is both sufficient and safe: those routes are
   authorised by the token in the URL, never by ambient credentials. Every other route gets no CORS headers.
-* ``BodyLimit`` — refuses request bodies over ``Settings.max_upload_bytes`` with 413, from ``Content-Length``
+* ``BodyLimit`` — refuses request bodies over ``Settings.max_body_bytes`` with 413, from ``Content-Length``
   up front, or while reading a body sent without one.
 """
 
@@ -77,7 +77,10 @@ class BodyLimit:
         await self.app(scope, counting_receive, send)
 
     def _message(self) -> str:
-        return f"request body is larger than {self.max_bytes} bytes (ALCH3MIST_MAX_UPLOAD_BYTES)"
+        return (
+            f"request body is larger than {self.max_bytes} bytes "
+            "(ALCH3MIST_MAX_UPLOAD_BYTES, plus ALCH3MIST_MESH_MAX_BYTES as base64)"
+        )
 
     async def _refuse(self, send: Send) -> None:
         body = json.dumps({"error": {"code": "request_too_large", "message": self._message()}}).encode()

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from ..config import MAX_SEED, Limits
+from ..config import MAX_SEED, Limits, TextureEngineName
 from ..domain import ChainInfo, JobStatus, LoraChoice, StageName
 from ..prompting.schema import MaterialPrompt
 
@@ -20,6 +20,16 @@ def _encodable(value: str | None) -> str | None:
         except UnicodeEncodeError as exc:
             raise ValueError("contains an unpaired surrogate (not valid Unicode text)") from exc
     return value
+
+
+class TextureOptions(BaseModel):
+    """How the texture step paints the mesh (the chain's ``TextureRequest``; the bounds are the texture stage's)."""
+
+    views: int = Field(8, ge=2, le=16, description="Views edited together and projected (alch3mist engine).")
+    view_size: int = Field(512, ge=64, le=1024, description="Side of each edited view, pixels.")
+    elevation: float = Field(20.0, ge=0.0, le=60.0, description="Views alternate this many degrees above/below.")
+    camera: Literal["orthographic", "perspective"] = "orthographic"
+    delight: bool = Field(True, description="Divide the neutral render's shading out of the edited views.")
 
 
 class JobCreate(BaseModel):
@@ -46,6 +56,26 @@ class JobCreate(BaseModel):
     parent: str | None = Field(
         None, description="Refine an earlier job of the same owner: reuse its base image, seed and prompts (context)."
     )
+    mesh: str | None = Field(
+        None,
+        description="A mesh to texture, base64 (GLB, glTF with embedded data, OBJ or PLY; read by its content): the "
+        "base image, material edit and 3D engine are skipped and the texture step paints this mesh with the "
+        "request's material (the retexture flow). At most ALCH3MIST_MESH_MAX_BYTES (413 above) and "
+        "ALCH3MIST_MESH_MAX_FACES faces (413 above, unless `decimate`).",
+    )
+    mesh_filename: str | None = Field(
+        None, max_length=255, description="The mesh file's name, for messages (the format is read from the content)."
+    )
+    decimate: bool | None = Field(
+        None, description="With a mesh over the face limit: simplify it to the limit (its UVs replaced by a new atlas)."
+    )
+    reference_image: str | None = Field(
+        None, description="With a mesh: a picture of the material or look, base64 (PNG/JPEG/WebP)."
+    )
+    texture_engine: TextureEngineName | None = Field(
+        None, description="Texture engine (GET /v1/info lists the configured ones); None = server default."
+    )
+    texture: TextureOptions | None = Field(None, description="How the texture step paints (its views: a mesh's).")
     rewrite_reply: str | None = Field(
         None,
         max_length=20_000,
@@ -55,8 +85,9 @@ class JobCreate(BaseModel):
     )
 
     _text = field_validator(
-        "request", "base_prompt", "edit_prompt", "title", "image", "engine_3d", "parent", "user", "rewrite_reply"
-    )(_encodable)
+        "request", "base_prompt", "edit_prompt", "title", "image", "engine_3d", "parent", "user", "rewrite_reply",
+        "mesh", "mesh_filename", "reference_image",
+    )(_encodable)  # fmt: skip
     user: str | None = Field(
         None,
         max_length=200,

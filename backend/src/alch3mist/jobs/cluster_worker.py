@@ -13,8 +13,8 @@ A job (task ``run_job(job_id)``):
    crash: Celery requeues the message of a lost pool process at once, so the claim waits for the heartbeat to age) —
    it runs again from scratch, same parameters and seed, once (``MAX_ATTEMPTS``); lost again, it ends ``failed`` /
    ``worker_died``. One whose worker keeps beating is a duplicate message: dropped.
-2. The input image (an upload or a parent's base image, stored by the API) comes from the artifact storage into a
-   scratch folder ``<data_dir>/scratch/<id>``, removed when the job ends.
+2. The job's input files (an image, a parent's base image, a mesh, a reference — kept by the API node) come from
+   the artifact storage into a scratch folder ``<data_dir>/scratch/<id>``, removed when the job ends.
 3. ``runner.run_job`` runs it: every update is saved to the store and appended to the event log (which every API
    node's event stream reads); every artifact is kept in the storage as it is announced.
 4. A watcher thread polls the store for a cancel request (from any API node) and watches the stage clock
@@ -45,7 +45,8 @@ from ..errors import Alch3mistError, ServiceUnavailable
 from ..storage import ArtifactStorage, storage_from_settings
 from .broker import QUEUE, REPORT_EVERY_S, TASK_NAME, WorkerRegistry, WorkerReport, celery_app
 from .child import load_factory
-from .runner import INPUT_IMAGE, ChainOutcome, JobRun, JobUpdate, Stopped, log_update, run_job
+from .inputs import input_files
+from .runner import ChainOutcome, JobRun, JobUpdate, Stopped, log_update, run_job
 from .store import Claim, JobRecord, JobStore
 
 __all__ = ["LOST_REASON", "MAX_ATTEMPTS", "run_job_task", "run_worker"]
@@ -202,12 +203,14 @@ def _run_claimed(loaded: _Loaded, record: JobRecord) -> None:
 
 
 def _fetch_input(loaded: _Loaded, run: JobRun, job_dir: Path) -> None:
-    """The job's input image (an upload or a parent's base image), if it has one, from the artifact storage."""
+    """The job's input files (an image, a parent's base image, a mesh, a reference picture), from the artifact
+    storage, where the API node kept them."""
+    job_id = run.record.id
     try:
-        if loaded.storage.exists(run.record.id, INPUT_IMAGE):
-            loaded.storage.fetch(run.record.id, INPUT_IMAGE, job_dir / INPUT_IMAGE)
+        for name in sorted(input_files(set(loaded.storage.names(job_id)))):
+            loaded.storage.fetch(job_id, name, job_dir / name)
     except Alch3mistError as exc:
-        run.stopped = Stopped("storage_error", f"the job's input image could not be read: {exc.message}")
+        run.stopped = Stopped("storage_error", f"the job's input files could not be read: {exc.message}")
 
 
 def _finish(loaded: _Loaded, run: JobRun, outcome: ChainOutcome, job_dir: Path) -> None:

@@ -61,13 +61,14 @@ def get_owned(record: JobRecord, caller: Caller) -> JobRecord:
     return record
 
 
-def check_ceilings(params: dict[str, Any], limits: Limits, key_name: str | None) -> None:
-    """Raise ``OverLimit`` naming the first parameter above the key's ceiling."""
+def check_ceilings(params: dict[str, Any], limits: Limits, key_name: str | None, prefix: str = "") -> None:
+    """Raise ``OverLimit`` naming the first parameter above the key's ceiling (``prefix``: where ``params`` sit in
+    the body, e.g. ``texture.``)."""
     for field, ceiling_name in CEILINGS.items():
         value, ceiling = params.get(field), getattr(limits, ceiling_name)
         if isinstance(value, int) and value > ceiling:
             raise OverLimit(
-                f"{field}: {value} is above the ceiling {ceiling_name}={ceiling} of API key {key_name!r} "
+                f"{prefix}{field}: {value} is above the ceiling {ceiling_name}={ceiling} of API key {key_name!r} "
                 f"(ALCH3MIST_{ceiling_name.upper()}, or ALCH3MIST_KEY_LIMITS for this key)"
             )
 

@@ -27,6 +27,7 @@ from PIL import Image
 
 from ..domain import STAGES, GenerationChain
 from ..errors import Alch3mistError
+from .inputs import INPUT_IMAGE, input_files, job_request
 from .store import JobRecord, JobStore, event_payload
 
 if TYPE_CHECKING:
@@ -50,7 +51,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-INPUT_IMAGE = "input.png"
 PROGRESS_INTERVAL_S = 0.25  # at most this often a progress tick is published / stored per job
 
 UpdateType = Literal["status", "stage", "progress", "artifact", "warning", "done"]
@@ -87,9 +87,11 @@ class Stopped:
 
 def generation_request(params: dict[str, Any], base_image: Image.Image | None) -> GenerationRequest:
     """The chain's ``GenerationRequest`` for a job's stored parameters (+ its input or parent image)."""
-    from ..chain import GenerationRequest  # the chain module pulls in the model stack; import it late
+    from .inputs import JobInputs
+    from .inputs import generation_request as with_inputs
 
-    return GenerationRequest(**params, base_image=base_image)
+    request: GenerationRequest = with_inputs(params, JobInputs(base_image=base_image))
+    return request
 
 
 def execute(
@@ -101,7 +103,7 @@ def execute(
 ) -> ChainOutcome:
     """Run the chain for one job (its stored ``params``, its folder) and return the outcome; never raises."""
     try:
-        request = generation_request(params, _load_input(job_dir))
+        request = job_request(params, job_dir)
         manifest = chain.run(request, job_dir, on_event, cancel)
         return ChainOutcome(manifest=manifest.model_dump(mode="json"))
     except Alch3mistError as exc:
@@ -240,15 +242,6 @@ def log_update(store: JobStore, update: JobUpdate) -> None:
     store.append_event(update.job.id, update.type, payload)
 
 
-def _load_input(job_dir: Path) -> Image.Image | None:
-    path = job_dir / INPUT_IMAGE
-    if not path.is_file():
-        return None
-    with Image.open(path) as image:
-        image.load()
-        return image.copy()
-
-
 def _stage_or_none(stage: str | None) -> str | None:
     return stage if stage in STAGES else None
 
@@ -281,6 +274,6 @@ def artifacts_on_disk(job_dir: Path, announced: list[str]) -> list[str]:
     if not job_dir.is_dir():
         return []
     present = {p.relative_to(job_dir).as_posix() for p in job_dir.rglob("*") if p.is_file()}
-    present.discard(INPUT_IMAGE)
+    present -= input_files(present)
     ordered = [name for name in announced if name in present]
     return ordered + sorted(present - set(ordered))

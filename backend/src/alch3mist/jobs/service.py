@@ -1,8 +1,9 @@
 """Submitting a job: everything ``POST /v1/jobs`` does between reading the body and answering 202.
 
-The route decodes the upload (an API-edge concern); this module checks what can fail before any work (the key's
-parameter ceilings included), resolves a ``parent`` of the same owner into its base image and seed, admits the job
-against the quotas (``policy.admit``) and queues it.
+The route decodes the uploads (an API-edge concern); this module checks what can fail before any work (the key's
+parameter ceilings included, and the mesh, read by the same ``load_mesh`` the job runs), resolves a ``parent`` of the
+same owner into its base image — or, for a mesh job, its mesh — and seed, stores the inputs in the job folder
+(``jobs/inputs.py``), admits the job against the quotas (``policy.admit``) and queues it.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from ..prompting.llm import rewrite_messages
 from ..prompting.rewrite import clean_request
 from ..prompting.schema import MaterialPrompt
 from ..storage import ArtifactStorage
+from .inputs import JobInputs, MeshUpload, generation_request, input_mesh_name, load_upload, save_inputs
 from .policy import Caller, admit, check_ceilings
 from .queue import JobQueue
 from .store import JobRecord, JobStore, new_job_id
-from .worker import INPUT_IMAGE, generation_request
 
 __all__ = ["JobSubmission", "rewrite_messages_for", "submit_job"]
 
@@ -37,6 +38,8 @@ class JobSubmission:
 
     params: dict[str, Any]
     image: Image.Image | None = None
+    mesh: bytes | None = None
+    reference_image: Image.Image | None = None
     parent: str | None = None
 
 
@@ -57,9 +60,13 @@ def submit_job(
     params = dict(submission.params)
     limits = settings.limits_for(caller.key_name)
     check_ceilings(params, limits, caller.key_name)
+    check_ceilings(params.get("texture") or {}, limits, caller.key_name, prefix="texture.")  # its views cost the same
     _check_texts(params, settings.max_request_chars)
-    base_image = _input_image(submission, caller, store, worker.storage, params)
-    chain.validate(generation_request(params, base_image))
+    inputs = _inputs(submission, caller, settings, store, worker.storage, params)
+    if inputs.mesh is not None:
+        params.pop("engine_3d", None)  # the retexture flow runs no 3D engine: the job does not name one
+        params["mesh_max_faces"] = settings.mesh_max_faces  # the limit it was accepted with, for when it runs
+    chain.validate(generation_request(params, inputs))
     # 2. Store the job's input
     record = JobRecord(
         id=new_job_id(),
@@ -73,9 +80,8 @@ def submit_job(
     job_dir = store.job_dir(record.id)
     job_dir.mkdir(parents=True)
     try:
-        if base_image is not None:
-            base_image.save(job_dir / INPUT_IMAGE)
-            worker.storage.put(record.id, INPUT_IMAGE, job_dir / INPUT_IMAGE)  # for a worker on another machine
+        for name in save_inputs(job_dir, inputs):
+            worker.storage.put(record.id, name, job_dir / name)  # for a worker on another machine, and for refining
         # 3. Admit it (the queue, the key's and the end user's quotas) and queue it
         with store.admission():  # two requests never both take the last place in a quota, on any API node
             admit(store, caller, limits, settings)
@@ -110,24 +116,45 @@ def _check_texts(params: dict[str, Any], limit: int) -> None:
             raise InvalidRequest(f"{name}: {len(text)} characters; the limit is {limit} (ALCH3MIST_MAX_REQUEST_CHARS)")
 
 
-def _input_image(
-    submission: JobSubmission, caller: Caller, store: JobStore, storage: ArtifactStorage, params: dict[str, Any]
-) -> Image.Image | None:
-    """The image the edit starts from: the caller's upload, or the base image (and seed) of a parent job the caller
-    owns — another owner's job is "no job with id", as for a missing one."""
-    if submission.image is not None and submission.parent is not None:
-        raise InvalidRequest("give either image or parent, not both")
+def _inputs(
+    submission: JobSubmission,
+    caller: Caller,
+    settings: Settings,
+    store: JobStore,
+    storage: ArtifactStorage,
+    params: dict[str, Any],
+) -> JobInputs:
+    """What the job starts from: the caller's uploads, or what a parent job the caller owns started from (its base
+    image, or its mesh) and its seed — another owner's job is "no job with id", as for a missing one. A parent's
+    files come from the storage: it may have run on another machine."""
+    if submission.parent is not None and (submission.image is not None or submission.mesh is not None):
+        raise InvalidRequest(f"give either {'image' if submission.image is not None else 'mesh'} or parent, not both")
     if submission.parent is None:
-        return submission.image
+        mesh = None if submission.mesh is None else load_upload(_upload(submission.mesh, params), settings)
+        if mesh is None and any(option in params for option in ("mesh_filename", "decimate")):
+            given = " and ".join(option for option in ("mesh_filename", "decimate") if option in params)
+            raise InvalidRequest(f"{given}: give them with a mesh")
+        return JobInputs(submission.image, mesh, submission.mesh, submission.reference_image)
     parent = store.get(submission.parent)
     if parent is None or not caller.owns(parent):
         raise InvalidParent(f"parent: no job with id {submission.parent!r}")
-    if not storage.exists(parent.id, "base.png"):  # from the storage: the parent may have run on another machine
-        raise InvalidParent(f"parent: job {parent.id} has no base image (status {parent.status})")
     if params.get("seed") is None:
         params["seed"] = parent.seed if parent.seed is not None else parent.params.get("seed")
     if parent.prompt:
         params["earlier"] = parent.prompt  # context for the rewrite, as data inside its delimiters
+    parent_mesh = input_mesh_name(storage.names(parent.id))
+    if parent_mesh is not None:  # refine the material of the same mesh
+        for option in ("mesh_filename", "decimate"):
+            if option in parent.params:
+                params.setdefault(option, parent.params[option])
+        data = storage.read_bytes(parent.id, parent_mesh)
+        return JobInputs(None, load_upload(_upload(data, params), settings), data, submission.reference_image)
+    if not storage.exists(parent.id, "base.png"):
+        raise InvalidParent(f"parent: job {parent.id} has no base image (status {parent.status})")
     with Image.open(io.BytesIO(storage.read_bytes(parent.id, "base.png"))) as image:
         image.load()
-        return image.copy()
+        return JobInputs(image.copy(), reference_image=submission.reference_image)
+
+
+def _upload(data: bytes, params: dict[str, Any]) -> MeshUpload:
+    return MeshUpload(data, params.get("mesh_filename"), bool(params.get("decimate")))

@@ -22,7 +22,7 @@ from ...jobs.worker import JobUpdate, Subscription
 from ..deps import MAX_USER_CHARS, CallerDep, ChainDep, LinksDep, SettingsDep, StoreDep, WorkerDep, vouched_user
 from ..presenters import Links, to_public, to_sse, update_from_event
 from ..schemas import ErrorResponse, JobCreate, JobList, JobPublic
-from ..uploads import decode_image
+from ..uploads import decode_image, decode_mesh
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -31,7 +31,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "No such job (or another owner's: the same answer)."},
     422: {"model": ErrorResponse, "description": "Invalid request."},
 }
-_NOT_GENERATION = {"image", "user", "parent"}
+_NOT_GENERATION = {"image", "user", "parent", "mesh", "reference_image"}
 SSE_PING_S = 15
 EVENT_POLL_S = 0.1  # how often a stream reads the event log for events of jobs running in other processes
 EVENT_POLL_NOTIFIED_S = 0.5  # the same on PostgreSQL, whose NOTIFY wakes the stream at once: a fallback
@@ -48,7 +48,7 @@ DB_RETRY_S = 1.0
     responses={
         **_ERRORS,
         400: {"model": ErrorResponse, "description": "The request body could not be read (e.g. not UTF-8)."},
-        413: {"model": ErrorResponse, "description": "Request body too large."},
+        413: {"model": ErrorResponse, "description": "Request body, or the mesh file or its face count, too large."},
         429: {"model": ErrorResponse, "description": "Over the key's or the end user's quota (see Retry-After)."},
         503: {"model": ErrorResponse, "description": "The whole queue is full (see Retry-After)."},
     },
@@ -69,6 +69,8 @@ def create_job(
     submission = JobSubmission(
         params=body.model_dump(mode="json", exclude=_NOT_GENERATION, exclude_none=True),
         image=decode_image(body.image) if body.image is not None else None,
+        mesh=decode_mesh(body.mesh, settings.mesh_max_bytes) if body.mesh is not None else None,
+        reference_image=decode_image(body.reference_image, "reference_image") if body.reference_image else None,
         parent=body.parent,
     )
     record, position = submit_job(submission, owner, settings, store, worker, chain)
