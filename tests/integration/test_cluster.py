@@ -7,6 +7,8 @@ the real tiny chain, except that a base prompt with ``HANG`` never returns from 
 
 from __future__ import annotations
 
+import base64
+import io
 import os
 import signal
 import threading
@@ -17,7 +19,9 @@ from typing import Any
 
 import httpx
 import pytest
+import trimesh
 from alch3mist.jobs.store import JobStore
+from PIL import Image
 
 from tests.backend.jobs.chains import HUNG
 from tests.servers.postgres import PostgresServer
@@ -245,6 +249,25 @@ def test_artifacts_from_a_worker_are_in_s3_and_signed_links_work_without_the_key
         assert answer.status_code == 200 and answer.content == body
         tampered = browser.get(f"{base}?token={token[:-4]}{'AAAA' if not token.endswith('AAAA') else 'BBBB'}")
         assert tampered.status_code == 401
+
+
+def test_a_workers_inputs_come_from_the_bucket_a_parents_image_and_a_mesh(cluster: Cluster) -> None:
+    mesh = bytes(trimesh.creation.box(extents=(1.0, 0.5, 0.4)).export(file_type="glb"))
+    with cluster.api.client(user="inputs") as client:
+        parent = wait_for(client, _submit(client, {**JOB, "seed": 85}), timeout=120)
+        child = wait_for(client, _submit(client, {"parent": parent["id"], "edit_prompt": "Alch3mist: gold", **JOB}))
+        body = {"mesh": base64.b64encode(mesh).decode(), "request": "make it oak", "views": 0, "texture_size": 256}
+        body |= {"edit_steps": 2}  # small: the texture stage must stay far below the test's 20 s stage limit
+        painted = wait_for(client, _submit(client, {**body, "texture": {"views": 2, "view_size": 64}}), timeout=180)
+    assert child["status"] == "succeeded", child["error"]
+    bucket = cluster.s3.client()
+    base = {
+        job: bucket.get_object(Bucket=BUCKET, Key=f"jobs/{job}/base.png")["Body"].read()
+        for job in (parent["id"], child["id"])
+    }
+    assert Image.open(io.BytesIO(base[child["id"]])).tobytes() == Image.open(io.BytesIO(base[parent["id"]])).tobytes()
+    assert painted["status"] == "succeeded", painted["error"]
+    assert painted["manifest"]["flow"] == "retexture"
 
 
 def test_redis_briefly_down_is_a_clear_503_and_the_workers_reconnect(
