@@ -114,6 +114,17 @@ def test_hourly_quotas_count_every_job_started_in_the_last_hour(store: JobStore)
         admit(store, Caller("webui", "dee"), limits, _settings())
 
 
+def test_retry_after_is_when_the_oldest_job_of_the_hour_leaves_it(store: JobStore) -> None:
+    ana = Caller("webui", "ana")
+    _add(store, ana, status="succeeded", age_s=3000)  # leaves the hour in 600 s: then a place is free
+    _add(store, ana, status="succeeded", age_s=100)
+    now = time.time()  # a moment after the jobs' times: the wait rounds up to 600 s
+    with pytest.raises(RateLimited, match="try again in 600 s") as caught:
+        admit(store, ana, _limits(user_jobs_per_hour=2), _settings(), now=now)
+    assert caught.value.retry_after_s == 600
+    admit(store, ana, _limits(user_jobs_per_hour=2), _settings(), now=now + 601)  # it has left: admitted
+
+
 def test_zero_means_no_limit(store: JobStore) -> None:
     limits = _limits(max_active=0, jobs_per_hour=0, max_active_per_user=0, user_jobs_per_hour=0)
     for _ in range(20):

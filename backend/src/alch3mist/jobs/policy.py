@@ -18,6 +18,7 @@ Parameter ceilings (``check_ceilings``) bound what a caller may ask for; above o
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -38,7 +39,6 @@ CEILINGS = {  # JobCreate field -> the Limits field that bounds it
     "texture_size": "max_texture_size",
 }
 HOUR_S = 3600.0
-RATE_RETRY_AFTER_S = 60
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,10 @@ class OwnerCounts(Protocol):
 
     def count_created_since(self, since: float, *, key_name: str | None = None, user: str | None = None) -> int: ...
 
+    def oldest_created_since(
+        self, since: float, *, key_name: str | None = None, user: str | None = None
+    ) -> float | None: ...
+
     def count_queued(self) -> int: ...
 
 
@@ -88,7 +92,7 @@ def admit(store: OwnerCounts, caller: Caller, limits: Limits, settings: Settings
 
     Call it and insert the job under one lock, or two requests can both take the last place.
     """
-    hour_ago = (time.time() if now is None else now) - HOUR_S
+    now = time.time() if now is None else now
     # 1. The whole queue
     queued = store.count_queued()
     if queued >= settings.max_queue:
@@ -99,13 +103,12 @@ def admit(store: OwnerCounts, caller: Caller, limits: Limits, settings: Settings
     # 2. The API key, all its end users together
     key, who = caller.key_name, f"API key {caller.key_name!r}"
     _check_active(store.count_active(key_name=key), limits.max_active, who, "max_active")
-    _check_hourly(store.count_created_since(hour_ago, key_name=key), limits.jobs_per_hour, who, "jobs_per_hour")
+    _check_hourly(store, now, who, limits.jobs_per_hour, "jobs_per_hour", key_name=key)
     # 3. The end user inside the key
     who = f"end user {caller.user!r} of {who}" if caller.user != KEY_ALONE else f"{who} (no end user named)"
     active = store.count_active(key_name=key, user=caller.user)
     _check_active(active, limits.max_active_per_user, who, "max_active_per_user")
-    started = store.count_created_since(hour_ago, key_name=key, user=caller.user)
-    _check_hourly(started, limits.user_jobs_per_hour, who, "user_jobs_per_hour")
+    _check_hourly(store, now, who, limits.user_jobs_per_hour, "user_jobs_per_hour", key_name=key, user=caller.user)
 
 
 def _check_active(count: int, limit: int, who: str, limit_name: str) -> None:
@@ -116,9 +119,26 @@ def _check_active(count: int, limit: int, who: str, limit_name: str) -> None:
         )
 
 
-def _check_hourly(count: int, limit: int, who: str, limit_name: str) -> None:
-    if limit > 0 and count >= limit:
-        raise RateLimited(
-            f"{who} started {count} jobs in the last hour (the limit {limit_name} is {limit}); try again later",
-            retry_after_s=RATE_RETRY_AFTER_S,
-        )
+def _check_hourly(
+    store: OwnerCounts,
+    now: float,
+    who: str,
+    limit: int,
+    limit_name: str,
+    *,
+    key_name: str | None,
+    user: str | None = None,
+) -> None:
+    """Raise ``RateLimited`` when ``limit`` jobs were started in the last hour, with the seconds until the oldest of
+    them leaves the window."""
+    hour_ago = now - HOUR_S
+    count = store.count_created_since(hour_ago, key_name=key_name, user=user)
+    if limit <= 0 or count < limit:
+        return
+    oldest = store.oldest_created_since(hour_ago, key_name=key_name, user=user)
+    retry_after = max(1, math.ceil((oldest if oldest is not None else now) + HOUR_S - now))
+    raise RateLimited(
+        f"{who} started {count} jobs in the last hour (the limit {limit_name} is {limit}); try again in "
+        f"{retry_after} s",
+        retry_after_s=retry_after,
+    )

@@ -462,6 +462,19 @@ class JobStore:
             return 0
         return self._count(*_owner_where(key_name, user), jobs.c.created_at >= since)
 
+    def oldest_created_since(
+        self, since: float, *, key_name: str | None = None, user: str | None = None
+    ) -> float | None:
+        """Creation time of the oldest job of that key / end user created at or after ``since`` (None: none)."""
+        if _unmatchable(key_name, user):
+            return None
+        query = sa.select(sa.func.min(jobs.c.created_at)).where(
+            *_owner_where(key_name, user), jobs.c.created_at >= since
+        )
+        with self._begin() as db:
+            oldest = db.execute(query).scalar_one()
+        return None if oldest is None else float(oldest)
+
     def count_queued(self) -> int:
         """Queued jobs of everyone (the length of the whole queue)."""
         return self._count(jobs.c.status == "queued")
