@@ -38,7 +38,7 @@ def test_run_job_stops_at_the_next_step_when_cancelled(tiny_chain: Any, tmp_path
     cancel = threading.Event()
 
     def on_update(update: JobUpdate) -> None:
-        if update.type == "progress" and update.job.stage == "base_image":
+        if update.job.stage == "base_image":  # its stage event (never throttled, unlike progress ticks)
             cancel.set()
 
     record = run_job(_running({**FAST, "steps": 20}), tmp_path, tiny_chain, on_update, cancel)
