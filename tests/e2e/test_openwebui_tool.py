@@ -20,10 +20,12 @@ def test_tool_spec_is_what_a_model_needs(owui: OpenWebUI) -> None:
     (spec,) = specs
     assert "3D model" in spec["description"] and "material" in spec["description"]
     params = spec["parameters"]
-    assert set(params["properties"]) == {"request", "seed"}  # no __user__ / __event_emitter__ leak into the spec
+    # no __user__ / __event_emitter__ / __files__ leak into the spec
+    assert set(params["properties"]) == {"request", "seed", "mesh_url"}
     assert params["required"] == ["request"]
     assert params["properties"]["request"]["type"] == "string" and params["properties"]["request"]["description"]
     assert params["properties"]["seed"]["type"] == "integer"
+    assert params["properties"]["mesh_url"]["type"] == "string" and params["properties"]["mesh_url"]["description"]
 
 
 def test_tool_valves_are_documented(owui: OpenWebUI) -> None:

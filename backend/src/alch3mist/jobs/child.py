@@ -133,7 +133,10 @@ def child_main(
     log_formatter: logging.Formatter | None,
 ) -> None:
     """The child's whole life: load the chain, report, run jobs until told to exit (``None``) or orphaned."""
+    from ..models.hunyuan3d import without_torchvision_side_dir
+
     _configure_logging(log_formatter)
+    sys.path[:] = without_torchvision_side_dir(sys.path)  # inherited from a parent that ran hunyuan3d-local
     try:
         chain = load_factory(factory)(settings)
         jobs.send(Ready(os.getpid(), chain.info(), chain.rules(), _lora_names(chain)))

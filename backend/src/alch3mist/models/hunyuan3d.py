@@ -118,6 +118,13 @@ def hy3dgen_installed() -> bool:
     return importlib.util.find_spec("hy3dgen") is not None
 
 
+def without_torchvision_side_dir(path: list[str]) -> list[str]:
+    """``path`` (a ``sys.path``) without the side folder: a spawned process inherits its parent's ``sys.path``, and must
+    not meet that torchvision before ``import_hy3dgen`` has declared its ops (transformers would import it first)."""
+    side = str(Path(sys.prefix) / TORCHVISION_SIDE_DIR)
+    return [entry for entry in path if entry != side]
+
+
 def _make_torchvision_importable() -> None:
     if "torchvision" in sys.modules:
         return
