@@ -208,10 +208,7 @@ def run_job(
 
     outcome = execute(run.record.params, job_dir, chain, on_event, cancel)
     if storage is not None:
-        kept = set(run.record.artifacts)
-        for name in artifacts_on_disk(job_dir, []):
-            if name not in kept:  # written without an event (manifest.json, at the very end)
-                keep_artifact(storage, run, job_dir, name)
+        keep_unannounced(storage, run, job_dir)
     run.cancel_requested = run.cancel_requested or cancel.is_set()
     for update in run.finish(outcome, job_dir):
         on_update(update)
@@ -232,6 +229,14 @@ def keep_artifact(storage: ArtifactStorage, run: JobRun, job_dir: Path, name: st
             message = f"artifact {name} could not be stored: {exc.message}"
             run.stopped = Stopped("storage_error", message, stage=run.record.stage)
         return False
+
+
+def keep_unannounced(storage: ArtifactStorage, run: JobRun, job_dir: Path) -> None:
+    """Keep the files the chain wrote without an artifact event (``manifest.json``, at the very end)."""
+    announced = set(run.record.artifacts)
+    for name in artifacts_on_disk(job_dir, []):
+        if name not in announced:
+            keep_artifact(storage, run, job_dir, name)
 
 
 def log_update(store: JobStore, update: JobUpdate) -> None:

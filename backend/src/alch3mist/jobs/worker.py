@@ -52,9 +52,9 @@ from .runner import (
     JobRun,
     JobUpdate,
     Stopped,
-    artifacts_on_disk,
     generation_request,
     keep_artifact,
+    keep_unannounced,
     log_update,
 )
 from .store import JobRecord, JobStore
@@ -403,11 +403,7 @@ class Worker:
 
     def _finish(self, run: JobRun, outcome: ChainOutcome) -> None:
         job_dir = self.store.job_dir(run.record.id)
-        with self._lock:
-            kept = set(run.record.artifacts)
-        for name in artifacts_on_disk(job_dir, []):
-            if name not in kept:  # written without an event (manifest.json, at the very end)
-                self._keep(run, name)
+        keep_unannounced(self.storage, run, job_dir)  # the chain has ended: nothing left to stop on a failure
         with self._lock:
             updates = run.finish(outcome, job_dir)
         done = updates[-1].job
