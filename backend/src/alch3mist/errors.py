@@ -16,6 +16,7 @@ Alch3mistError                 every error we raise on purpose; ``code`` is the 
 │   └── RateLimited            the key or end user started too many jobs in the last hour; has Retry-After
 ├── ServiceBusy                the whole queue is full (``ALCH3MIST_MAX_QUEUE``); has Retry-After          -> 503
 ├── ServiceUnavailable         the job database cannot be reached (down, restarting); has Retry-After     -> 503
+├── RetryLater                 base of the three with Retry-After (RateLimited, ServiceBusy, ServiceUnavailable)
 ├── UnsafeConfiguration        the settings would expose the service (no API keys on a public address)
 ├── ModelLoadError             weights missing / unreadable
 ├── OutOfMemory                CUDA OOM even on the lightest memory plan (message says which knob to turn) -> 503
@@ -105,32 +106,28 @@ class QueueFull(Alch3mistError):
     http_status = 429
 
 
-class RateLimited(QueueFull):
-    code = "rate_limited"
+class RetryLater(Alch3mistError):
+    """An error that says when to try again: ``retry_after_s`` (the API sends it as ``Retry-After``)."""
 
     def __init__(self, message: str, retry_after_s: int) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
 
 
-class ServiceBusy(Alch3mistError):
+class RateLimited(QueueFull, RetryLater):
+    code = "rate_limited"
+
+
+class ServiceBusy(RetryLater):
     code = "queue_full"
     http_status = 503
 
-    def __init__(self, message: str, retry_after_s: int) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
 
-
-class ServiceUnavailable(Alch3mistError):
+class ServiceUnavailable(RetryLater):
     """Raised when the job database (or another shared service we need) cannot be reached; retrying later works."""
 
     code = "service_unavailable"
     http_status = 503
-
-    def __init__(self, message: str, retry_after_s: int) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
 
 
 class UnsafeConfiguration(Alch3mistError):

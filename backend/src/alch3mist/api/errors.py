@@ -1,7 +1,7 @@
 """The API edge: every error leaves as JSON ``{"error": {"code", "message"}}`` — never a traceback.
 
 * ``Alch3mistError`` (the domain tree, ``alch3mist.errors``) → its ``http_status`` and ``code`` (and a
-  ``Retry-After`` header when it carries ``retry_after_s``: a full queue, an hourly quota).
+  ``Retry-After`` header for a ``RetryLater``: a full queue, an hourly quota, a database or broker down).
 * ``ApiError`` — HTTP-only conditions (401, 404, 413, …) raised by the routes and dependencies.
 * Request validation → 422 with one readable sentence per problem (``seed: must be at most 4294967295``).
 * Anything else → logged with its traceback, answered 500 ``internal_error``.
@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import Alch3mistError
+from ..errors import Alch3mistError, RetryLater
 
 __all__ = ["ApiError", "error_response", "install_error_handlers", "validation_message"]
 
@@ -86,8 +86,7 @@ async def _on_domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, Alch3mistError)
     if exc.http_status >= 500:
         logger.error("request failed", extra={"path": request.url.path, "code": exc.code, "error": exc.message})
-    retry_after = getattr(exc, "retry_after_s", None)
-    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, RetryLater) else None
     return error_response(exc.http_status, exc.code, exc.message, headers)
 
 
